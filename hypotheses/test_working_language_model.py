@@ -1,0 +1,108 @@
+"""Is the model under test a working language model, with the machinery the other hypotheses study?
+
+Every other hypothesis reads meaning into a model's internals; that is only worth doing on a model
+that models language. On the embedded default this also checks the de-quantisation: smollm2-135m is
+SmolLM2-135M-Instruct's 4-bit (Q4_1) GGUF checkpoint de-quantised to float32, not the bf16 original.
+
+Protocol
+1. Factual completion: rank of " Paris" among next-token logits after "The capital of France is".
+2. Loss on ordinary English (fixtures/text.py, 6 paragraphs written for the suite), per token,
+   against the uniform baseline ln(d_vocab); control: the same paragraphs with their words
+   shuffled (same tokens, no syntax). Bootstrap 95% CIs over paragraphs.
+3. Induction: on repeated random tokens (BOS + S random tokens + the same S again), find the head
+   with the highest induction score on a discovery batch; confirm its score on a disjoint held-out
+   batch; control: the same head on random tokens that do not repeat.
+
+Measures
+- rank: 0 means top-1.
+- nats below uniform: ln(d_vocab) - mean per-token loss.
+- shuffle cost: loss(shuffled words) - loss(original), per paragraph.
+- induction score: mean attention from each token of the second copy to the token that followed its
+  first occurrence (lib/scores.py).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from fixtures.text import PARAGRAPHS
+from lib.scores import attention_patterns, induction_score_from_pattern, induction_scores
+from lib.stats import bootstrap_ci
+from lib.tasks import repeated_tokens
+
+pytestmark = pytest.mark.real_model
+
+SEQ_LEN = 20  # S, the length of the random sequence that repeats
+BATCH = 16
+
+
+def paragraph_losses(model, texts: list[str]) -> torch.Tensor:
+    """[len(texts)] mean next-token loss (nats) of each text."""
+    with torch.no_grad():
+        return torch.stack([model(model.to_tokens(t), return_type="loss") for t in texts])
+
+
+def shuffled(text: str, seed: int) -> str:
+    words = text.split()
+    random.Random(seed).shuffle(words)
+    return " ".join(words)
+
+
+def random_repeats(model, seed: int, repeat: bool = True) -> torch.Tensor:
+    """[BATCH, 1 + 2*SEQ_LEN] BOS + random tokens (+ the same again if `repeat`)."""
+    generator = torch.Generator().manual_seed(seed)
+    bos = model.tokenizer.bos_token_id
+    low, high = 1000, min(model.cfg.d_vocab, 20000)  # ordinary word pieces, no special tokens
+    tokens = repeated_tokens(generator, BATCH, SEQ_LEN, low, high, bos)
+    if not repeat:
+        tokens[:, SEQ_LEN + 1 :] = torch.randint(low, high, (BATCH, SEQ_LEN), generator=generator)
+    return tokens.to(model.cfg.device)
+
+
+def test_paris_is_top1_after_capital_of_france(model, claim):
+    logits = model(model.to_tokens("The capital of France is"))[0, -1]
+    paris = model.to_single_token(" Paris")
+    rank = int((logits > logits[paris]).sum())
+    claim(metric="rank of ' Paris' (0 = top-1)", value=rank, threshold=0, direction="<=")
+
+
+def test_english_loss_far_below_uniform(model, claim):
+    losses = paragraph_losses(model, PARAGRAPHS)
+    below = math.log(model.cfg.d_vocab) - losses
+    ci = bootstrap_ci(below.numpy())
+    claim(metric="nats below uniform loss, per paragraph", value=ci.estimate, ci=ci, n=ci.n, threshold=5.0)
+
+
+def test_shuffling_words_raises_loss(model, claim):
+    cost = paragraph_losses(model, [shuffled(t, i) for i, t in enumerate(PARAGRAPHS)]) - paragraph_losses(model, PARAGRAPHS)
+    ci = bootstrap_ci(cost.numpy())
+    claim(metric="loss(shuffled) - loss(original), nats", value=ci.estimate, ci=ci, n=ci.n, threshold=1.0)
+
+
+def test_some_head_has_induction_score_above_half(model, claim):
+    discovery = induction_scores(model, random_repeats(model, seed=1))
+    layer, head = divmod(int(discovery.argmax()), model.cfg.n_heads)
+    pattern = attention_patterns(model, random_repeats(model, seed=2))[layer]
+    per_sequence = induction_score_from_pattern(pattern, SEQ_LEN)[:, head]
+    ci = bootstrap_ci(per_sequence.numpy())
+    claim(metric=f"held-out induction score of L{layer}H{head}", value=ci.estimate, ci=ci, n=ci.n, threshold=0.5,
+          note=f"selected on a disjoint discovery batch (score {discovery[layer, head]:.3f})")
+
+
+def test_induction_head_is_silent_without_repeats(model, claim):
+    """Control: the best induction head's score on random tokens that never repeat."""
+    discovery = induction_scores(model, random_repeats(model, seed=1))
+    layer, head = divmod(int(discovery.argmax()), model.cfg.n_heads)
+    pattern = attention_patterns(model, random_repeats(model, seed=3, repeat=False))[layer]
+    per_sequence = induction_score_from_pattern(pattern, SEQ_LEN)[:, head]
+    ci = bootstrap_ci(per_sequence.numpy())
+    claim(metric=f"L{layer}H{head} score at the induction offset, no repeats", value=ci.estimate, ci=ci, n=ci.n,
+          threshold=0.1, direction="<=")
+
+
+# Log
+# 2026-11-24  smollm2-135m (Q4_1 de-quantised): see results/claims.csv for the figures of this commit.

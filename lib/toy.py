@@ -1,0 +1,241 @@
+"""Toy GPT-style transformers trained from scratch by the suite, cached by config hash.
+
+A `ToyConfig` fully determines a model: same config (seed included) -> same weights. Training
+uses HuggingFace `GPT2LMHeadModel` (it has attention, residual and embedding dropout); an
+attention-only model keeps GPT-2's blocks but fixes every MLP's weights at zero, so each MLP adds
+exactly 0 to the residual stream. The trained model comes back as a `TransformerBridge`.
+
+Cache: `$XDG_CACHE_HOME/attnclaims/toy/<task>-<hash>/` holds config.json (the ToyConfig and
+the HF config), model.safetensors, the tokenizer, history.json (metrics logged during training)
+and a manifest of sizes and sha256s written last; a folder that fails verification is retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+import torch
+from filelock import FileLock
+from tqdm.auto import tqdm
+
+from lib import tasks
+from lib.models import cache_root, staged_folder, verify_folder, write_manifest
+from lib.scores import induction_score_from_pattern
+
+FORMAT_VERSION = 1  # bump when training code changes what a config produces
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    task: str = "repeat"
+    n_layers: int = 2
+    n_heads: int = 4
+    d_model: int = 64
+    d_mlp: int = 256
+    attn_only: bool = True
+    attn_dropout: float = 0.0
+    resid_dropout: float = 0.0  # residual-stream dropout: after each attn/MLP output and the embedding
+    n_content: int = 64  # content tokens in the vocabulary
+    seq_len: int = 16  # length S of the repeated random sequence
+    seed: int = 0
+    steps: int = 1000
+    lr: float = 1e-3
+    batch: int = 64
+    weight_decay: float = 0.01
+    log_every: int = 20
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown toy task {self.task!r}; known tasks: {sorted(TASKS)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
+        for name in ("attn_dropout", "resid_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1)")
+
+    def key(self) -> str:
+        """A short hash of every field and the training-code version: the cache key."""
+        payload = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> "ToyConfig":
+        return ToyConfig(**{**asdict(self), **changes})
+
+    @property
+    def n_ctx(self) -> int:
+        return 1 + 2 * self.seq_len
+
+
+TASKS = {"repeat"}
+
+
+def toy_folder(config: ToyConfig, root: Path | None = None) -> Path:
+    return (root or cache_root()) / "toy" / f"{config.task}-{config.key()}"
+
+
+def train_toy(config: ToyConfig, root: Path | None = None, device: str = "cpu"):
+    """The trained model for `config` as a `TransformerBridge` in eval mode (trained once, then cached)."""
+    folder = ensure_trained(config, root)
+    return load_toy(folder, device=device)
+
+
+def ensure_trained(config: ToyConfig, root: Path | None = None) -> Path:
+    """Train `config` unless a verified checkpoint is cached; return its folder."""
+    folder = toy_folder(config, root)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if verify_folder(folder):
+            return folder
+        if folder.exists():
+            tqdm.write(f"toy checkpoint {folder.name} does not match its manifest: retraining")
+            shutil.rmtree(folder)
+        model, history = _train(config)
+        with staged_folder(folder) as staging:
+            _save(config, model, history, staging)
+    return folder
+
+
+def training_history(config: ToyConfig, root: Path | None = None) -> pd.DataFrame:
+    """Metrics logged while training `config`, one row per logged step (trains if not cached).
+
+    Columns: step, train_loss, loss_first_half, loss_repeated_half, and induction_L{l}H{h} for
+    every head (the induction score on a fixed held-out batch, see `lib.scores`).
+    """
+    folder = ensure_trained(config, root)
+    return pd.DataFrame(json.loads((folder / "history.json").read_text()))
+
+
+def load_toy(folder: Path, device: str = "cpu"):
+    from safetensors.torch import load_model
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+    hf_config = GPTNeoXConfig.from_pretrained(str(folder))
+    model = GPTNeoXForCausalLM(hf_config)
+    load_model(model, str(folder / "model.safetensors"))
+    model.eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    # The architecture name only selects TransformerLens's GPT-NeoX adapter; nothing is downloaded.
+    bridge = TransformerBridge.boot_transformers("EleutherAI/pythia-14m", hf_model=model, tokenizer=tokenizer, device=device)
+    bridge.cfg.default_prepend_bos = True  # toy tasks always start with BOS
+    bridge.eval()
+    return bridge
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def vocabulary(config: ToyConfig) -> list[str]:
+    return tasks.repeat_vocab(config.n_content)
+
+
+def sample_batch(config: ToyConfig, generator: torch.Generator, batch: int) -> torch.Tensor:
+    """An evaluation batch of the config's task: BOS, x_1..x_S, x_1..x_S."""
+    return tasks.repeat_batch(generator, batch, config.seq_len, config.n_content)
+
+
+def build_hf_model(config: ToyConfig):
+    """A randomly initialised (seeded) GPT-NeoX causal LM: pre-LayerNorm, rotary positions, no bias tricks.
+
+    Rotary positions matter: with learned absolute positions a toy model can copy by position.
+    """
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    hf_config = GPTNeoXConfig(
+        vocab_size=len(vocabulary(config)),
+        max_position_embeddings=config.n_ctx,
+        hidden_size=config.d_model,
+        num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads,
+        intermediate_size=4 if config.attn_only else config.d_mlp,
+        rotary_pct=1.0,
+        use_parallel_residual=False,
+        attention_dropout=config.attn_dropout,
+        hidden_dropout=config.resid_dropout,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+        tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(config.seed)
+    model = GPTNeoXForCausalLM(hf_config)
+    if config.attn_only:
+        for layer in model.gpt_neox.layers:
+            for param in layer.mlp.parameters():
+                param.data.zero_()
+                param.requires_grad_(False)
+    return model
+
+
+def _train(config: ToyConfig):
+    model = build_hf_model(config)
+    data = torch.Generator().manual_seed(config.seed)
+    eval_tokens = sample_batch(config, torch.Generator().manual_seed(10_000 + config.seed), 128)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    history = []
+    bar = tqdm(range(config.steps + 1), desc=f"training toy {config.task} {config.key()}", leave=False, mininterval=2.0)
+    for step in bar:
+        if step % config.log_every == 0 or step == config.steps:
+            history.append({"step": step, **_evaluate(model, config, eval_tokens)})
+            model.train()
+        if step == config.steps:
+            break
+        tokens = tasks.repeat_training_batch(data, config.batch, config.n_ctx, config.n_content)
+        loss = model(tokens, labels=tokens).loss
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        history[-1].setdefault("train_loss", loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return model, history
+
+
+@torch.no_grad()
+def _evaluate(model, config: ToyConfig, tokens: torch.Tensor) -> dict:
+    model.eval()
+    out = model(tokens, output_attentions=True)
+    logprobs = out.logits[:, :-1].log_softmax(-1)
+    token_loss = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]  # [batch, 2S]
+    S = config.seq_len
+    row = {
+        "loss_first_half": token_loss[:, 1:S].mean().item(),  # predictions of tokens 2..S
+        "loss_repeated_half": token_loss[:, S + 1 :].mean().item(),  # 2nd..last token of the copy
+    }
+    for layer, pattern in enumerate(out.attentions):  # [batch, head, q, k]
+        for head, score in enumerate(induction_score_from_pattern(pattern, S).mean(0).tolist()):
+            row[f"induction_L{layer}H{head}"] = score
+    return row
+
+
+def _save(config: ToyConfig, model, history: list[dict], folder: Path) -> None:
+    from safetensors.torch import save_model
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    model.config.save_pretrained(folder)
+    meta = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**meta, "toy_config": asdict(config)}, indent=1))
+    save_model(model, str(folder / "model.safetensors"))
+    words = vocabulary(config)
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=tasks.PAD))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=tasks.BOS, eos_token=tasks.BOS, pad_token=tasks.PAD, unk_token=tasks.PAD
+    )
+    tokenizer.save_pretrained(folder)
+    (folder / "history.json").write_text(json.dumps(history))
+    write_manifest(folder, toy_config=asdict(config), format=FORMAT_VERSION)
+
+
+def config_from_folder(folder: Path) -> ToyConfig:
+    saved = json.loads((folder / "config.json").read_text())["toy_config"]
+    return ToyConfig(**{f.name: saved[f.name] for f in fields(ToyConfig) if f.name in saved})

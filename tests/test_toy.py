@@ -1,0 +1,68 @@
+"""Toy training: determinism, the config-hash cache, and the bridge it returns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib import toy
+from lib.toy import ToyConfig, ensure_trained, load_toy, train_toy, training_history
+
+TINY = ToyConfig(n_layers=1, n_heads=2, d_model=16, n_content=12, seq_len=5, steps=12, batch=8, log_every=4)
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_same_seed_gives_identical_weights(tmp_path):
+    a = weights(ensure_trained(TINY, tmp_path / "a"))
+    b = weights(ensure_trained(TINY, tmp_path / "b"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_other_seed_gives_other_weights(tmp_path):
+    a = weights(ensure_trained(TINY, tmp_path))
+    b = weights(ensure_trained(TINY.replace(seed=1), tmp_path))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cache_is_reused_and_keyed_by_every_field(tmp_path, monkeypatch):
+    folder = ensure_trained(TINY, tmp_path)
+    monkeypatch.setattr(toy, "_train", lambda config: pytest.fail("retrained a cached config"))
+    assert ensure_trained(TINY, tmp_path) == folder
+    assert TINY.replace(attn_dropout=0.1).key() != TINY.key()
+    assert TINY.replace(lr=TINY.lr * 2).key() != TINY.key()
+
+
+def test_bridge_matches_the_trained_hf_model(tmp_path):
+    folder = ensure_trained(TINY, tmp_path)
+    bridge = load_toy(folder)
+    tokens = bridge.to_tokens("t1 t2 t3 t1 t2")
+    assert tokens[0].tolist() == [0, 3, 4, 5, 3, 4]  # BOS, then the words' ids
+    hf = bridge.original_model
+    torch.testing.assert_close(bridge(tokens), hf(tokens).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_only_models_have_silent_mlps(tmp_path):
+    bridge = train_toy(TINY, tmp_path)
+    _, cache = bridge.run_with_cache(bridge.to_tokens("t1 t2 t3"))
+    assert cache["blocks.0.hook_mlp_out"].abs().max() == 0
+
+
+def test_history_logs_every_head(tmp_path):
+    history = training_history(TINY, tmp_path)
+    assert history["step"].tolist() == [0, 4, 8, 12]
+    assert {"loss_first_half", "loss_repeated_half", "induction_L0H0", "induction_L0H1"} <= set(history.columns)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"task": "sorting"}, "unknown toy task"), ({"n_heads": 3}, "multiple of n_heads"), ({"attn_dropout": 1.0}, "attn_dropout")],
+)
+def test_bad_configs_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        TINY.replace(**change)
