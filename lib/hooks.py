@@ -1,0 +1,287 @@
+"""Interventions as TransformerLens forward hooks: lists of (hook_name, fn), composable by `+`.
+
+    hooks = redirect_attention(model, [(3, 4)], to_pos=12) + ablate_heads(model, [(5, 0)])
+    logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+Heads are (layer, head) pairs of *query* heads. On a grouped-query model (smollm2-135m: 9 query
+heads share 3 key/value heads, query head h reads key/value head h // 3), the head-level
+interventions here act on one query head alone:
+- pattern edits and `hook_z` patches/ablations touch only that query head;
+- `edit_head_values` recomputes that query head's output z_h = pattern_h @ f(v_kv(h)) from its own
+  pattern and the edited values, leaving the siblings that share v_kv(h) untouched;
+- `patch_kv_heads` patches a key/value head itself, which by construction changes every query head
+  in its group; it takes key/value head indices, never query heads, so the blast radius is explicit.
+
+Positions: `query_pos`, `to_pos`, `from_pos` are ints (negative counts from the end) or [batch]
+long tensors (one position per prompt).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+Hook = tuple[str, Callable]
+Heads = Sequence[tuple[int, int]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def check_heads(model, heads: Heads, n_heads: int | None = None) -> list[tuple[int, int]]:
+    n_layers, n_heads = model.cfg.n_layers, n_heads or model.cfg.n_heads
+    heads = [(int(layer), int(head)) for layer, head in heads]
+    for layer, head in heads:
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
+        if not 0 <= head < n_heads:
+            raise ValueError(f"head {head} (layer {layer}) is out of range: the model has heads 0..{n_heads - 1}")
+    return heads
+
+
+def kv_group_size(model) -> int:
+    n_kv = model.cfg.n_key_value_heads or model.cfg.n_heads
+    return model.cfg.n_heads // n_kv
+
+
+def kv_head_of(model, head: int) -> int:
+    """The key/value head that query head `head` reads (HF `repeat_kv` order)."""
+    return head // kv_group_size(model)
+
+
+def _positions(pos, batch: int, length: int, name: str) -> torch.Tensor:
+    """[batch] non-negative positions from an int or a [batch] tensor, checked against `length`."""
+    pos = torch.as_tensor(pos, dtype=torch.long).reshape(-1)
+    if pos.numel() == 1:
+        pos = pos.expand(batch)
+    if pos.numel() != batch:
+        raise ValueError(f"{name} has {pos.numel()} positions for a batch of {batch} prompts")
+    if bool(((pos < -length) | (pos >= length)).any()):
+        raise ValueError(f"{name}={pos.tolist()} is outside the sequence of length {length}")
+    return pos % length
+
+
+def _by_layer(heads: list[tuple[int, int]]) -> dict[int, list[int]]:
+    layers: dict[int, list[int]] = {}
+    for layer, head in heads:
+        layers.setdefault(layer, []).append(head)
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention pattern edits
+
+
+def edit_attention_rows(model, heads: Heads, query_pos, edit: Callable[[torch.Tensor], torch.Tensor]) -> list[Hook]:
+    """Replace each chosen head's attention row at `query_pos` by `edit(row)`; row is [batch, key].
+
+    With a KV cache (a forward over the last token only) the pattern has one query row, so
+    `query_pos` must then be -1 (or the last position).
+    """
+    heads = check_heads(model, heads)
+
+    def make(layer_heads: list[int]):
+        def hook(pattern: torch.Tensor, hook) -> torch.Tensor:  # [batch, head, query, key]
+            batch, _, n_query, n_key = pattern.shape
+            q = _positions(query_pos, batch, n_key, "query_pos")
+            q = q - (n_key - n_query)  # a cached forward sees only the last n_query queries
+            if bool((q < 0).any()):
+                raise ValueError(f"query_pos {query_pos} is not among this forward's query positions")
+            pattern = pattern.clone()
+            rows = torch.arange(batch)
+            for head in layer_heads:
+                pattern[rows, head, q] = edit(pattern[rows, head, q])
+            return pattern
+
+        return hook
+
+    return [(f"blocks.{layer}.attn.hook_pattern", make(hs)) for layer, hs in _by_layer(heads).items()]
+
+
+def redirect_attention(model, heads: Heads, to_pos, query_pos=-1) -> list[Hook]:
+    """Each chosen head attends, from `query_pos`, only to `to_pos` (a one-hot row)."""
+
+    def one_hot(row: torch.Tensor) -> torch.Tensor:
+        to = _positions(to_pos, row.shape[0], row.shape[1], "to_pos")
+        return torch.nn.functional.one_hot(to, row.shape[1]).to(row.dtype)
+
+    return edit_attention_rows(model, heads, query_pos, one_hot)
+
+
+def move_attention(model, heads: Heads, from_pos, to_pos, query_pos=-1, swap: bool = False) -> list[Hook]:
+    """Move the weight each head puts on `from_pos` to `to_pos` (the row still sums to 1).
+
+    `swap=True` exchanges the two weights instead of emptying `from_pos` onto `to_pos`.
+    """
+
+    def move(row: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(row.shape[0])
+        src = _positions(from_pos, row.shape[0], row.shape[1], "from_pos")
+        dst = _positions(to_pos, row.shape[0], row.shape[1], "to_pos")
+        out = row.clone()
+        w_src, w_dst = row[rows, src], row[rows, dst]
+        if swap:
+            out[rows, src], out[rows, dst] = w_dst, w_src
+        else:  # from == to moves nothing
+            out[rows, src] = torch.where(src == dst, w_src, torch.zeros_like(w_src))
+            out[rows, dst] = torch.where(src == dst, w_src, w_src + w_dst)
+        return out
+
+    return edit_attention_rows(model, heads, query_pos, move)
+
+
+# ---------------------------------------------------------------------------------------------
+# Patching from a source run
+
+
+def patch_heads(model, heads: Heads, source_cache, component: str = "z", positions=None) -> list[Hook]:
+    """Copy query heads' `component` ("z" = head output, "q", "rot_q") from `source_cache`.
+
+    `positions` (None = all) restricts the patch to some sequence positions.
+    """
+    if component not in ("z", "q", "rot_q"):
+        raise ValueError(f"component {component!r} is not per query head; use 'z', 'q' or 'rot_q' (and patch_kv_heads for k/v)")
+    heads = check_heads(model, heads)
+    return _patch_per_head(heads, source_cache, component, positions)
+
+
+def patch_kv_heads(model, kv_heads: Heads, source_cache, component: str = "v", positions=None) -> list[Hook]:
+    """Copy key/value heads ("k", "v", "rot_k") from `source_cache`: all query heads of the group change."""
+    if component not in ("k", "v", "rot_k"):
+        raise ValueError(f"component {component!r} is not a key/value activation; use 'k', 'v' or 'rot_k'")
+    n_kv = model.cfg.n_key_value_heads or model.cfg.n_heads
+    kv_heads = check_heads(model, kv_heads, n_heads=n_kv)
+    return _patch_per_head(kv_heads, source_cache, component, positions)
+
+
+def _patch_per_head(heads, source_cache, component, positions) -> list[Hook]:
+    def make(layer: int, layer_heads: list[int]):
+        name = f"blocks.{layer}.attn.hook_{component}"
+        source = source_cache[name]  # [batch, pos, head, d_head]
+
+        def hook(act: torch.Tensor, hook) -> torch.Tensor:
+            if act.shape != source.shape:
+                raise ValueError(f"{name}: source activation {tuple(source.shape)} does not match {tuple(act.shape)}")
+            act = act.clone()
+            pos = slice(None) if positions is None else torch.as_tensor(positions)
+            act[:, pos, layer_heads] = source[:, pos][:, :, layer_heads].to(act.dtype)
+            return act
+
+        return (name, hook)
+
+    return [make(layer, hs) for layer, hs in _by_layer(heads).items()]
+
+
+def patch_activation(model, name: str, source_cache, positions=None) -> list[Hook]:
+    """Copy a whole activation (e.g. "blocks.3.hook_resid_pre", "blocks.3.hook_attn_out",
+    "blocks.3.hook_mlp_out") from `source_cache`, at `positions` (None = all)."""
+    if name not in source_cache:
+        raise ValueError(f"{name!r} is not in the source cache; cache it (names_filter) or check the hook name")
+    source = source_cache[name]
+
+    def hook(act: torch.Tensor, hook) -> torch.Tensor:
+        if act.shape != source.shape:
+            raise ValueError(f"{name}: source activation {tuple(source.shape)} does not match {tuple(act.shape)}")
+        if positions is None:
+            return source.to(act.dtype).clone()
+        act = act.clone()
+        act[:, positions] = source[:, positions].to(act.dtype)
+        return act
+
+    return [(name, hook)]
+
+
+def edit_head_values(model, heads: Heads, edit: Callable[[torch.Tensor], torch.Tensor]) -> list[Hook]:
+    """Recompute each query head's output from edited values: z_h = pattern_h @ edit(v_kv(h)).
+
+    `edit` maps one head's values [batch, key_pos, d_head] to new values of the same shape. The
+    pattern is the head's own (after any pattern hooks that ran before), and sibling query heads
+    that share the key/value head keep the unedited values.
+    """
+    heads = check_heads(model, heads)
+    return [hook for layer, hs in _by_layer(heads).items() for hook in _value_rewrite(model, layer, hs, edit)]
+
+
+def _value_rewrite(model, layer: int, layer_heads: list[int], edit) -> list[Hook]:
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(key: str):
+        def hook(act: torch.Tensor, hook) -> torch.Tensor:
+            seen[key] = act
+            return act
+
+        return hook
+
+    def rewrite(z: torch.Tensor, hook) -> torch.Tensor:  # [batch, q, head, d_head]
+        v, pattern = seen["v"], seen["pattern"]  # [batch, key, kv_head, d_head], [batch, head, q, key]
+        z = z.clone()
+        for head in layer_heads:
+            values = edit(v[:, :, kv_head_of(model, head)])
+            z[:, :, head] = torch.einsum("bqk,bkd->bqd", pattern[:, head], values).to(z.dtype)
+        return z
+
+    return [
+        (f"blocks.{layer}.attn.hook_v", keep("v")),
+        (f"blocks.{layer}.attn.hook_pattern", keep("pattern")),
+        (f"blocks.{layer}.attn.hook_z", rewrite),
+    ]
+
+
+def swap_head_values(model, heads: Heads, pos_a, pos_b) -> list[Hook]:
+    """Each chosen head reads the value vector of `pos_b` where it attends to `pos_a`, and vice versa."""
+
+    def swap(values: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(values.shape[0])
+        a = _positions(pos_a, values.shape[0], values.shape[1], "pos_a")
+        b = _positions(pos_b, values.shape[0], values.shape[1], "pos_b")
+        out = values.clone()
+        out[rows, a], out[rows, b] = values[rows, b], values[rows, a]
+        return out
+
+    return edit_head_values(model, heads, swap)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablation
+
+
+def ablate_heads(model, heads: Heads, how: str = "zero", reference_cache=None, seed: int = 0) -> list[Hook]:
+    """Knock out query heads' outputs (`hook_z`).
+
+    - "zero": z_h = 0.
+    - "mean": z_h = its mean over the reference batch, per position (same length as the input),
+      or over batch and positions when the lengths differ.
+    - "resample": z_h from another prompt of the reference batch (a seeded derangement when the
+      reference is the input batch itself; needs >= 2 reference prompts).
+    """
+    heads = check_heads(model, heads)
+    if how not in ("zero", "mean", "resample"):
+        raise ValueError(f"unknown ablation {how!r}; use 'zero', 'mean' or 'resample'")
+    if how != "zero" and reference_cache is None:
+        raise ValueError(f"a {how!r} ablation needs reference_cache (a cache of reference prompts' hook_z)")
+
+    def make(layer: int, layer_heads: list[int]):
+        name = f"blocks.{layer}.attn.hook_z"
+
+        def hook(z: torch.Tensor, hook) -> torch.Tensor:  # [batch, pos, head, d_head]
+            z = z.clone()
+            if how == "zero":
+                z[:, :, layer_heads] = 0.0
+                return z
+            ref = reference_cache[name][:, :, layer_heads].to(z.dtype)
+            if how == "mean":
+                same_length = ref.shape[1] == z.shape[1]
+                z[:, :, layer_heads] = ref.mean(0, keepdim=True) if same_length else ref.mean((0, 1), keepdim=True)
+                return z
+            if ref.shape[0] < 2 or ref.shape[1] != z.shape[1]:
+                raise ValueError("resample ablation needs >= 2 reference prompts of the input's length")
+            generator = torch.Generator().manual_seed(seed)
+            pick = (torch.arange(z.shape[0]) + torch.randint(1, ref.shape[0], (z.shape[0],), generator=generator)) % ref.shape[0]
+            z[:, :, layer_heads] = ref[pick]
+            return z
+
+        return (name, hook)
+
+    return [make(layer, hs) for layer, hs in _by_layer(heads).items()]

@@ -1,0 +1,89 @@
+"""Metrics: callables from logits [batch, pos, d_vocab] to a scalar tensor (as in transformer_lens.patching).
+
+Each factory takes the token ids or clean logits it needs and returns the metric. `per_prompt=True`
+versions return [batch] instead of the batch mean, for confidence intervals over prompts.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Metric = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _ids(ids, batch: int) -> torch.Tensor:
+    ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
+    return ids.expand(batch) if ids.numel() == 1 else ids
+
+
+def logit_diff(answer, alternative, pos: int = -1, per_prompt: bool = False) -> Metric:
+    """logit[answer] - logit[alternative] at `pos`; ids are ints or [batch] tensors."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        row = logits[:, pos]  # [batch, d_vocab]
+        batch = torch.arange(row.shape[0])
+        diff = row[batch, _ids(answer, len(batch))] - row[batch, _ids(alternative, len(batch))]
+        return diff if per_prompt else diff.mean()
+
+    return metric
+
+
+def target_prob(target, pos: int = -1, per_prompt: bool = False) -> Metric:
+    """Softmax probability of `target` at `pos`."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        probs = logits[:, pos].float().softmax(-1)
+        batch = torch.arange(probs.shape[0])
+        p = probs[batch, _ids(target, len(batch))]
+        return p if per_prompt else p.mean()
+
+    return metric
+
+
+def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = False) -> Metric:
+    """KL(clean || patched) of the next-token distributions at `pos`, in nats."""
+    clean_logprobs = clean_logits[:, pos].float().log_softmax(-1)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        logprobs = logits[:, pos].float().log_softmax(-1)
+        kl = (clean_logprobs.exp() * (clean_logprobs - logprobs)).sum(-1)
+        return kl if per_prompt else kl.mean()
+
+    return metric
+
+
+def per_position_loss(tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Not a scalar metric: [batch, pos-1] next-token loss of `tokens` under the logits."""
+
+    def losses(logits: torch.Tensor) -> torch.Tensor:
+        logprobs = logits[:, :-1].float().log_softmax(-1)
+        return -logprobs.gather(-1, tokens[:, 1:, None].to(logprobs.device))[..., 0]
+
+    return losses
+
+
+def mean_loss(tokens: torch.Tensor, positions: slice | torch.Tensor = slice(None)) -> Metric:
+    """Mean next-token loss over the predicted positions `positions` (indexes [pos-1])."""
+    losses = per_position_loss(tokens)
+    return lambda logits: losses(logits)[:, positions].mean()
+
+
+def normalised_score(value, clean_value, corrupted_value):
+    """(value - corrupted) / (clean - corrupted): 0 = corrupted run, 1 = clean run."""
+    denominator = clean_value - corrupted_value
+    if torch.is_tensor(denominator) and bool((denominator == 0).any()) or denominator == 0:
+        raise ValueError("clean and corrupted metrics are equal: the normalised score is undefined")
+    return (value - corrupted_value) / denominator
+
+
+def check_scalar(metric: Metric, logits: torch.Tensor) -> torch.Tensor:
+    """Evaluate `metric` and insist on a scalar, naming the shape it returned instead."""
+    out = torch.as_tensor(metric(logits))
+    if out.ndim != 0:
+        raise ValueError(
+            f"the metric must return a scalar tensor, got shape {tuple(out.shape)}; "
+            "reduce it (e.g. .mean()) or use per_prompt=False"
+        )
+    return out

@@ -1,0 +1,158 @@
+"""Sweeps, checked against TransformerLens (the oracle) and against per-head loops."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformer_lens.patching import get_act_patch_attn_head_out_all_pos, get_act_patch_direct_path
+
+from lib import hooks as H
+from lib.metrics import logit_diff
+from lib.patching import attention_redirect_sweep, attribution_patch_sweep, head_out_patch_sweep, path_patch_sweep
+
+SEED_PROMPT = (
+    "When it rains I carry an umbrella. When I carry an umbrella, I wear boots. "
+    "When I don't carry an umbrella I wear sneakers. It rains, therefore I wear"
+)
+
+
+def toy_pair(model, batch=2, length=14, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.cat([torch.zeros(batch, 1, dtype=torch.long), torch.randint(2, model.cfg.d_vocab, (batch, length - 1), generator=g)], 1)
+    corrupted = clean.clone()
+    corrupted[:, 3:6] = torch.randint(2, model.cfg.d_vocab, (batch, 3), generator=g)
+    return clean, corrupted
+
+
+def scale(values: torch.Tensor) -> float:
+    return max(1.0, float(values.abs().max()))
+
+
+def test_head_out_sweep_equals_transformer_lens_on_toys(toy, toy_mlp):
+    for model in (toy, toy_mlp):
+        clean, corrupted = toy_pair(model)
+        metric = logit_diff(clean[:, -1] * 0 + 5, 7)
+        _, cache = model.run_with_cache(clean)
+        oracle = get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric)
+        ours = head_out_patch_sweep(model, clean, corrupted, metric, chunk=3, progress=False)
+        assert (ours - oracle).abs().max() <= 1e-4 * scale(oracle)
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_head_out_sweep_equals_transformer_lens_on_smollm2(model):
+    clean = model.to_tokens("It rains, therefore I wear boots and a coat")
+    corrupted = model.to_tokens("It shines, therefore I wear boots and a coat")
+    assert clean.shape == corrupted.shape
+    metric = logit_diff(model.to_single_token(" hat"), model.to_single_token(" gloves"))
+    _, cache = model.run_with_cache(clean)
+    start = time.perf_counter()
+    oracle = get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric)
+    oracle_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ours = head_out_patch_sweep(model, clean, corrupted, metric, progress=False)
+    ours_s = time.perf_counter() - start
+    diff = float((ours - oracle).abs().max())
+    print(f"head-out sweep on smollm2 ({clean.shape[1]} tokens): max |ours - TL| = {diff:.2e}; TL {oracle_s:.1f} s, ours {ours_s:.1f} s")
+    assert diff <= 1e-4 * scale(oracle)
+
+
+def per_head_redirect_loop(model, tokens, to_pos, query_pos, metric, heads):
+    return {
+        (l, h): float(metric(model.run_with_hooks(tokens, fwd_hooks=H.redirect_attention(model, [(l, h)], to_pos, query_pos))))
+        for l, h in heads
+    }
+
+
+@settings(max_examples=8, deadline=None)
+@given(to_pos=st.integers(0, 13), query_pos=st.sampled_from([-1, 13, 9, 5]), chunk=st.integers(1, 9))
+def test_redirect_sweep_equals_the_per_head_loop_on_toy(toy, to_pos, query_pos, chunk):
+    tokens, _ = toy_pair(toy)
+    q = query_pos % tokens.shape[1]
+    to_pos = min(to_pos, q)
+    metric = logit_diff(4, 9)
+    sweep = attention_redirect_sweep(toy, tokens, to_pos, query_pos, metric, chunk=chunk, progress=False)
+    loop = per_head_redirect_loop(toy, tokens, to_pos, query_pos, metric, [(l, h) for l in range(2) for h in range(4)])
+    for (l, h), value in loop.items():
+        assert abs(sweep[l, h] - value) <= 1e-4 * max(1.0, abs(value))
+
+
+@pytest.mark.real_model
+def test_redirect_sweep_kv_cache_path_is_exact_on_smollm2(model):
+    tokens = model.to_tokens(SEED_PROMPT)
+    strs = model.to_str_tokens(tokens)
+    boots = max(i for i, s in enumerate(strs) if s == " boots")
+    metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" sne"))
+    sweep = attention_redirect_sweep(model, tokens, boots, -1, metric, progress=False)
+    heads = [(0, 8), (3, 4), (23, 3), (24, 4), (29, 0), (12, 7)]
+    loop = per_head_redirect_loop(model, tokens, boots, -1, metric, heads)
+    for (l, h), value in loop.items():
+        assert abs(sweep[l, h] - value) <= 1e-4 * scale(sweep)
+
+
+def test_attribution_equals_the_directional_derivative(toy_mlp):
+    """attribution[l, h] must equal d/de metric(z_corr + e (z_clean - z_corr) in head (l, h)) at e = 0."""
+    clean, corrupted = toy_pair(toy_mlp)
+    metric = logit_diff(5, 7)
+    attribution = attribution_patch_sweep(toy_mlp, clean, corrupted, metric)
+    _, clean_cache = toy_mlp.run_with_cache(clean)
+    _, corr_cache = toy_mlp.run_with_cache(corrupted)
+    eps = 1e-3
+    for layer, head in [(0, 0), (0, 3), (1, 1), (1, 2)]:
+        name = f"blocks.{layer}.attn.hook_z"
+        delta = clean_cache[name][:, :, head] - corr_cache[name][:, :, head]
+
+        def nudge(sign):
+            def hook(z, hook):
+                z = z.clone()
+                z[:, :, head] += sign * eps * delta
+                return z
+
+            return float(metric(toy_mlp.run_with_hooks(corrupted, fwd_hooks=[(name, hook)])))
+
+        derivative = (nudge(+1) - nudge(-1)) / (2 * eps)
+        assert abs(attribution[layer, head] - derivative) <= 1e-2 * max(1.0, abs(derivative))
+
+
+def test_attribution_tracks_the_real_sweep(toy_mlp):
+    clean, corrupted = toy_pair(toy_mlp, batch=4)
+    metric = logit_diff(5, 7)
+    base = float(metric(toy_mlp(corrupted)))
+    real = head_out_patch_sweep(toy_mlp, clean, corrupted, metric, progress=False) - base
+    approx = attribution_patch_sweep(toy_mlp, clean, corrupted, metric)
+    corr = torch.corrcoef(torch.stack([real.flatten(), approx.flatten()]))[0, 1]
+    assert corr > 0.5, f"attribution vs real patching: r = {corr:.2f}"
+
+
+def test_path_patch_matches_transformer_lens_and_marks_earlier_layers(toy):
+    clean, corrupted = toy_pair(toy)
+    metric = logit_diff(5, 7)
+    ours = path_patch_sweep(toy, clean, corrupted, metric, sender=(0, 1), component="k")
+    _, clean_cache = toy.run_with_cache(clean)
+    _, corr_cache = toy.run_with_cache(corrupted)
+    oracle = get_act_patch_direct_path(toy, corrupted, clean_cache, corr_cache, metric, 0, 1, "k", verbose=False)
+    assert torch.isnan(ours[0]).all()
+    torch.testing.assert_close(ours[1], oracle[1])
+
+
+@pytest.mark.real_model
+def test_gqa_key_path_patch_is_refused(model):
+    tokens = model.to_tokens("a b c")
+    with pytest.raises(ValueError, match="grouped-query"):
+        path_patch_sweep(model, tokens, tokens, logit_diff(1, 2), sender=(0, 0), component="k")
+
+
+def test_bad_inputs_are_named(toy):
+    clean, corrupted = toy_pair(toy)
+    with pytest.raises(ValueError, match="differ in shape"):
+        head_out_patch_sweep(toy, clean, corrupted[:, :-1], logit_diff(1, 2), progress=False)
+    with pytest.raises(ValueError, match="must return a scalar"):
+        head_out_patch_sweep(toy, clean, corrupted, logit_diff(1, 2, per_prompt=True), progress=False)
+    with pytest.raises(ValueError, match="needs a metric"):
+        attention_redirect_sweep(toy, clean, 2)
+    with pytest.raises(ValueError, match="outside the sequence"):
+        attention_redirect_sweep(toy, clean, 99, metric=logit_diff(1, 2), progress=False)
