@@ -1,0 +1,45 @@
+"""Metrics on hand-made logits."""
+
+import pytest
+import torch
+
+from lib import metrics
+
+
+def logits():
+    out = torch.zeros(2, 3, 5)
+    out[0, -1] = torch.tensor([0.0, 2.0, 1.0, 0.0, 0.0])
+    out[1, -1] = torch.tensor([0.0, 0.0, 3.0, 1.0, 0.0])
+    return out
+
+
+def test_logit_diff_per_prompt_and_mean():
+    assert metrics.logit_diff(1, 2, per_prompt=True)(logits()).tolist() == [1.0, -3.0]
+    assert metrics.logit_diff(1, 2)(logits()).item() == -1.0
+    assert metrics.logit_diff(torch.tensor([1, 2]), torch.tensor([2, 3]), per_prompt=True)(logits()).tolist() == [1.0, 2.0]
+
+
+def test_target_prob_and_kl():
+    p = metrics.target_prob(1, per_prompt=True)(logits())
+    torch.testing.assert_close(p[0], torch.softmax(logits()[0, -1], -1)[1])
+    assert metrics.kl_to_clean(logits())(logits()).abs() < 1e-7
+    assert metrics.kl_to_clean(logits())(torch.zeros(2, 3, 5)) > 0
+
+
+def test_per_position_loss_and_mean_loss():
+    tokens = torch.tensor([[0, 1, 2], [0, 3, 2]])
+    flat = torch.zeros(2, 3, 5)
+    losses = metrics.per_position_loss(tokens)(flat)
+    torch.testing.assert_close(losses, torch.full((2, 2), float(torch.log(torch.tensor(5.0)))))
+    assert metrics.mean_loss(tokens, slice(1, None))(flat).ndim == 0
+
+
+def test_normalised_score():
+    assert metrics.normalised_score(3.0, 5.0, 1.0) == 0.5
+    with pytest.raises(ValueError, match="undefined"):
+        metrics.normalised_score(1.0, 2.0, 2.0)
+
+
+def test_non_scalar_metric_is_named():
+    with pytest.raises(ValueError, match=r"scalar tensor, got shape \(2,\)"):
+        metrics.check_scalar(metrics.logit_diff(1, 2, per_prompt=True), logits())
