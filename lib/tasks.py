@@ -1,15 +1,24 @@
 """Synthetic tasks that toy models are trained on, and the prompts that probe them.
 
-A task owns its vocabulary (a list of word strings; token id = index) and draws batches of token
-ids from a seeded `torch.Generator`. Token 0 is always the BOS token.
+A task owns its vocabulary (a list of word strings; token id = index; token 0 is BOS), draws
+training and evaluation batches from a seeded `torch.Generator`, and names the metrics logged
+while training. Tasks register themselves in `TASKS` under the name a `ToyConfig.task` uses.
 
-- `repeat`: BOS, then S uniformly random content tokens, then the same S again
-  (Olsson et al. 2022). Only an in-context copy can predict the second half.
+- `repeat`: in-context copying. Training sequences hold one randomly placed segment of random
+  length copied right after itself; evaluation is BOS, S random tokens, the same S again
+  (Olsson et al. 2022). Only an in-context copy can predict the second copy.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
 import torch
+
+from lib.scores import induction_score_from_pattern
+
+if TYPE_CHECKING:
+    from lib.toy import ToyConfig
 
 BOS = "<bos>"
 PAD = "<pad>"
@@ -52,3 +61,48 @@ def repeat_training_batch(
 def repeat_batch(generator: torch.Generator, batch: int, seq_len: int, n_content: int) -> torch.Tensor:
     """A `repeat` task batch in the toy vocabulary of `repeat_vocab(n_content)`."""
     return repeated_tokens(generator, batch, seq_len, N_SPECIAL, N_SPECIAL + n_content, bos_id=0)
+
+
+class Task(Protocol):
+    def vocab(self, config: "ToyConfig") -> list[str]: ...
+
+    def n_ctx(self, config: "ToyConfig") -> int: ...
+
+    def train_batch(self, config: "ToyConfig", generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, labels) [batch, n_ctx]; labels are -100 where no loss is taken."""
+
+    def eval_batch(self, config: "ToyConfig", generator: torch.Generator, batch: int) -> torch.Tensor: ...
+
+    def evaluate(self, config: "ToyConfig", tokens: torch.Tensor, logits: torch.Tensor, attentions) -> dict[str, float]:
+        """Metrics logged during training, from the eval batch's logits and attention patterns."""
+
+
+class RepeatTask:
+    def vocab(self, config):
+        return repeat_vocab(config.n_content)
+
+    def n_ctx(self, config):
+        return 1 + 2 * config.seq_len
+
+    def train_batch(self, config, generator):
+        tokens = repeat_training_batch(generator, config.batch, self.n_ctx(config), config.n_content)
+        return tokens, tokens
+
+    def eval_batch(self, config, generator, batch):
+        return repeat_batch(generator, batch, config.seq_len, config.n_content)
+
+    def evaluate(self, config, tokens, logits, attentions):
+        logprobs = logits[:, :-1].log_softmax(-1)
+        token_loss = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]  # [batch, 2S]
+        S = config.seq_len
+        row = {
+            "loss_first_half": token_loss[:, 1:S].mean().item(),  # predictions of tokens 2..S
+            "loss_repeated_half": token_loss[:, S + 1 :].mean().item(),  # 2nd..last token of the copy
+        }
+        for layer, pattern in enumerate(attentions):  # [batch, head, q, k]
+            for head, score in enumerate(induction_score_from_pattern(pattern, S).mean(0).tolist()):
+                row[f"induction_L{layer}H{head}"] = score
+        return row
+
+
+TASKS: dict[str, Task] = {"repeat": RepeatTask()}

@@ -1,9 +1,12 @@
 """Toy GPT-style transformers trained from scratch by the suite, cached by config hash.
 
 A `ToyConfig` fully determines a model: same config (seed included) -> same weights. Training
-uses HuggingFace `GPT2LMHeadModel` (it has attention, residual and embedding dropout); an
-attention-only model keeps GPT-2's blocks but fixes every MLP's weights at zero, so each MLP adds
-exactly 0 to the residual stream. The trained model comes back as a `TransformerBridge`.
+uses HuggingFace `GPTNeoXForCausalLM`: pre-LayerNorm blocks, rotary positions (learned absolute
+positions let a toy copy by position instead of by content), attention dropout and residual
+("hidden") dropout after each attention and MLP output and on the embedding. An attention-only
+model keeps the blocks but fixes every MLP's weights at zero, so each MLP adds exactly 0 to the
+residual stream. The task (lib/tasks.py) supplies vocabulary, batches and logged metrics. The
+trained model comes back as a `TransformerBridge`.
 
 Cache: `$XDG_CACHE_HOME/attnclaims/toy/<task>-<hash>/` holds config.json (the ToyConfig and
 the HF config), model.safetensors, the tokenizer, history.json (metrics logged during training)
@@ -25,7 +28,6 @@ from tqdm.auto import tqdm
 
 from lib import tasks
 from lib.models import cache_root, staged_folder, verify_folder, write_manifest
-from lib.scores import induction_score_from_pattern
 
 FORMAT_VERSION = 1  # bump when training code changes what a config produces
 
@@ -50,8 +52,8 @@ class ToyConfig:
     log_every: int = 20
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"unknown toy task {self.task!r}; known tasks: {sorted(TASKS)}")
+        if self.task not in tasks.TASKS:
+            raise ValueError(f"unknown toy task {self.task!r}; known tasks: {sorted(tasks.TASKS)}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
         for name in ("attn_dropout", "resid_dropout"):
@@ -68,10 +70,7 @@ class ToyConfig:
 
     @property
     def n_ctx(self) -> int:
-        return 1 + 2 * self.seq_len
-
-
-TASKS = {"repeat"}
+        return tasks.TASKS[self.task].n_ctx(self)
 
 
 def toy_folder(config: ToyConfig, root: Path | None = None) -> Path:
@@ -103,8 +102,8 @@ def ensure_trained(config: ToyConfig, root: Path | None = None) -> Path:
 def training_history(config: ToyConfig, root: Path | None = None) -> pd.DataFrame:
     """Metrics logged while training `config`, one row per logged step (trains if not cached).
 
-    Columns: step, train_loss, loss_first_half, loss_repeated_half, and induction_L{l}H{h} for
-    every head (the induction score on a fixed held-out batch, see `lib.scores`).
+    Columns: step, train_loss (the next step's batch), and the task's metrics on a fixed held-out
+    batch; for `repeat`: loss_first_half, loss_repeated_half, induction_L{l}H{h} per head.
     """
     folder = ensure_trained(config, root)
     return pd.DataFrame(json.loads((folder / "history.json").read_text()))
@@ -132,12 +131,7 @@ def load_toy(folder: Path, device: str = "cpu"):
 
 
 def vocabulary(config: ToyConfig) -> list[str]:
-    return tasks.repeat_vocab(config.n_content)
-
-
-def sample_batch(config: ToyConfig, generator: torch.Generator, batch: int) -> torch.Tensor:
-    """An evaluation batch of the config's task: BOS, x_1..x_S, x_1..x_S."""
-    return tasks.repeat_batch(generator, batch, config.seq_len, config.n_content)
+    return tasks.TASKS[config.task].vocab(config)
 
 
 def build_hf_model(config: ToyConfig):
@@ -175,21 +169,22 @@ def build_hf_model(config: ToyConfig):
 
 
 def _train(config: ToyConfig):
+    task = tasks.TASKS[config.task]
     model = build_hf_model(config)
     data = torch.Generator().manual_seed(config.seed)
-    eval_tokens = sample_batch(config, torch.Generator().manual_seed(10_000 + config.seed), 128)
+    eval_tokens = task.eval_batch(config, torch.Generator().manual_seed(10_000 + config.seed), 128)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     history = []
     bar = tqdm(range(config.steps + 1), desc=f"training toy {config.task} {config.key()}", leave=False, mininterval=2.0)
     for step in bar:
         if step % config.log_every == 0 or step == config.steps:
-            history.append({"step": step, **_evaluate(model, config, eval_tokens)})
+            history.append({"step": step, **_evaluate(task, model, config, eval_tokens)})
             model.train()
         if step == config.steps:
             break
-        tokens = tasks.repeat_training_batch(data, config.batch, config.n_ctx, config.n_content)
-        loss = model(tokens, labels=tokens).loss
+        tokens, labels = task.train_batch(config, data)
+        loss = model(tokens, labels=labels).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -200,20 +195,10 @@ def _train(config: ToyConfig):
 
 
 @torch.no_grad()
-def _evaluate(model, config: ToyConfig, tokens: torch.Tensor) -> dict:
+def _evaluate(task, model, config: ToyConfig, tokens: torch.Tensor) -> dict:
     model.eval()
     out = model(tokens, output_attentions=True)
-    logprobs = out.logits[:, :-1].log_softmax(-1)
-    token_loss = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]  # [batch, 2S]
-    S = config.seq_len
-    row = {
-        "loss_first_half": token_loss[:, 1:S].mean().item(),  # predictions of tokens 2..S
-        "loss_repeated_half": token_loss[:, S + 1 :].mean().item(),  # 2nd..last token of the copy
-    }
-    for layer, pattern in enumerate(out.attentions):  # [batch, head, q, k]
-        for head, score in enumerate(induction_score_from_pattern(pattern, S).mean(0).tolist()):
-            row[f"induction_L{layer}H{head}"] = score
-    return row
+    return task.evaluate(config, tokens, out.logits, out.attentions)
 
 
 def _save(config: ToyConfig, model, history: list[dict], folder: Path) -> None:
