@@ -24,6 +24,7 @@ import torch
 
 Hook = tuple[str, Callable]
 Heads = Sequence[tuple[int, int]]
+RowEdit = Callable[[torch.Tensor], torch.Tensor]  # attention rows [batch, key] -> new rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def _by_layer(heads: list[tuple[int, int]]) -> dict[int, list[int]]:
 # Attention pattern edits
 
 
-def edit_attention_rows(model, heads: Heads, query_pos, edit: Callable[[torch.Tensor], torch.Tensor]) -> list[Hook]:
+def edit_attention_rows(model, heads: Heads, query_pos, edit: RowEdit) -> list[Hook]:
     """Replace each chosen head's attention row at `query_pos` by `edit(row)`; row is [batch, key].
 
     With a KV cache (a forward over the last token only) the pattern has one query row, so
@@ -100,23 +101,23 @@ def edit_attention_rows(model, heads: Heads, query_pos, edit: Callable[[torch.Te
     return [(f"blocks.{layer}.attn.hook_pattern", make(hs)) for layer, hs in _by_layer(heads).items()]
 
 
-def redirect_attention(model, heads: Heads, to_pos, query_pos=-1) -> list[Hook]:
-    """Each chosen head attends, from `query_pos`, only to `to_pos` (a one-hot row)."""
+def one_hot_row(to_pos) -> RowEdit:
+    """A row edit: all attention on `to_pos`."""
 
-    def one_hot(row: torch.Tensor) -> torch.Tensor:
+    def edit(row: torch.Tensor) -> torch.Tensor:
         to = _positions(to_pos, row.shape[0], row.shape[1], "to_pos")
         return torch.nn.functional.one_hot(to, row.shape[1]).to(row.dtype)
 
-    return edit_attention_rows(model, heads, query_pos, one_hot)
+    return edit
 
 
-def move_attention(model, heads: Heads, from_pos, to_pos, query_pos=-1, swap: bool = False) -> list[Hook]:
-    """Move the weight each head puts on `from_pos` to `to_pos` (the row still sums to 1).
+def move_row(from_pos, to_pos, swap: bool = False) -> RowEdit:
+    """A row edit: the weight on `from_pos` moves to `to_pos` (the row still sums to 1).
 
     `swap=True` exchanges the two weights instead of emptying `from_pos` onto `to_pos`.
     """
 
-    def move(row: torch.Tensor) -> torch.Tensor:
+    def edit(row: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(row.shape[0])
         src = _positions(from_pos, row.shape[0], row.shape[1], "from_pos")
         dst = _positions(to_pos, row.shape[0], row.shape[1], "to_pos")
@@ -129,7 +130,17 @@ def move_attention(model, heads: Heads, from_pos, to_pos, query_pos=-1, swap: bo
             out[rows, dst] = torch.where(src == dst, w_src, w_src + w_dst)
         return out
 
-    return edit_attention_rows(model, heads, query_pos, move)
+    return edit
+
+
+def redirect_attention(model, heads: Heads, to_pos, query_pos=-1) -> list[Hook]:
+    """Each chosen head attends, from `query_pos`, only to `to_pos` (a one-hot row)."""
+    return edit_attention_rows(model, heads, query_pos, one_hot_row(to_pos))
+
+
+def move_attention(model, heads: Heads, from_pos, to_pos, query_pos=-1, swap: bool = False) -> list[Hook]:
+    """Move the weight each head puts on `from_pos` at `query_pos` to `to_pos` (see `move_row`)."""
+    return edit_attention_rows(model, heads, query_pos, move_row(from_pos, to_pos, swap))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ by the metric on its own, exactly as a separate run would be.
 
 - `head_out_patch_sweep`: patch each head's output (hook_z, all positions) from the clean run into
   the corrupted run; equals `transformer_lens.patching.get_act_patch_attn_head_out_all_pos`.
-- `attention_redirect_sweep`: each head alone attends from `query_pos` only to `to_pos`. For the
-  final query position the prompt's prefix is run once and its KV cache reused (a redirect at the
+- `attention_row_sweep`: each head alone has its attention row at `query_pos` edited (one-hot at
+  a position: `attention_redirect_sweep`; weight moved between positions: lib.hooks.move_row). For
+  the final query position the prompt's prefix is run once and its KV cache reused (a redirect at the
   last row cannot change earlier positions, so this is exact); the metric still sees the full
   [batch, pos, d_vocab] logits (the prefix's clean logits plus the new final row).
 - `attribution_patch_sweep`: the gradient approximation of the head-out sweep (Nanda 2023;
@@ -24,7 +25,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from lib.hooks import Hook, check_heads, redirect_attention
+from lib.hooks import Hook, RowEdit, check_heads, edit_attention_rows, one_hot_row
 from lib.metrics import Metric, check_scalar
 
 
@@ -89,40 +90,50 @@ def head_out_patch_sweep(model, clean_tokens, corrupted_tokens, metric: Metric, 
 
 
 @torch.no_grad()
-def attention_redirect_sweep(
-    model, tokens, to_pos, query_pos: int = -1, metric: Metric | None = None, chunk: int = 64, progress: bool = True
+def attention_row_sweep(
+    model, tokens, edit: RowEdit, query_pos: int = -1, metric: Metric | None = None, chunk: int = 64,
+    progress: bool = True, heads: list[tuple[int, int]] | None = None,
 ) -> torch.Tensor:
-    """[n_layers, n_heads]: metric with one head's attention row at `query_pos` made one-hot at `to_pos`."""
+    """[n_layers, n_heads]: metric with one head's attention row at `query_pos` replaced by `edit(row)`.
+
+    `edit` maps a [batch, key] row to a new row (lib.hooks.one_hot_row, lib.hooks.move_row). Heads
+    not in `heads` (default: all) are NaN.
+    """
     if metric is None:
-        raise ValueError("attention_redirect_sweep needs a metric (logits -> scalar), e.g. lib.metrics.logit_diff")
+        raise ValueError("an attention sweep needs a metric (logits -> scalar), e.g. lib.metrics.logit_diff")
     tokens = _as_batch(tokens)
     batch, length = tokens.shape
-    heads = all_heads(model)
+    heads = check_heads(model, heads) if heads is not None else all_heads(model)
     last = query_pos in (-1, length - 1)
     run = _last_row_runner(model, tokens) if last else None
-    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-    for group in tqdm(list(_chunked_heads(heads, chunk)), desc="attention redirect sweep", disable=not progress, leave=False):
-        hooks = _stacked_redirects(model, group, batch, to_pos, query_pos)
+    out = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
+    for group in tqdm(list(_chunked_heads(heads, chunk)), desc="attention row sweep", disable=not progress, leave=False):
+        hooks = _stacked_row_edits(model, group, batch, edit, query_pos)
         logits = run(len(group), hooks) if last else model.run_with_hooks(tokens.repeat(len(group), 1), fwd_hooks=hooks)
         for (layer, head), value in zip(group, _scores(logits, len(group), batch, metric)):
             out[layer, head] = value
     return out
 
 
-def _stacked_redirects(model, group, batch, to_pos, query_pos) -> list[Hook]:
-    """Redirect hooks for a batch stacked as len(group) copies: copy i redirects head group[i]."""
+def attention_redirect_sweep(model, tokens, to_pos, query_pos: int = -1, metric: Metric | None = None, **kwargs) -> torch.Tensor:
+    """[n_layers, n_heads]: metric with one head's attention row at `query_pos` made one-hot at `to_pos`."""
+    return attention_row_sweep(model, tokens, one_hot_row(to_pos), query_pos, metric, **kwargs)
+
+
+def _stacked_row_edits(model, group, batch, edit, query_pos) -> list[Hook]:
+    """Row-edit hooks for a batch stacked as len(group) copies: copy i edits head group[i] only."""
     by_layer: dict[int, list[tuple[int, int]]] = {}
     for slot, (layer, head) in enumerate(group):
         by_layer.setdefault(layer, []).append((slot, head))
 
     def make(layer, slots):
-        edits = [(slot, redirect_attention(model, [(layer, head)], to_pos, query_pos)[0][1]) for slot, head in slots]
+        edits = [(slot, edit_attention_rows(model, [(layer, head)], query_pos, edit)[0][1]) for slot, head in slots]
 
         def hook(pattern, hook):  # [copies*batch, head, query, key]
             pattern = pattern.clone()
-            for slot, edit in edits:
+            for slot, one in edits:
                 part = slice(slot * batch, (slot + 1) * batch)
-                pattern[part] = edit(pattern[part], hook)
+                pattern[part] = one(pattern[part], hook)
             return pattern
 
         return (f"blocks.{layer}.attn.hook_pattern", hook)
@@ -130,22 +141,32 @@ def _stacked_redirects(model, group, batch, to_pos, query_pos) -> list[Hook]:
     return [make(layer, slots) for layer, slots in by_layer.items()]
 
 
-def _last_row_runner(model, tokens: torch.Tensor) -> Callable[[int, list[Hook]], torch.Tensor]:
-    """Run the prefix once; return run(copies, hooks) -> full logits [copies*batch, pos, vocab]
-    where only the last position is recomputed (with hooks) from the prefix's KV cache."""
+def _last_row_runner(model, tokens: torch.Tensor) -> Callable[[int, list[Hook]], "_PrefixedLogits"]:
+    """Run the prefix once; return run(copies, hooks), which recomputes only the last position
+    (with hooks) from the prefix's KV cache for `copies` stacked copies of the batch."""
     prefix_logits, prefix_cache = model(tokens[:, :-1], return_type="logits_and_cache")
     if prefix_cache is None:
         raise RuntimeError("this model returned no KV cache; run the sweep with query_pos other than the last")
 
-    def run(copies: int, hooks: list[Hook]) -> torch.Tensor:
+    def run(copies: int, hooks: list[Hook]) -> _PrefixedLogits:
         cache = copy.deepcopy(prefix_cache)
         for layer in cache.layers:
             layer.keys = layer.keys.repeat(copies, 1, 1, 1)
             layer.values = layer.values.repeat(copies, 1, 1, 1)
         last = model.run_with_hooks(tokens[:, -1:].repeat(copies, 1), fwd_hooks=hooks, past_key_values=cache)
-        return torch.cat([prefix_logits.repeat(copies, 1, 1), last], dim=1)
+        return _PrefixedLogits(prefix_logits, last)
 
     return run
+
+
+class _PrefixedLogits:
+    """Stacked copies of [prefix logits ; new last row], each copy built only when sliced."""
+
+    def __init__(self, prefix: torch.Tensor, last: torch.Tensor):
+        self.prefix, self.last = prefix, last  # [batch, pos-1, vocab], [copies*batch, 1, vocab]
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        return torch.cat([self.prefix, self.last[rows]], dim=1)
 
 
 def attribution_patch_sweep(model, clean_tokens, corrupted_tokens, metric: Metric) -> torch.Tensor:
