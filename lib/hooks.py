@@ -71,6 +71,26 @@ def _by_layer(heads: list[tuple[int, int]]) -> dict[int, list[int]]:
     return layers
 
 
+def stack_variants(variants: Sequence[list[Hook]], batch: int) -> list[Hook]:
+    """Run several interventions in one forward: variant i acts on copy i of a batch stacked
+    `len(variants)` times (`tokens.repeat(len(variants), 1)`), rows i*batch .. (i+1)*batch."""
+    hooks: list[Hook] = []
+    for slot, variant in enumerate(variants):
+        rows = slice(slot * batch, (slot + 1) * batch)
+        for name, fn in variant:
+
+            def on_slice(act: torch.Tensor, hook, fn=fn, rows=rows) -> torch.Tensor:
+                out = fn(act[rows], hook)
+                if out is None:
+                    return act
+                act = act.clone()
+                act[rows] = out
+                return act
+
+            hooks.append((name, on_slice))
+    return hooks
+
+
 # ---------------------------------------------------------------------------------------------
 # Attention pattern edits
 

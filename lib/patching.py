@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from lib.hooks import Hook, RowEdit, check_heads, edit_attention_rows, one_hot_row
+from lib.hooks import Hook, RowEdit, check_heads, edit_attention_rows, one_hot_row, patch_heads, stack_variants
 from lib.metrics import Metric, check_scalar
 
 
@@ -66,24 +66,8 @@ def head_out_patch_sweep(model, clean_tokens, corrupted_tokens, metric: Metric, 
     heads = all_heads(model)
     out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
     for group in tqdm(list(_chunked_heads(heads, chunk)), desc="head-out patch sweep", disable=not progress, leave=False):
-        hooks: dict[int, list[tuple[int, int]]] = {}
-        for slot, (layer, head) in enumerate(group):
-            hooks.setdefault(layer, []).append((slot, head))
-
-        def make(layer, slots):
-            source = clean_cache[f"blocks.{layer}.attn.hook_z"]
-
-            def hook(z, hook):
-                z = z.clone()
-                for slot, head in slots:
-                    z[slot * batch : (slot + 1) * batch, :, head] = source[:, :, head]
-                return z
-
-            return (f"blocks.{layer}.attn.hook_z", hook)
-
-        logits = model.run_with_hooks(
-            corrupted_tokens.repeat(len(group), 1), fwd_hooks=[make(layer, slots) for layer, slots in hooks.items()]
-        )
+        hooks = stack_variants([patch_heads(model, [head], clean_cache) for head in group], batch)
+        logits = model.run_with_hooks(corrupted_tokens.repeat(len(group), 1), fwd_hooks=hooks)
         for (layer, head), value in zip(group, _scores(logits, len(group), batch, metric)):
             out[layer, head] = value
     return out
@@ -121,24 +105,8 @@ def attention_redirect_sweep(model, tokens, to_pos, query_pos: int = -1, metric:
 
 
 def _stacked_row_edits(model, group, batch, edit, query_pos) -> list[Hook]:
-    """Row-edit hooks for a batch stacked as len(group) copies: copy i edits head group[i] only."""
-    by_layer: dict[int, list[tuple[int, int]]] = {}
-    for slot, (layer, head) in enumerate(group):
-        by_layer.setdefault(layer, []).append((slot, head))
-
-    def make(layer, slots):
-        edits = [(slot, edit_attention_rows(model, [(layer, head)], query_pos, edit)[0][1]) for slot, head in slots]
-
-        def hook(pattern, hook):  # [copies*batch, head, query, key]
-            pattern = pattern.clone()
-            for slot, one in edits:
-                part = slice(slot * batch, (slot + 1) * batch)
-                pattern[part] = one(pattern[part], hook)
-            return pattern
-
-        return (f"blocks.{layer}.attn.hook_pattern", hook)
-
-    return [make(layer, slots) for layer, slots in by_layer.items()]
+    """Copy i of the stacked batch has head group[i]'s row edited, and nothing else."""
+    return stack_variants([edit_attention_rows(model, [head], query_pos, edit) for head in group], batch)
 
 
 def _last_row_runner(model, tokens: torch.Tensor) -> Callable[[int, list[Hook]], "_PrefixedLogits"]:

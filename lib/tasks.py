@@ -105,4 +105,6 @@ class RepeatTask:
         return row
 
 
-TASKS: dict[str, Task] = {"repeat": RepeatTask()}
+from lib.entailment_task import EntailmentTask  # noqa: E402  (a task module of its own)
+
+TASKS: dict[str, Task] = {"repeat": RepeatTask(), "entailment": EntailmentTask()}
