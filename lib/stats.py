@@ -1,0 +1,168 @@
+"""Statistics for claims measured over prompts or seeds: seeded bootstrap CIs, effect sizes,
+a paired permutation test, Holm's correction, and a deterministic discovery/confirmation split.
+
+Inputs are 1-D sequences (lists, numpy arrays or torch tensors) of per-prompt or per-seed figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CI:
+    estimate: float  # the statistic on the full sample
+    low: float
+    high: float
+    n: int
+
+
+def _array(values, name: str = "values") -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    out = np.asarray(values, dtype=float).reshape(-1)
+    if out.size == 0:
+        raise ValueError(f"{name} is empty: a confidence interval needs at least one measurement")
+    if np.isnan(out).any():
+        raise ValueError(f"{name} contains NaN: drop or fix the failed measurements first")
+    return out
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+
+
+def bootstrap_ci(values, statistic: Callable = np.mean, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> CI:
+    """Percentile bootstrap CI of `statistic` over the values (resampled with replacement).
+
+    With a single value the interval is degenerate (low = high = estimate).
+    """
+    x = _array(values)
+    _check_confidence(confidence)
+    estimate = float(statistic(x))
+    if x.size == 1:
+        return CI(estimate, estimate, estimate, 1)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
+    stats = np.apply_along_axis(statistic, 1, x[idx]) if statistic is not np.mean else x[idx].mean(1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    return CI(estimate, float(low), float(high), int(x.size))
+
+
+def bootstrap_ci_diff(a, b, **kwargs) -> CI:
+    """CI of the mean paired difference a - b (same prompts or seeds, same order)."""
+    a, b = _array(a, "a"), _array(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
+    return bootstrap_ci(a - b, **kwargs)
+
+
+def bootstrap_ci_two_sample(a, b, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> CI:
+    """CI of mean(a) - mean(b) for independent groups, each resampled on its own."""
+    a, b = _array(a, "a"), _array(b, "b")
+    _check_confidence(confidence)
+    rng = np.random.default_rng(seed)
+    means_a = a[rng.integers(0, a.size, size=(n_resamples, a.size))].mean(1)
+    means_b = b[rng.integers(0, b.size, size=(n_resamples, b.size))].mean(1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means_a - means_b, [alpha, 1 - alpha])
+    return CI(float(a.mean() - b.mean()), float(low), float(high), int(min(a.size, b.size)))
+
+
+def _ratio(mean: float, sd: float) -> float:
+    if sd == 0:
+        return 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
+    return float(mean / sd)
+
+
+def cohens_d(a, b=None) -> float:
+    """One-sample d = mean/sd (b None), or two-sample d with the pooled sd. Zero spread: +/-inf or 0."""
+    a = _array(a, "a")
+    if b is None:
+        return _ratio(a.mean(), a.std(ddof=1) if a.size > 1 else 0.0)
+    b = _array(b, "b")
+    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / max(a.size + b.size - 2, 1))
+    return _ratio(a.mean() - b.mean(), float(pooled))
+
+
+def cohens_d_paired(a, b) -> float:
+    """d of the paired differences a - b."""
+    a, b = _array(a, "a"), _array(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
+    return cohens_d(a - b)
+
+
+def paired_permutation_test(a, b, n_permutations: int = 10_000, seed: int = 0, alternative: str = "two-sided") -> float:
+    """p-value of mean(a - b) = 0 by random sign flips of the differences, with the +1 correction;
+    exact enumeration when 2**n <= n_permutations."""
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    a, b = _array(a, "a"), _array(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
+    d = a - b
+    observed = d.mean()
+    if 2 ** d.size <= n_permutations:
+        signs = 1 - 2 * ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1)
+        null = (signs * d).mean(1)
+        exact = True
+    else:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_permutations, d.size))
+        null = (signs * d).mean(1)
+        exact = False
+    tol = 1e-12
+    if alternative == "greater":
+        hits = (null >= observed - tol).sum()
+    elif alternative == "less":
+        hits = (null <= observed + tol).sum()
+    else:
+        hits = (np.abs(null) >= abs(observed) - tol).sum()
+    return float(hits / null.size) if exact else float((hits + 1) / (null.size + 1))
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values, in the input order (monotone, capped at 1)."""
+    p = _array(pvalues, "pvalues")
+    order = np.argsort(p)
+    scaled = (p.size - np.arange(p.size)) * p[order]
+    adjusted = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    out = np.empty_like(adjusted)
+    out[order] = adjusted
+    return out
+
+
+def holm_reject(pvalues: Sequence[float], alpha: float = 0.05) -> np.ndarray:
+    return holm(pvalues) <= alpha
+
+
+def _key(item, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{item!r}".encode()).hexdigest()
+
+
+def discovery_confirmation_split(items: Sequence, confirm_fraction: float = 0.5, seed: int = 0) -> tuple[list, list]:
+    """Disjoint (discovery, confirmation) lists, the same in every process for the same items and
+    seed: items are ordered by a sha256 of (seed, repr(item)) and cut at the fraction."""
+    items = list(items)
+    if len(items) < 2:
+        raise ValueError(f"a split needs at least 2 items, got {len(items)}")
+    discovery_idx, confirm_idx = split_indices(len(items), confirm_fraction, seed, keys=[_key(i, seed) for i in items])
+    return [items[i] for i in discovery_idx], [items[i] for i in confirm_idx]
+
+
+def split_indices(n: int, confirm_fraction: float = 0.5, seed: int = 0, keys: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(discovery, confirmation) index arrays of range(n), both non-empty for n >= 2 (sorted)."""
+    if not 0 < confirm_fraction < 1:
+        raise ValueError(f"confirm_fraction must lie in (0, 1), got {confirm_fraction}")
+    if n < 2:
+        raise ValueError(f"a split needs at least 2 items, got {n}")
+    keys = keys if keys is not None else [_key(i, seed) for i in range(n)]
+    order = np.argsort(np.array(keys), kind="stable")
+    n_confirm = min(max(int(round(n * confirm_fraction)), 1), n - 1)
+    return np.sort(order[: n - n_confirm]), np.sort(order[n - n_confirm :])

@@ -1,0 +1,103 @@
+"""Statistics: bootstrap CIs, effect sizes, permutation test, Holm, the discovery/confirmation split."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib import stats
+
+
+def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
+    x = np.random.default_rng(1).normal(2.0, 1.0, 50)
+    ci = stats.bootstrap_ci(x)
+    assert ci.low <= x.mean() <= ci.high and ci.estimate == pytest.approx(x.mean()) and ci.n == 50
+    assert stats.bootstrap_ci(x) == ci
+    assert stats.bootstrap_ci(x, seed=1) != ci
+
+
+def test_bootstrap_ci_narrows_with_n():
+    rng = np.random.default_rng(2)
+    small, large = stats.bootstrap_ci(rng.normal(size=20)), stats.bootstrap_ci(rng.normal(size=2000))
+    assert (large.high - large.low) < (small.high - small.low) / 5
+
+
+def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(3)
+    covered = [stats.bootstrap_ci(rng.normal(1.0, 2.0, 30), n_resamples=500, seed=i) for i in range(200)]
+    rate = np.mean([ci.low <= 1.0 <= ci.high for ci in covered])
+    assert 0.88 <= rate <= 0.99
+
+
+def test_two_sample_and_paired_differences():
+    a, b = np.arange(10.0), np.arange(10.0) - 3
+    assert stats.bootstrap_ci_diff(a, b) == stats.bootstrap_ci(a - b)
+    two = stats.bootstrap_ci_two_sample(a + 10, a)
+    assert two.estimate == pytest.approx(10.0) and two.low < 10 < two.high
+
+
+def test_cohens_d():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 3.0, 4.0, 5.0])
+    assert stats.cohens_d(a) == pytest.approx(2.5 / np.std(a, ddof=1))
+    assert stats.cohens_d(b, a) == pytest.approx(1.0 / np.std(a, ddof=1))
+    assert stats.cohens_d_paired(b, a) == np.inf  # constant difference, zero spread
+    assert stats.cohens_d([0.0, 0.0]) == 0.0
+
+
+def test_permutation_test():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=40)
+    assert stats.paired_permutation_test(a + 1.0, a + rng.normal(0, 0.1, 40)) < 0.01
+    assert stats.paired_permutation_test(a, a[::-1]) > 0.05
+
+
+def test_exact_permutation_path_matches_brute_force():
+    d = np.array([0.3, -0.1, 0.8, 0.2, -0.4, 0.5])
+    null = [np.mean(np.array(s) * d) for s in itertools.product([-1, 1], repeat=6)]
+    expected = np.mean(np.abs(null) >= abs(d.mean()) - 1e-12)
+    assert stats.paired_permutation_test(d, np.zeros(6)) == pytest.approx(expected)
+
+
+def test_holm_hand_worked():
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    assert stats.holm_reject([0.01, 0.04, 0.03, 0.005]).tolist() == [True, False, False, True]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=20))
+def test_holm_properties(p):
+    adjusted = stats.holm(p)
+    assert (adjusted >= np.array(p) - 1e-12).all() and (adjusted <= 1).all()
+    order = np.argsort(p, kind="stable")
+    assert (np.diff(adjusted[order]) >= -1e-12).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=8), min_size=2, max_size=40, unique=True), st.floats(0.1, 0.9))
+def test_split_properties(items, fraction):
+    discovery, confirmation = stats.discovery_confirmation_split(items, fraction, seed=3)
+    assert set(discovery).isdisjoint(confirmation) and sorted(discovery + confirmation) == sorted(items)
+    assert discovery and confirmation
+    assert abs(len(confirmation) - fraction * len(items)) <= 1
+    assert stats.discovery_confirmation_split(items, fraction, seed=3) == (discovery, confirmation)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: stats.bootstrap_ci([]), "empty"),
+        (lambda: stats.bootstrap_ci([1.0, float("nan")]), "NaN"),
+        (lambda: stats.bootstrap_ci([1.0, 2.0], confidence=1.5), "confidence"),
+        (lambda: stats.bootstrap_ci_diff([1.0], [1.0, 2.0]), "differ in length"),
+        (lambda: stats.paired_permutation_test([1.0], [2.0], alternative="up"), "alternative"),
+        (lambda: stats.discovery_confirmation_split(["a"]), "at least 2"),
+        (lambda: stats.split_indices(10, confirm_fraction=1.0), "confirm_fraction"),
+    ],
+)
+def test_bad_input_is_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
