@@ -224,18 +224,20 @@ def patch_activation(model, name: str, source_cache, positions=None) -> list[Hoo
     return [(name, hook)]
 
 
-def edit_head_values(model, heads: Heads, edit: Callable[[torch.Tensor], torch.Tensor]) -> list[Hook]:
+def edit_head_values(model, heads: Heads, edit: Callable[[torch.Tensor], torch.Tensor], query_pos=None) -> list[Hook]:
     """Recompute each query head's output from edited values: z_h = pattern_h @ edit(v_kv(h)).
 
     `edit` maps one head's values [batch, key_pos, d_head] to new values of the same shape. The
     pattern is the head's own (after any pattern hooks that ran before), and sibling query heads
-    that share the key/value head keep the unedited values.
+    that share the key/value head keep the unedited values. `query_pos` (None = every position)
+    limits the change to one query row, as a final-row pattern edit is limited. Needs a full
+    forward: under a KV cache `hook_v` sees only the new token's values.
     """
     heads = check_heads(model, heads)
-    return [hook for layer, hs in _by_layer(heads).items() for hook in _value_rewrite(model, layer, hs, edit)]
+    return [hook for layer, hs in _by_layer(heads).items() for hook in _value_rewrite(model, layer, hs, edit, query_pos)]
 
 
-def _value_rewrite(model, layer: int, layer_heads: list[int], edit) -> list[Hook]:
+def _value_rewrite(model, layer: int, layer_heads: list[int], edit, query_pos) -> list[Hook]:
     seen: dict[str, torch.Tensor] = {}
 
     def keep(key: str):
@@ -247,10 +249,18 @@ def _value_rewrite(model, layer: int, layer_heads: list[int], edit) -> list[Hook
 
     def rewrite(z: torch.Tensor, hook) -> torch.Tensor:  # [batch, q, head, d_head]
         v, pattern = seen["v"], seen["pattern"]  # [batch, key, kv_head, d_head], [batch, head, q, key]
+        if v.shape[1] != pattern.shape[-1]:
+            raise ValueError("value edits need a full forward (no KV cache): hook_v saw only the new tokens")
+        rows = torch.arange(z.shape[0])
+        q = None if query_pos is None else _positions(query_pos, z.shape[0], z.shape[1], "query_pos")
         z = z.clone()
         for head in layer_heads:
             values = edit(v[:, :, kv_head_of(model, head)])
-            z[:, :, head] = torch.einsum("bqk,bkd->bqd", pattern[:, head], values).to(z.dtype)
+            new = torch.einsum("bqk,bkd->bqd", pattern[:, head], values).to(z.dtype)
+            if q is None:
+                z[:, :, head] = new
+            else:
+                z[rows, q, head] = new[rows, q]
         return z
 
     return [
@@ -260,8 +270,9 @@ def _value_rewrite(model, layer: int, layer_heads: list[int], edit) -> list[Hook
     ]
 
 
-def swap_head_values(model, heads: Heads, pos_a, pos_b) -> list[Hook]:
-    """Each chosen head reads the value vector of `pos_b` where it attends to `pos_a`, and vice versa."""
+def swap_head_values(model, heads: Heads, pos_a, pos_b, query_pos=None) -> list[Hook]:
+    """Each chosen head reads the value vector of `pos_b` where it attends to `pos_a`, and vice
+    versa (at `query_pos` only, or at every query position when None)."""
 
     def swap(values: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(values.shape[0])
@@ -271,7 +282,7 @@ def swap_head_values(model, heads: Heads, pos_a, pos_b) -> list[Hook]:
         out[rows, a], out[rows, b] = values[rows, b], values[rows, a]
         return out
 
-    return edit_head_values(model, heads, swap)
+    return edit_head_values(model, heads, swap, query_pos)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,13 +49,21 @@ def locate_answers(model, text: str, answer: str, alternative: str) -> tuple[tor
     return tokens, {"ids": ids, "pos": pos}
 
 
-def attention_switch(model, text: str, answer: str, alternative: str, heads=None, progress: bool = False) -> pd.DataFrame:
+def attention_switch(
+    model, text: str, answer: str, alternative: str, heads=None, offset: int = 0, progress: bool = False
+) -> pd.DataFrame:
     """One row per (layer, head): the clean logit difference answer - alternative at the final
     position, the logit difference with the head's final-row weight moved from the answer's token
     to the alternative's token (`ld_to_alternative`) and back the other way (`ld_to_answer`), the
-    deltas from clean, and the head's clean attention to both tokens."""
+    deltas from clean, and the head's clean attention to both tokens.
+
+    `offset` moves attention between the tokens `offset` places after each answer instead (for a
+    model that reads an answer from the token after it, as a toy with a shifted copying circuit does).
+    """
     tokens, where = locate_answers(model, text, answer, alternative)
-    a, b = where["pos"]["answer"], where["pos"]["alternative"]
+    a, b = where["pos"]["answer"] + offset, where["pos"]["alternative"] + offset
+    if not 0 <= max(a, b) < tokens.shape[1] - 1:
+        raise ValueError(f"offset {offset} puts an answer position outside the prompt's context (positions {a}, {b})")
     metric = logit_diff(where["ids"]["answer"], where["ids"]["alternative"])
     with torch.no_grad():
         clean = float(metric(model(tokens)))

@@ -107,4 +107,4 @@ class RepeatTask:
 
 from lib.entailment_task import EntailmentTask  # noqa: E402  (a task module of its own)
 
-TASKS: dict[str, Task] = {"repeat": RepeatTask(), "entailment": EntailmentTask()}
+TASKS: dict[str, Task] = {"repeat": RepeatTask(), "entailment": EntailmentTask(hops=2), "rule-recall": EntailmentTask(hops=1)}
