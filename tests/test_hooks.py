@@ -148,3 +148,14 @@ def test_bad_arguments_are_named(toy, make, message):
 def test_positions_outside_the_sequence_are_named(toy):
     with pytest.raises(ValueError, match=r"to_pos=\[40\] is outside the sequence of length 12"):
         toy.run_with_hooks(toks(toy, batch=1), fwd_hooks=H.redirect_attention(toy, [(0, 0)], to_pos=40))
+
+
+@pytest.mark.real_model
+def test_final_row_value_swap_equals_final_row_weight_swap(model):
+    """z = sum_k p_k v_k: swapping v_a and v_b at one query row is swapping p_a and p_b there."""
+    tokens = model.to_tokens("When it rains I carry an umbrella, so I wear boots and not shoes")
+    heads = [(3, 4), (23, 2), (23, 1)]
+    by_values = model.run_with_hooks(tokens, fwd_hooks=H.swap_head_values(model, heads, 9, 12, query_pos=-1))
+    by_pattern = model.run_with_hooks(tokens, fwd_hooks=H.move_attention(model, heads, 9, 12, swap=True))
+    assert (by_values - model(tokens)).abs().max() > 1e-3
+    torch.testing.assert_close(by_values, by_pattern, atol=1e-4, rtol=0)
