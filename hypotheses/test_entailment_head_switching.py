@@ -46,13 +46,19 @@ from scipy.stats import spearmanr
 from fixtures.entailment_prompts import one_hop_prompts, two_hop_prompts
 from lib import hooks as H
 from lib.protocols import attention_switch, locate_answers
-from lib.scores import attention_patterns
 from lib.stats import bootstrap_ci, discovery_confirmation_split
 from lib.tasks import TASKS
 from lib.toy import ToyConfig
 
 K = 3  # heads switched together
 RANDOM_DRAWS = 5
+# Claims the data refuted (see the log); each runs as a strict xfail, so a change in the science fails CI.
+REFUTED = {
+    "test_model_prefers_the_entailed_answer[real]@smollm2-135m": "mean LD -0.17 [-0.43, 0.08], n=128",
+    "test_model_entails_against_recency[real]@smollm2-135m": "accuracy 0.36 [0.25, 0.48] when recency favours the alternative, n=64",
+    "test_top3_heads_look_at_the_answer[real]@smollm2-135m": "top heads' final-row attention on the answer 0.28 [0.26, 0.30]",
+    "test_value_swap_switches_as_well_as_the_pattern[real]@smollm2-135m": "value swap moves LD 2.16 [2.00, 2.32] nats less than the pattern switch",
+}
 TOY = ToyConfig(task="rule-recall", n_layers=2, n_content=16, steps=600, log_every=50)
 TOY_OFFSET = 1  # the toy's layer-1 heads read each answer from the token after it (log, 2026-11-24)
 
@@ -90,8 +96,10 @@ def confirm(model, prompt, top, all_heads, rng: random.Random, offset: int) -> d
     a, b, n = where["pos"]["answer"] + offset, where["pos"]["alternative"] + offset, tokens.shape[1]
     others = [p for p in range(1, n - 1) if p not in (a, b)]
     later = list(range(max(a, b) + 1, n - 1))  # earlier query positions that see both answers
+    seen = {}  # the clean run's final attention rows of the top heads' layers
+    watch = [(f"blocks.{l}.attn.hook_pattern", lambda p, hook, l=l: seen.__setitem__(l, p[0, :, -1])) for l in {l for l, _ in top}]
     variants = {
-        "clean": [],
+        "clean": watch,
         "switch": H.move_attention(model, top, a, b),
         **{f"random_heads_{i}": H.move_attention(model, rng.sample(all_heads, K), a, b) for i in range(RANDOM_DRAWS)},
         "random_token": H.move_attention(model, top, a, rng.choice(others)),
@@ -102,9 +110,7 @@ def confirm(model, prompt, top, all_heads, rng: random.Random, offset: int) -> d
     row = dict(zip(names, lds(model, prompt, [variants[k] for k in names])))
     row["random_heads"] = np.mean([row.pop(f"random_heads_{i}") for i in range(RANDOM_DRAWS)])
     row.setdefault("random_query", np.nan)
-    with torch.no_grad():
-        pattern = attention_patterns(model, tokens)[:, 0, :, -1]  # [layer, head, key]
-    row["top_attention"] = float(np.mean([pattern[l, h, a] for l, h in top]))
+    row["top_attention"] = float(np.mean([seen[l][h, a] for l, h in top]))
     return {**row, "entailed_first": prompt.entailed_first}
 
 
@@ -242,5 +248,25 @@ def test_value_swap_switches_as_well_as_the_pattern(subject, study, claim):
 
 
 # Log
-# 2026-11-24  first run; figures in results/claims.csv. smollm2-135m is the 4-bit Q4_1 GGUF checkpoint
-#             de-quantised to float32.
+# 2026-11-24  smollm2-135m (4-bit Q4_1 GGUF checkpoint de-quantised to float32), discovery 32 / confirmation 96
+#   prompts. Behaviour: no entailment. Mean LD -0.17 [-0.43, 0.08] (refuted); when the entailed answer is
+#   stated first (recency favours the alternative) it is chosen on 0.36 [0.25, 0.48] of prompts (refuted): the
+#   model mostly answers with the later-mentioned consequent, as the seed's sneakers lead suggested.
+#   Switching: the top heads by discovery are L23H7, L23H2, L23H0. Moving their final-row weight from the
+#   answer to the alternative on held-out prompts moves LD by -2.03 [-2.19, -1.88] (supported, <= -1), flips
+#   0.84 [0.73, 0.93] of the prompts it answered correctly (supported, >= 0.5); 2.00 [1.84, 2.17] nats more
+#   than 3 random heads (supported); 0.88 [0.77, 0.99] more than moving the weight to a random non-answer
+#   token (supported); at a random earlier query row |delta| 0.016 [0.008, 0.025] (supported, <= 0.3). The
+#   same heads matter for real and made-up words: Spearman rho 0.74 [0.65, 0.79] (supported, >= 0.5).
+#   They attend only 0.28 [0.26, 0.30] to the answer (refuted, >= 0.3): they need not look at it much to
+#   matter. Values: swapping the two answers' value vectors at every row moves LD 2.16 [2.00, 2.32] less than
+#   the pattern switch (refuted): the effect is in where these heads look, not in what they read.
+#   Verdict: attention of three layer-23 heads switches the answer; the model does not entail.
+# 2026-11-24  toy rule-recall (2-layer attention-only, 600 steps, accuracy 1.00): first with offset 0 the switch
+#   moved LD only -0.20 [-0.24, -0.16]: its layer-1 heads put ~1.0 of the final row on the token after each
+#   answer and read the answer from there. With TOY_OFFSET = 1: attention on answer+1 0.97 [0.96, 0.98];
+#   switch -13.8 [-14.2, -13.5], flips 1.00, beats random heads by 7.8 [7.3, 8.3] and a random token by
+#   7.4 [6.3, 8.6]; value swap within 0.28 [0.16, 0.42] of the switch. The protocol finds the routing the
+#   task forces, once it looks where the heads look. A two-hop toy (lib/entailment_task.py "entailment",
+#   3 layers, 2000 steps, with and without MLPs) stayed at chance (accuracy ~0.5), so the positive control is
+#   one-hop.
