@@ -61,6 +61,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: torch.dtyp
         _check_hub_reachable(name)
         bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
     bridge.eval()
+    bridge.requires_grad_(False)  # analysis only: no autograd bookkeeping (attribution patching builds its own)
     return bridge
 
 

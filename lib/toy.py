@@ -123,6 +123,7 @@ def load_toy(folder: Path, device: str = "cpu"):
     bridge = TransformerBridge.boot_transformers("EleutherAI/pythia-14m", hf_model=model, tokenizer=tokenizer, device=device)
     bridge.cfg.default_prepend_bos = True  # toy tasks always start with BOS
     bridge.eval()
+    bridge.requires_grad_(False)  # analysis only: no autograd bookkeeping (attribution patching builds its own)
     return bridge
 
 
