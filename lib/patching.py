@@ -76,19 +76,20 @@ def head_out_patch_sweep(model, clean_tokens, corrupted_tokens, metric: Metric, 
 @torch.no_grad()
 def attention_row_sweep(
     model, tokens, edit: RowEdit, query_pos: int = -1, metric: Metric | None = None, chunk: int = 64,
-    progress: bool = True, heads: list[tuple[int, int]] | None = None,
+    progress: bool = True, heads: list[tuple[int, int]] | None = None, kv_cache: bool = True,
 ) -> torch.Tensor:
     """[n_layers, n_heads]: metric with one head's attention row at `query_pos` replaced by `edit(row)`.
 
     `edit` maps a [batch, key] row to a new row (lib.hooks.one_hot_row, lib.hooks.move_row). Heads
-    not in `heads` (default: all) are NaN.
+    not in `heads` (default: all) are NaN. `kv_cache=False` runs full forwards even for the last row
+    (for models without a KV cache, and as the baseline the cached path is checked against).
     """
     if metric is None:
         raise ValueError("an attention sweep needs a metric (logits -> scalar), e.g. lib.metrics.logit_diff")
     tokens = _as_batch(tokens)
     batch, length = tokens.shape
     heads = check_heads(model, heads) if heads is not None else all_heads(model)
-    last = query_pos in (-1, length - 1)
+    last = kv_cache and query_pos in (-1, length - 1)
     run = _last_row_runner(model, tokens) if last else None
     out = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
     for group in tqdm(list(_chunked_heads(heads, chunk)), desc="attention row sweep", disable=not progress, leave=False):
