@@ -7,6 +7,9 @@ and a model-level function that runs a `TransformerBridge` and returns [n_layers
 Definitions, for tokens [batch, 1 + 2S] = BOS, a random sequence x_1..x_S, the same again:
 - induction score: mean attention from each query q in the second copy (q = S+1 .. 2S) to the
   key q - S + 1, the token that followed the query's token the first time (Olsson et al. 2022).
+- offset induction score (d): the same with key q - S + 1 + d, i.e. d tokens after the induction
+  target; a head that reads the next token from a later position (a shifted copying circuit) scores
+  high at some d != 0 and low at d = 0.
 - previous-token score: mean attention from each query q >= 1 to key q - 1.
 - entropy: -sum_k p_k log p_k of a query's attention row, in nats.
 """
@@ -44,6 +47,20 @@ def induction_score_from_pattern(pattern: torch.Tensor, seq_len: int) -> torch.T
     S = seq_len
     q = torch.arange(S + 1, 2 * S + 1)
     return pattern[:, :, q, q - S + 1].mean(dim=2)
+
+
+def offset_induction_score_from_pattern(pattern: torch.Tensor, seq_len: int, offsets=range(0, 8)) -> torch.Tensor:
+    """[batch, head, len(offsets)]: mean attention from q in S+1..2S to key q-S+1+d, per offset d
+    (only queries whose key q-S+1+d < q count)."""
+    S = seq_len
+    if max(offsets) > S - 2:
+        raise ValueError(f"offset {max(offsets)} leaves no query whose key is visible for S={S}; use offsets up to S-2")
+    q = torch.arange(S + 1, 2 * S + 1)
+    out = []
+    for d in offsets:
+        keep = q[q - S + 1 + d < q] if d > 0 else q
+        out.append(pattern[:, :, keep, keep - S + 1 + d].mean(dim=2))
+    return torch.stack(out, dim=-1)
 
 
 def previous_token_score_from_pattern(pattern: torch.Tensor) -> torch.Tensor:

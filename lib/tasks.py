@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from lib.scores import induction_score_from_pattern
+from lib.scores import induction_score_from_pattern, offset_induction_score_from_pattern
 
 if TYPE_CHECKING:
     from lib.toy import ToyConfig
@@ -100,8 +100,10 @@ class RepeatTask:
             "loss_repeated_half": token_loss[:, S + 1 :].mean().item(),  # 2nd..last token of the copy
         }
         for layer, pattern in enumerate(attentions):  # [batch, head, q, k]
+            best_offset = offset_induction_score_from_pattern(pattern, S, range(min(8, S - 1))).mean(0).max(-1).values
             for head, score in enumerate(induction_score_from_pattern(pattern, S).mean(0).tolist()):
                 row[f"induction_L{layer}H{head}"] = score
+                row[f"offset_induction_L{layer}H{head}"] = float(best_offset[head])
         return row
 
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from lib import tasks
 from lib.models import cache_root, staged_folder, verify_folder, write_manifest
 
-FORMAT_VERSION = 1  # bump when training code changes what a config produces
+FORMAT_VERSION = 3  # bump when training code changes what a config produces (2, 3: offset induction in history)
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ def training_history(config: ToyConfig, root: Path | None = None) -> pd.DataFram
     """Metrics logged while training `config`, one row per logged step (trains if not cached).
 
     Columns: step, train_loss (the next step's batch), and the task's metrics on a fixed held-out
-    batch; for `repeat`: loss_first_half, loss_repeated_half, induction_L{l}H{h} per head.
+    batch; for `repeat`: loss_first_half, loss_repeated_half, induction_L{l}H{h} and
+    offset_induction_L{l}H{h} (best offset 0..7, lib.scores) per head.
     """
     folder = ensure_trained(config, root)
     return pd.DataFrame(json.loads((folder / "history.json").read_text()))

@@ -89,3 +89,22 @@ def test_induction_scores_reject_tokens_that_do_not_repeat(toy):
         scores.induction_scores(toy, tokens)
     with pytest.raises(ValueError, match=r"1 \+ 2\*S"):
         scores.induction_scores(toy, tokens[:, :-1])
+
+
+def test_offset_induction_score_reads_the_offset_of_a_hand_made_pattern():
+    """A pattern that attends from each query of the second copy to d tokens after the induction
+    target scores 1 at offset d and 0 at every other offset; offset 0 is the induction score."""
+    S, d = 6, 2
+    L = 1 + 2 * S
+    pattern = torch.zeros(1, 1, L, L)
+    pattern[..., 0] = 1.0  # every row on BOS ...
+    for q in range(S + 1, 2 * S + 1):
+        if q - S + 1 + d < q:  # ... except second-copy rows whose offset key is visible
+            pattern[0, 0, q] = 0
+            pattern[0, 0, q, q - S + 1 + d] = 1.0
+    offsets = scores.offset_induction_score_from_pattern(pattern, S, offsets=range(S - 1))[0, 0]
+    assert offsets[d] == 1.0
+    assert offsets[torch.arange(len(offsets)) != d].abs().max() < 1e-6
+    torch.testing.assert_close(offsets[0], scores.induction_score_from_pattern(pattern, S)[0, 0])
+    with pytest.raises(ValueError, match="S-2"):
+        scores.offset_induction_score_from_pattern(pattern, S, offsets=range(S))
