@@ -61,12 +61,6 @@ S = 16
 TOP_K = 5
 
 
-def results_dir(request) -> Path:
-    folder = Path(request.config.getoption("--results-dir") or Path(request.config.rootpath) / "results")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def toy_eval_tokens(seed: int = 123, batch: int = 64) -> torch.Tensor:
     return repeat_batch(torch.Generator().manual_seed(seed), batch, S, TWO_LAYER.n_content)
 
@@ -180,11 +174,11 @@ def phase_change(history) -> dict:
     return {"start": start, "end": end, "width": end - start, "score_step": half}
 
 
-def test_phase_change_is_narrow_and_coincides_with_the_score(toys, claim, request):
+def test_phase_change_is_narrow_and_coincides_with_the_score(toys, claim, results_dir):
     changes = [phase_change(t["history"]) for t in toys["two"]]
     widths = [c["width"] / TWO_LAYER.steps for c in changes]
     ci = bootstrap_ci(widths)
-    plot_training(toys, request)
+    plot_training(toys, results_dir)
     inside = all(c["start"] - 2 * TWO_LAYER.log_every <= c["score_step"] <= c["end"] + 2 * TWO_LAYER.log_every for c in changes)
     claim(model="toy:repeat 2L attn-only", metric="loss-drop window (10%->90%) as a share of training", value=ci.estimate,
           ci=ci, n=ci.n, threshold=0.3, direction="<=",
@@ -193,7 +187,7 @@ def test_phase_change_is_narrow_and_coincides_with_the_score(toys, claim, reques
     assert inside, "the layer-1 score's rise lies outside the loss drop"
 
 
-def plot_training(toys, request) -> None:
+def plot_training(toys, results_dir: Path) -> None:
     fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 3.5))
     for t in toys["two"] + toys["one"]:
         h = t["history"]
@@ -204,7 +198,7 @@ def plot_training(toys, request) -> None:
     ax_score.set(xlabel="training step", ylabel="best last-layer offset induction score")
     ax_loss.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(results_dir(request) / "induction_toy_training.png", dpi=120)
+    fig.savefig(results_dir / "induction_toy_training.png", dpi=120)
     plt.close(fig)
 
 
@@ -241,10 +235,10 @@ def real(model) -> dict:
 
 
 @pytest.mark.real_model
-def test_top_induction_heads_confirm_on_heldout_sequences(real, claim, request):
+def test_top_induction_heads_confirm_on_heldout_sequences(real, claim, model_name, results_dir):
     per_sequence = torch.stack([induction_score_from_pattern(real["confirm"][l], S)[:, h] for l, h in real["top"]]).mean(0)
     ci = bootstrap_ci(per_sequence.numpy())
-    plot_heatmap(real["scores"], request)
+    plot_heatmap(real["scores"], model_name, results_dir)
     claim(metric=f"held-out prefix-matching (induction) score of top {TOP_K} heads", value=ci.estimate, ci=ci, n=ci.n,
           threshold=0.5, note=",".join(f"L{l}H{h}" for l, h in real["top"]))  # fmt: skip
 
@@ -292,13 +286,13 @@ def test_induction_heads_have_lower_entropy_on_the_repeated_half(real, claim):
           n=ci.n, threshold=0.0, direction="<=")  # fmt: skip
 
 
-def plot_heatmap(scores: torch.Tensor, request) -> None:
+def plot_heatmap(scores: torch.Tensor, model_name: str, results_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(4, 7))
     image = ax.imshow(scores.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    ax.set(xlabel="head", ylabel="layer", title=f"induction score, {request.config.getoption('--model')}")
+    ax.set(xlabel="head", ylabel="layer", title=f"induction score, {model_name}")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(results_dir(request) / "induction_scores_heatmap.png", dpi=120)
+    fig.savefig(results_dir / "induction_scores_heatmap.png", dpi=120)
     plt.close(fig)
 
 

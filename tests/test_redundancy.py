@@ -1,0 +1,140 @@
+"""Redundancy measures: hand-made effects, batched ablations vs one run per set, and the direct
+effect vs a hand computation through the final LayerNorm and the unembedding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib import hooks as H
+from lib import redundancy as R
+from lib.metrics import mean_loss
+from lib.tasks import repeat_batch
+from tests.conftest import ATTN_ONLY
+
+
+def repeat_tokens(seed: int, batch: int = 6) -> torch.Tensor:
+    return repeat_batch(torch.Generator().manual_seed(seed), batch, ATTN_ONLY.seq_len, ATTN_ONLY.n_content)
+
+
+@pytest.fixture(scope="module")
+def setup(toy):
+    tokens, reference = repeat_tokens(0), repeat_tokens(1)
+    return tokens, mean_loss(tokens), R.reference_cache(toy, reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measures on hand-made numbers
+
+
+def test_effective_heads_is_n_for_equal_effects_and_1_for_one_head():
+    assert R.effective_heads([0.5, 0.5, 0.5, 0.5]) == pytest.approx(4.0)
+    assert R.effective_heads([2.0, 0.0, -0.3, 0.0]) == pytest.approx(1.0)
+    assert R.effective_heads([1.0, 1.0, 0.0]) == pytest.approx(2.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1, 5, allow_nan=False), min_size=1, max_size=12).filter(lambda e: max(e) > 1e-3))
+def test_effective_heads_lies_between_1_and_the_number_of_positive_effects(effects):
+    n = R.effective_heads(effects)
+    assert 1 - 1e-9 <= n <= sum(e > 0 for e in effects) + 1e-9
+
+
+def test_carrying_share_and_threshold_on_hand_made_numbers():
+    effects = torch.tensor([[0.9, 0.05], [0.3, -0.1]])
+    assert R.heads_carrying(effects, whole=2.0, fraction=0.1) == 2  # 0.9 and 0.3 are >= 0.2
+    assert R.top_head_share(effects, whole=2.0) == pytest.approx(0.45)
+    assert R.heads_to_threshold([1.0, 1.2, 1.8, 2.5], threshold=1.8) == 2
+    assert R.self_repair(total=0.4, direct=1.0) == pytest.approx(0.6)
+    assert R.self_repair_fraction(total=0.4, direct=1.0) == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: R.heads_carrying([1.0], whole=0.0, fraction=0.1), "whole effect"),
+        (lambda: R.heads_carrying([1.0], whole=1.0, fraction=0.0), "fraction"),
+        (lambda: R.effective_heads([-1.0, 0.0]), "no head has a positive effect"),
+        (lambda: R.effective_heads([math.nan]), "NaN"),
+        (lambda: R.heads_to_threshold([1.0, 1.1], threshold=5.0), "never reach"),
+        (lambda: R.self_repair_fraction(total=0.1, direct=0.0), "direct effect"),
+    ],
+)
+def test_measures_reject_what_they_cannot_define(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablations on a toy
+
+
+def test_batched_ablation_losses_equal_one_run_per_head_set(toy, setup):
+    tokens, metric, reference = setup
+    sets = [[], [(0, 1)], [(1, 0), (1, 3)], R.all_heads(toy)]
+    batched = R.ablation_losses(toy, tokens, metric, sets, "mean", reference, chunk=3)
+    for value, heads in zip(batched, sets):
+        logits = toy.run_with_hooks(tokens, fwd_hooks=H.ablate_heads(toy, heads, "mean", reference) if heads else [])
+        assert float(value) == pytest.approx(float(metric(logits)), abs=1e-5)
+
+
+def test_head_effects_and_greedy_order_are_consistent(toy, setup):
+    tokens, metric, reference = setup
+    effects = R.head_effects(toy, tokens, metric, "mean", reference)
+    assert effects.single.shape == (toy.cfg.n_layers, toy.cfg.n_heads)
+    assert effects.clean == pytest.approx(float(metric(toy(tokens))), abs=1e-5)
+    order, losses = R.greedy_ablation(toy, tokens, metric, "mean", reference)
+    assert sorted(order) == R.all_heads(toy) and len(losses) == len(order) + 1
+    assert losses[0] == pytest.approx(effects.clean, abs=1e-5)
+    assert losses[-1] == pytest.approx(effects.whole_loss, abs=1e-5)  # every head ablated, in any order
+    assert losses[1] == pytest.approx(float(effects.single_loss.max()), abs=1e-5)  # greedy's first pick
+    torch.testing.assert_close(R.losses_along(toy, tokens, metric, order, "mean", reference), losses, atol=1e-5, rtol=0)
+
+
+def test_direct_effect_equals_a_hand_computation_through_ln_final_and_unembed(toy, setup):
+    """Remove head h's output change from the final residual, normalise with the clean LayerNorm
+    scale, unembed: the loss change must equal direct_effects."""
+    tokens, metric, reference = setup
+    heads = [(0, 2), (1, 1)]
+    ours = R.direct_effects(toy, tokens, metric, "mean", reference, heads=heads)
+    names = {"ln_final.hook_in", "ln_final.hook_scale", "blocks.0.attn.hook_z", "blocks.1.attn.hook_z"}
+    logits, cache = toy.run_with_cache(tokens, names_filter=lambda n: n in names)
+    ln = toy.ln_final._original_component
+    for layer, head in heads:
+        z = cache[f"blocks.{layer}.attn.hook_z"][:, :, head]
+        z_mean = reference[f"blocks.{layer}.attn.hook_z"][:, :, head].mean(0, keepdim=True)
+        resid = cache["ln_final.hook_in"] - (z - z_mean) @ toy.W_O[layer, head]
+        centred = resid - resid.mean(-1, keepdim=True)
+        edited = (centred / cache["ln_final.hook_scale"] * ln.weight + ln.bias) @ toy.W_U + toy.b_U
+        expected = float(metric(edited) - metric(logits))
+        assert float(ours[layer, head]) == pytest.approx(expected, abs=1e-4)
+    assert torch.isnan(ours[0, 0])  # not asked for
+
+
+def test_direct_effect_of_a_last_layer_head_is_its_total_effect_with_ln_final_frozen(toy, setup):
+    """In the last layer nothing but ln_final sits between a head and the logits: its ablation with
+    the final LayerNorm's scale frozen must equal its direct effect exactly."""
+    tokens, metric, reference = setup
+    last = toy.cfg.n_layers - 1
+    heads = [(last, h) for h in range(toy.cfg.n_heads)]
+    direct = R.direct_effects(toy, tokens, metric, "mean", reference, heads=heads)
+    _, cache = toy.run_with_cache(tokens, names_filter=lambda n: n == "ln_final.hook_scale")
+    freeze = ("ln_final.hook_scale", lambda scale, hook: cache["ln_final.hook_scale"])
+    clean = float(metric(toy(tokens)))
+    for head in heads:
+        total = float(metric(toy.run_with_hooks(tokens, fwd_hooks=H.ablate_heads(toy, [head], "mean", reference) + [freeze])))
+        assert float(direct[head]) == pytest.approx(total - clean, abs=1e-5)
+
+
+def test_bad_ablation_requests_name_the_fix(toy, setup):
+    tokens, metric, reference = setup
+    with pytest.raises(ValueError, match="reference_cache"):
+        R.ablation_losses(toy, tokens, metric, [[(0, 0)]], "mean", None)
+    with pytest.raises(ValueError, match="unknown ablation"):
+        R.ablation_losses(toy, tokens, metric, [[(0, 0)]], "median", reference)
+    with pytest.raises(ValueError, match="out of range"):
+        R.direct_effects(toy, tokens, metric, "mean", reference, heads=[(0, 9)])
