@@ -115,6 +115,7 @@ def test_direct_effect_equals_a_hand_computation_through_ln_final_and_unembed(to
     assert torch.isnan(ours[0, 0])  # not asked for
 
 
+@pytest.mark.filterwarnings("ignore:A forward hook edited hook_scale")
 def test_direct_effect_of_a_last_layer_head_is_its_total_effect_with_ln_final_frozen(toy, setup):
     """In the last layer nothing but ln_final sits between a head and the logits: its ablation with
     the final LayerNorm's scale frozen must equal its direct effect exactly."""
