@@ -137,8 +137,8 @@ def plot(frame: pd.DataFrame, results_dir: Path) -> None:
 @pytest.mark.parametrize("p", LEVELS, ids=[f"p={p}" for p in LEVELS])
 def test_every_dropout_level_learns_the_task(table, claim, p):
     ci = bootstrap_ci(table[table.p == p].clean_loss.to_numpy())
-    claim(model=f"toy:repeat 2L attn-only dropout {p}", metric="loss on repeated half (nats), per seed", value=ci.estimate,
-          ci=ci, n=ci.n, threshold=LEARNED, direction="<=")  # fmt: skip
+    assert claim(model=f"toy:repeat 2L attn-only dropout {p}", metric="loss on repeated half (nats), per seed", value=ci.estimate,
+                 ci=ci, n=ci.n, threshold=LEARNED, direction="<=")  # fmt: skip
 
 
 def redundant_direction(table: pd.DataFrame, name: str, p: float) -> np.ndarray:
@@ -161,8 +161,8 @@ def test_dropout_increases_redundancy(table, claim, name, p):
     if not learned:
         note += (f"; CONFOUNDED: p={p} models did not learn the task (loss {level.clean_loss.mean():.2f} nats, whole effect "
                  f"{level.whole_effect.mean():.2f} vs {table[table.p == 0].whole_effect.mean():.2f} at p=0)")
-    claim(model="toy:repeat 2L attn-only", metric=f"{MEASURES[name].label}: p={p} - p=0, redundant direction",
-          value=ci.estimate, ci=ci, n=len(high) + len(low), threshold=MEASURES[name].effect, note=note)  # fmt: skip
+    assert claim(model="toy:repeat 2L attn-only", metric=f"{MEASURES[name].label}: p={p} - p=0, redundant direction",
+                 value=ci.estimate, ci=ci, n=len(high) + len(low), threshold=MEASURES[name].effect, note=note)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", MEASURES)
@@ -170,9 +170,9 @@ def test_redundancy_is_monotone_in_dropout(table, claim, name):
     """The smaller of the two steps between seed means (0 -> 0.1, 0.1 -> 0.3), redundant direction."""
     means = [redundant_direction(table, name, p).mean() for p in LEVELS]
     steps = np.diff(means)
-    claim(model="toy:repeat 2L attn-only", metric=f"{MEASURES[name].label}: smaller step of seed means along p",
-          value=float(steps.min()), n=len(SEEDS) * len(LEVELS), threshold=0.0,
-          note="seed means (redundant direction) " + ", ".join(f"p={p}: {m:.3g}" for p, m in zip(LEVELS, means)))  # fmt: skip
+    assert claim(model="toy:repeat 2L attn-only", metric=f"{MEASURES[name].label}: smaller step of seed means along p",
+                 value=float(steps.min()), n=len(SEEDS) * len(LEVELS), threshold=0.0,
+                 note="seed means (redundant direction) " + ", ".join(f"p={p}: {m:.3g}" for p, m in zip(LEVELS, means)))  # fmt: skip
 
 
 # Log

@@ -150,7 +150,7 @@ def heads_label(heads) -> str:
 def test_model_prefers_the_entailed_answer(subject, study, claim):
     two_hop = study["behaviour"].query("hops == 2")
     ci = bootstrap_ci(two_hop.ld.to_numpy())
-    claim(model=subject.name, metric="mean LD entailed - alternative, two-hop", value=ci.estimate, ci=ci, n=ci.n, threshold=0.0)
+    assert claim(model=subject.name, metric="mean LD entailed - alternative, two-hop", value=ci.estimate, ci=ci, n=ci.n, threshold=0.0)
 
 
 def test_model_entails_against_recency(subject, study, claim):
@@ -158,7 +158,7 @@ def test_model_entails_against_recency(subject, study, claim):
     choosing the entailed answer on more than half of them is more than recency."""
     against = study["behaviour"].query("hops == 2 and entailed_first")
     ci = bootstrap_ci((against.ld > 0).astype(float).to_numpy())
-    claim(model=subject.name, metric="accuracy when recency favours the alternative", value=ci.estimate, ci=ci, n=ci.n, threshold=0.5)
+    assert claim(model=subject.name, metric="accuracy when recency favours the alternative", value=ci.estimate, ci=ci, n=ci.n, threshold=0.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,28 +168,28 @@ def test_model_entails_against_recency(subject, study, claim):
 def test_top3_heads_look_at_the_answer(subject, study, claim):
     """The seed's premise: the selected heads attend from the final position to the answer."""
     ci = bootstrap_ci(study["confirm"].top_attention.to_numpy())
-    claim(model=subject.name, metric=f"held-out final-row attention of top heads on answer(+{subject.offset})",
-          value=ci.estimate, ci=ci, n=ci.n, threshold=0.3)  # fmt: skip
+    assert claim(model=subject.name, metric=f"held-out final-row attention of top heads on answer(+{subject.offset})",
+                 value=ci.estimate, ci=ci, n=ci.n, threshold=0.3)  # fmt: skip
 
 
 def test_switching_top3_heads_moves_heldout_ld_toward_alternative(subject, study, claim):
     ci = bootstrap_ci(study["confirm"].d_switch.to_numpy())
-    claim(model=subject.name, metric=f"held-out delta LD, switch {heads_label(study['top'])}", value=ci.estimate, ci=ci,
-          n=ci.n, threshold=-1.0, direction="<=")  # fmt: skip
+    assert claim(model=subject.name, metric=f"held-out delta LD, switch {heads_label(study['top'])}", value=ci.estimate, ci=ci,
+                 n=ci.n, threshold=-1.0, direction="<=")  # fmt: skip
 
 
 def test_switching_top3_heads_flips_heldout_prompts(subject, study, claim):
     answered = study["confirm"].query("clean > 0")
     ci = bootstrap_ci((answered.switch < 0).astype(float).to_numpy())
-    claim(model=subject.name, metric="share of held-out prompts flipped to the alternative", value=ci.estimate, ci=ci,
-          n=ci.n, threshold=0.5)  # fmt: skip
+    assert claim(model=subject.name, metric="share of held-out prompts flipped to the alternative", value=ci.estimate, ci=ci,
+                 n=ci.n, threshold=0.5)  # fmt: skip
 
 
 def test_top3_heads_beat_random_heads(subject, study, claim):
     frame = study["confirm"]
     ci = bootstrap_ci((frame.d_switch - frame.d_random_heads).to_numpy())
-    claim(model=subject.name, metric="delta(top heads) - delta(random heads), paired", value=ci.estimate, ci=ci, n=ci.n,
-          threshold=-0.5, direction="<=")  # fmt: skip
+    assert claim(model=subject.name, metric="delta(top heads) - delta(random heads), paired", value=ci.estimate, ci=ci, n=ci.n,
+                 threshold=-0.5, direction="<=")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,8 +199,8 @@ def test_top3_heads_beat_random_heads(subject, study, claim):
 def test_switch_is_specific_to_the_alternative_token(subject, study, claim):
     frame = study["confirm"]
     ci = bootstrap_ci((frame.d_switch - frame.d_random_token).to_numpy())
-    claim(model=subject.name, metric="delta(to alternative) - delta(to random token), paired", value=ci.estimate, ci=ci,
-          n=ci.n, threshold=-0.5, direction="<=")  # fmt: skip
+    assert claim(model=subject.name, metric="delta(to alternative) - delta(to random token), paired", value=ci.estimate, ci=ci,
+                 n=ci.n, threshold=-0.5, direction="<=")  # fmt: skip
 
 
 def test_switch_at_a_random_query_position_does_nothing(subject, study, claim):
@@ -208,8 +208,8 @@ def test_switch_at_a_random_query_position_does_nothing(subject, study, claim):
     if len(moved) < 2:
         pytest.skip("no earlier query position sees both answer positions in these prompts")
     ci = bootstrap_ci(moved.to_numpy())
-    claim(model=subject.name, metric="|delta LD| with the switch at a random earlier query", value=ci.estimate, ci=ci,
-          n=ci.n, threshold=0.3, direction="<=")  # fmt: skip
+    assert claim(model=subject.name, metric="|delta LD| with the switch at a random earlier query", value=ci.estimate, ci=ci,
+                 n=ci.n, threshold=0.3, direction="<=")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +232,8 @@ def test_same_heads_matter_for_real_and_made_up_words(subject, study, claim):
         }
         draws.append(spearmanr(means["real"], means["made-up"]).statistic)
     low, high = np.percentile(draws, [2.5, 97.5])
-    claim(model=subject.name, metric="Spearman rho of per-head switch effects, real vs made-up", value=rho, ci=(low, high),
-          n=len(sweeps.prompt.unique()), threshold=0.5)  # fmt: skip
+    assert claim(model=subject.name, metric="Spearman rho of per-head switch effects, real vs made-up", value=rho, ci=(low, high),
+                 n=len(sweeps.prompt.unique()), threshold=0.5)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,8 +243,8 @@ def test_same_heads_matter_for_real_and_made_up_words(subject, study, claim):
 def test_value_swap_switches_as_well_as_the_pattern(subject, study, claim):
     frame = study["confirm"]
     ci = bootstrap_ci((frame.d_value_swap - frame.d_switch).to_numpy())
-    claim(model=subject.name, metric="delta(value swap) - delta(pattern switch), paired", value=ci.estimate, ci=ci, n=ci.n,
-          threshold=0.5, direction="<=")  # fmt: skip
+    assert claim(model=subject.name, metric="delta(value swap) - delta(pattern switch), paired", value=ci.estimate, ci=ci, n=ci.n,
+                 threshold=0.5, direction="<=")  # fmt: skip
 
 
 # Log

@@ -99,9 +99,9 @@ def toys(toy_model) -> dict:
     return out
 
 
-def best_layer1(entry, key="offset") -> float:
-    scores = entry[key][1]
-    return float(scores.max())
+def best_layer1(entry) -> float:
+    """The best layer-1 head's offset induction score (best offset)."""
+    return float(entry["offset"][1].max())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,24 +111,24 @@ def best_layer1(entry, key="offset") -> float:
 @pytest.mark.xfail(strict=True, reason="refuted: mean 0.55 [0.18, 0.92] over 5 seeds; 3 seeds 0.92-0.93, 2 seeds 0.00 (offset-4 circuit)")
 def test_two_layer_toy_forms_a_canonical_induction_head(toys, claim):
     ci = bootstrap_ci([float(t["induction"][1].max()) for t in toys["two"]])
-    claim(model="toy:repeat 2L attn-only", metric="best layer-1 induction score (offset 0), per seed",
-          value=ci.estimate, ci=ci, n=ci.n, threshold=0.5)  # fmt: skip
+    assert claim(model="toy:repeat 2L attn-only", metric="best layer-1 induction score (offset 0), per seed",
+                 value=ci.estimate, ci=ci, n=ci.n, threshold=0.5)  # fmt: skip
 
 
 def test_two_layer_toy_forms_an_offset_induction_head(toys, claim):
     scores = [best_layer1(t) for t in toys["two"]]
-    offsets = [int(t["offset"][1].max(-1).values.argmax()) for t in toys["two"]]
-    best_d = [int(t["offset"][1][int(t["offset"][1].max(-1).values.argmax())].argmax()) for t in toys["two"]]
+    heads = [int(t["offset"][1].max(-1).values.argmax()) for t in toys["two"]]  # [head, offset] -> best head
+    best_d = [int(t["offset"][1][h].argmax()) for t, h in zip(toys["two"], heads)]
     ci = bootstrap_ci(scores)
-    claim(model="toy:repeat 2L attn-only", metric="best layer-1 offset induction score, per seed", value=ci.estimate,
-          ci=ci, n=ci.n, threshold=0.5, note=f"best heads L1H{offsets}, offsets d={best_d}")  # fmt: skip
+    assert claim(model="toy:repeat 2L attn-only", metric="best layer-1 offset induction score, per seed", value=ci.estimate,
+                 ci=ci, n=ci.n, threshold=0.5, note=f"best heads L1H{heads}, offsets d={best_d}")  # fmt: skip
 
 
 @pytest.mark.xfail(strict=True, reason="refuted: mean 0.54 [0.19, 0.88] over 5 seeds; 0.83-0.91 where layer 1 is canonical, 0.03 elsewhere")
 def test_layer0_has_a_previous_token_head(toys, claim):
     ci = bootstrap_ci([float(t["previous"][0].max()) for t in toys["two"]])
-    claim(model="toy:repeat 2L attn-only", metric="best layer-0 previous-token score, per seed", value=ci.estimate,
-          ci=ci, n=ci.n, threshold=0.5)  # fmt: skip
+    assert claim(model="toy:repeat 2L attn-only", metric="best layer-0 previous-token score, per seed", value=ci.estimate,
+                 ci=ci, n=ci.n, threshold=0.5)  # fmt: skip
 
 
 def test_canonical_induction_comes_with_a_previous_token_head(toys, claim):
@@ -138,28 +138,28 @@ def test_canonical_induction_comes_with_a_previous_token_head(toys, claim):
     if len(canonical) < 2:
         pytest.skip(f"only {len(canonical)} seed(s) formed a canonical induction head")
     ci = bootstrap_ci([float(t["previous"][0].max()) for t in canonical])
-    claim(model="toy:repeat 2L attn-only", metric="best layer-0 previous-token score, seeds with a canonical induction head",
-          value=ci.estimate, ci=ci, n=ci.n, threshold=0.5, note=f"{len(canonical)}/{len(toys['two'])} seeds")  # fmt: skip
+    assert claim(model="toy:repeat 2L attn-only", metric="best layer-0 previous-token score, seeds with a canonical induction head",
+                 value=ci.estimate, ci=ci, n=ci.n, threshold=0.5, note=f"{len(canonical)}/{len(toys['two'])} seeds")  # fmt: skip
 
 
 def test_ablating_layer0_destroys_the_layer1_pattern(toys, claim):
     """K-composition: without layer 0's outputs, layer 1 cannot find the matching position."""
     drops = [best_layer1(t) - float(t["offset_ablated"].max()) for t in toys["two"]]
     ci = bootstrap_ci(drops)
-    claim(model="toy:repeat 2L attn-only", metric="drop of best layer-1 offset induction score, layer 0 mean-ablated",
-          value=ci.estimate, ci=ci, n=ci.n, threshold=0.3)  # fmt: skip
+    assert claim(model="toy:repeat 2L attn-only", metric="drop of best layer-1 offset induction score, layer 0 mean-ablated",
+                 value=ci.estimate, ci=ci, n=ci.n, threshold=0.3)  # fmt: skip
 
 
 def test_one_layer_toy_has_no_induction_head(toys, claim):
     ci = bootstrap_ci([float(t["offset"][0].max()) for t in toys["one"]])
-    claim(model="toy:repeat 1L attn-only", metric="best offset induction score, per seed", value=ci.estimate, ci=ci,
-          n=ci.n, threshold=0.2, direction="<=")  # fmt: skip
+    assert claim(model="toy:repeat 1L attn-only", metric="best offset induction score, per seed", value=ci.estimate, ci=ci,
+                 n=ci.n, threshold=0.2, direction="<=")  # fmt: skip
 
 
 def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
     ci = bootstrap_ci_two_sample([t["loss"] for t in toys["one"]], [t["loss"] for t in toys["two"]])
-    claim(model="toy:repeat 1L vs 2L", metric="loss on repeated half, 1-layer minus 2-layer (nats)", value=ci.estimate,
-          ci=ci, n=ci.n, threshold=1.0)  # fmt: skip
+    assert claim(model="toy:repeat 1L vs 2L", metric="loss on repeated half, 1-layer minus 2-layer (nats)", value=ci.estimate,
+                 ci=ci, n=ci.n, threshold=1.0)  # fmt: skip
 
 
 def phase_change(history) -> dict:
@@ -180,10 +180,10 @@ def test_phase_change_is_narrow_and_coincides_with_the_score(toys, claim, result
     ci = bootstrap_ci(widths)
     plot_training(toys, results_dir)
     inside = all(c["start"] - 2 * TWO_LAYER.log_every <= c["score_step"] <= c["end"] + 2 * TWO_LAYER.log_every for c in changes)
-    claim(model="toy:repeat 2L attn-only", metric="loss-drop window (10%->90%) as a share of training", value=ci.estimate,
-          ci=ci, n=ci.n, threshold=0.3, direction="<=",
-          note=f"windows {[(int(c['start']), int(c['end'])) for c in changes]}; score half-way at "
-               f"{[int(c['score_step']) for c in changes]}; inside the window: {inside}")  # fmt: skip
+    assert claim(model="toy:repeat 2L attn-only", metric="loss-drop window (10%->90%) as a share of training", value=ci.estimate,
+                 ci=ci, n=ci.n, threshold=0.3, direction="<=",
+                 note=f"windows {[(int(c['start']), int(c['end'])) for c in changes]}; score half-way at "
+                      f"{[int(c['score_step']) for c in changes]}; inside the window: {inside}")  # fmt: skip
     assert inside, "the layer-1 score's rise lies outside the loss drop"
 
 
@@ -239,8 +239,8 @@ def test_top_induction_heads_confirm_on_heldout_sequences(real, claim, model_nam
     per_sequence = torch.stack([induction_score_from_pattern(real["confirm"][l], S)[:, h] for l, h in real["top"]]).mean(0)
     ci = bootstrap_ci(per_sequence.numpy())
     plot_heatmap(real["scores"], model_name, results_dir)
-    claim(metric=f"held-out prefix-matching (induction) score of top {TOP_K} heads", value=ci.estimate, ci=ci, n=ci.n,
-          threshold=0.5, note=",".join(f"L{l}H{h}" for l, h in real["top"]))  # fmt: skip
+    assert claim(metric=f"held-out prefix-matching (induction) score of top {TOP_K} heads", value=ci.estimate, ci=ci, n=ci.n,
+                 threshold=0.5, note=",".join(f"L{l}H{h}" for l, h in real["top"]))  # fmt: skip
 
 
 @pytest.mark.real_model
@@ -256,22 +256,22 @@ def test_induction_ranking_agrees_with_head_detector(model, real, claim):
     ]).mean(0)  # fmt: skip
     oracle = detect_head(model, texts, "induction_head")
     rho = spearmanr(ours.flatten().numpy(), oracle.flatten().numpy()).statistic
-    claim(metric="Spearman rho, our induction scores vs head_detector, all heads", value=rho, n=ours.numel(), threshold=0.9)
+    assert claim(metric="Spearman rho, our induction scores vs head_detector, all heads", value=rho, n=ours.numel(), threshold=0.9)
 
 
 @pytest.mark.real_model
 def test_ablating_top_induction_heads_raises_repeat_loss(real, claim):
     ci = bootstrap_ci((real["ablated"] - real["clean"]).numpy())
-    claim(metric=f"loss rise on repeated half, top {TOP_K} induction heads mean-ablated (nats)", value=ci.estimate, ci=ci,
-          n=ci.n, threshold=1.0)  # fmt: skip
+    assert claim(metric=f"loss rise on repeated half, top {TOP_K} induction heads mean-ablated (nats)", value=ci.estimate, ci=ci,
+                 n=ci.n, threshold=1.0)  # fmt: skip
 
 
 @pytest.mark.real_model
 def test_top_heads_matter_far_more_than_random_heads_of_the_same_layers(real, claim):
     control = real["controls"].mean(0)  # [batch], mean over 20 draws
     ci = bootstrap_ci((real["ablated"] - control).numpy())
-    claim(metric="loss rise, top heads minus random same-layer heads, paired (nats)", value=ci.estimate, ci=ci, n=ci.n,
-          threshold=0.5)  # fmt: skip
+    assert claim(metric="loss rise, top heads minus random same-layer heads, paired (nats)", value=ci.estimate, ci=ci, n=ci.n,
+                 threshold=0.5)  # fmt: skip
 
 
 @pytest.mark.real_model
@@ -282,8 +282,8 @@ def test_induction_heads_have_lower_entropy_on_the_repeated_half(real, claim):
     ours = torch.stack([entropy[l][:, h] for l, h in top]).mean(0)
     others = torch.stack([entropy[l][:, h] for l in layers for h in range(entropy[l].shape[1]) if (l, h) not in top]).mean(0)
     ci = bootstrap_ci((ours - others).numpy())
-    claim(metric="entropy on repeated half, top heads minus other heads of their layers (nats)", value=ci.estimate, ci=ci,
-          n=ci.n, threshold=0.0, direction="<=")  # fmt: skip
+    assert claim(metric="entropy on repeated half, top heads minus other heads of their layers (nats)", value=ci.estimate, ci=ci,
+                 n=ci.n, threshold=0.0, direction="<=")  # fmt: skip
 
 
 def plot_heatmap(scores: torch.Tensor, model_name: str, results_dir: Path) -> None:

@@ -67,20 +67,20 @@ def test_paris_is_top1_after_capital_of_france(model, claim):
     logits = model(model.to_tokens("The capital of France is"))[0, -1]
     paris = model.to_single_token(" Paris")
     rank = int((logits > logits[paris]).sum())
-    claim(metric="rank of ' Paris' (0 = top-1)", value=rank, threshold=0, direction="<=")
+    assert claim(metric="rank of ' Paris' (0 = top-1)", value=rank, threshold=0, direction="<=")
 
 
 def test_english_loss_far_below_uniform(model, claim):
     losses = paragraph_losses(model, PARAGRAPHS)
     below = math.log(model.cfg.d_vocab) - losses
     ci = bootstrap_ci(below.numpy())
-    claim(metric="nats below uniform loss, per paragraph", value=ci.estimate, ci=ci, n=ci.n, threshold=5.0)
+    assert claim(metric="nats below uniform loss, per paragraph", value=ci.estimate, ci=ci, n=ci.n, threshold=5.0)
 
 
 def test_shuffling_words_raises_loss(model, claim):
     cost = paragraph_losses(model, [shuffled(t, i) for i, t in enumerate(PARAGRAPHS)]) - paragraph_losses(model, PARAGRAPHS)
     ci = bootstrap_ci(cost.numpy())
-    claim(metric="loss(shuffled) - loss(original), nats", value=ci.estimate, ci=ci, n=ci.n, threshold=1.0)
+    assert claim(metric="loss(shuffled) - loss(original), nats", value=ci.estimate, ci=ci, n=ci.n, threshold=1.0)
 
 
 def test_some_head_has_induction_score_above_half(model, claim):
@@ -89,8 +89,8 @@ def test_some_head_has_induction_score_above_half(model, claim):
     pattern = attention_patterns(model, random_repeats(model, seed=2))[layer]
     per_sequence = induction_score_from_pattern(pattern, SEQ_LEN)[:, head]
     ci = bootstrap_ci(per_sequence.numpy())
-    claim(metric=f"held-out induction score of L{layer}H{head}", value=ci.estimate, ci=ci, n=ci.n, threshold=0.5,
-          note=f"selected on a disjoint discovery batch (score {discovery[layer, head]:.3f})")
+    assert claim(metric=f"held-out induction score of L{layer}H{head}", value=ci.estimate, ci=ci, n=ci.n, threshold=0.5,
+                 note=f"selected on a disjoint discovery batch (score {discovery[layer, head]:.3f})")
 
 
 def test_induction_head_is_silent_without_repeats(model, claim):
@@ -100,8 +100,8 @@ def test_induction_head_is_silent_without_repeats(model, claim):
     pattern = attention_patterns(model, random_repeats(model, seed=3, repeat=False))[layer]
     per_sequence = induction_score_from_pattern(pattern, SEQ_LEN)[:, head]
     ci = bootstrap_ci(per_sequence.numpy())
-    claim(metric=f"L{layer}H{head} score at the induction offset, no repeats", value=ci.estimate, ci=ci, n=ci.n,
-          threshold=0.1, direction="<=")
+    assert claim(metric=f"L{layer}H{head} score at the induction offset, no repeats", value=ci.estimate, ci=ci, n=ci.n,
+                 threshold=0.1, direction="<=")
 
 
 # Log

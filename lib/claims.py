@@ -35,7 +35,7 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Claim:
     hypothesis: str
     claim_id: str
@@ -70,6 +70,13 @@ class Claim:
     def holds(self) -> bool:
         bound = self.decisive_bound
         return bound >= self.threshold if self.direction == ">=" else bound <= self.threshold
+
+    def __bool__(self) -> bool:
+        """`assert claim(...)` asserts that the claim holds."""
+        return self.holds
+
+    def __repr__(self) -> str:
+        return self.describe()
 
     def describe(self) -> str:
         ci = f" [95% CI {self.ci_low:.4g}, {self.ci_high:.4g}]" if self.has_ci else ""

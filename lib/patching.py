@@ -46,7 +46,8 @@ def _chunked_heads(heads, chunk):
         yield heads[start : start + chunk]
 
 
-def _scores(logits: torch.Tensor, n: int, batch: int, metric: Metric) -> list[float]:
+def metric_per_copy(logits: torch.Tensor, n: int, batch: int, metric: Metric) -> list[float]:
+    """The metric on each of the n stacked copies (each `batch` rows) of a stacked forward."""
     return [float(check_scalar(metric, logits[i * batch : (i + 1) * batch])) for i in range(n)]
 
 
@@ -68,7 +69,7 @@ def head_out_patch_sweep(model, clean_tokens, corrupted_tokens, metric: Metric, 
     for group in tqdm(list(_chunked_heads(heads, chunk)), desc="head-out patch sweep", disable=not progress, leave=False):
         hooks = stack_variants([patch_heads(model, [head], clean_cache) for head in group], batch)
         logits = model.run_with_hooks(corrupted_tokens.repeat(len(group), 1), fwd_hooks=hooks)
-        for (layer, head), value in zip(group, _scores(logits, len(group), batch, metric)):
+        for (layer, head), value in zip(group, metric_per_copy(logits, len(group), batch, metric)):
             out[layer, head] = value
     return out
 
@@ -95,7 +96,7 @@ def attention_row_sweep(
     for group in tqdm(list(_chunked_heads(heads, chunk)), desc="attention row sweep", disable=not progress, leave=False):
         hooks = _stacked_row_edits(model, group, batch, edit, query_pos)
         logits = run(len(group), hooks) if last else model.run_with_hooks(tokens.repeat(len(group), 1), fwd_hooks=hooks)
-        for (layer, head), value in zip(group, _scores(logits, len(group), batch, metric)):
+        for (layer, head), value in zip(group, metric_per_copy(logits, len(group), batch, metric)):
             out[layer, head] = value
     return out
 

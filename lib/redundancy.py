@@ -35,7 +35,7 @@ import torch
 
 from lib import hooks as H
 from lib.metrics import Metric, check_scalar
-from lib.patching import _scores, all_heads
+from lib.patching import all_heads, metric_per_copy
 
 Head = tuple[int, int]
 
@@ -76,7 +76,7 @@ def ablation_losses(
         group = head_sets[start : start + chunk]
         variants = [H.ablate_heads(model, list(heads), how, reference) if heads else [] for heads in group]
         logits = model.run_with_hooks(tokens.repeat(len(group), 1), fwd_hooks=H.stack_variants(variants, batch))
-        out += _scores(logits, len(group), batch, metric)
+        out += metric_per_copy(logits, len(group), batch, metric)
     return torch.tensor(out)
 
 
@@ -148,7 +148,7 @@ def direct_effects(
         with warnings.catch_warnings():  # the bridge warns that an edited LayerNorm scale leaves HF's fused path
             warnings.simplefilter("ignore")
             logits = model.run_with_hooks(tokens.repeat(len(group), 1), fwd_hooks=H.stack_variants(variants, batch))
-        for (layer, head), value in zip(group, _scores(logits, len(group), batch, metric)):
+        for (layer, head), value in zip(group, metric_per_copy(logits, len(group), batch, metric)):
             out[layer, head] = value - clean
     return out
 

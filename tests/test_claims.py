@@ -28,6 +28,12 @@ def test_a_claim_with_a_ci_needs_the_whole_ci_past_the_threshold():
     assert not make(value=0.1, threshold=0.2, direction="<=", ci=(0.0, 0.25)).holds
 
 
+def test_a_claim_is_truthy_iff_it_holds_and_its_repr_gives_the_figures():
+    refuted = make(value=1.0, threshold=0.5, ci=(0.4, 1.6))
+    assert not refuted and make(value=1.0, threshold=0.5, ci=(0.6, 1.6))
+    assert repr(refuted) == "c on m: x = 1 [95% CI 0.4, 1.6], n=1; claimed >= 0.5: does not hold"
+
+
 def test_bad_claims_are_named():
     with pytest.raises(ValueError, match="direction"):
         make(direction=">")
@@ -93,10 +99,10 @@ def test_claim_fixture_under_two_xdist_workers(pytester, monkeypatch):
             "import pytest\n"
             "@pytest.mark.parametrize('i', range(12))\n"
             "def test_holds(claim, i):\n"
-            "    claim(metric='m', value=i, threshold=0)\n"
+            "    assert claim(metric='m', value=i, threshold=0)\n"
             "@pytest.mark.xfail(strict=True, reason='refuted: -1 < 0')\n"
             "def test_refuted(claim):\n"
-            "    claim(metric='m', value=-1, threshold=0)\n"
+            "    assert claim(metric='m', value=-1, threshold=0)\n"
         )
     )
     results = pytester.path / "out"
