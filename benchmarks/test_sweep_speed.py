@@ -49,7 +49,7 @@ def test_redirect_sweep_kv_path_vs_full_forwards(benchmark, model):
 
 
 def test_head_out_sweep_vs_transformer_lens(benchmark, toy_model):
-    from tests.conftest import WITH_MLP
+    from lib.presets import WITH_MLP
 
     toy = toy_model(WITH_MLP)
     g = torch.Generator().manual_seed(0)

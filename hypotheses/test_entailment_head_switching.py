@@ -6,7 +6,7 @@ heads connect the final position to the entailed answer, and does pointing them 
 switch the prediction? Whether the model entails at all, or picks the most recent item, is part of
 the question.
 
-Protocol (fixtures/entailment_prompts.py; lib/protocols.py)
+Protocol (prompts/entailment.py; lib/protocols.py)
 1. Behaviour: logit difference LD = logit(entailed) - logit(alternative) at the final position, on
    128 two-hop prompts (8 real-word and 8 made-up-word families x 2 templates x 4 counterbalanced
    variants) and 32 one-hop controls.
@@ -23,7 +23,7 @@ Protocol (fixtures/entailment_prompts.py; lib/protocols.py)
      the two attention weights, z = sum_k p_k v_k; tests/test_hooks.py checks that identity. Across
      all rows it also changes what every later position reads.)
 4. The same on a toy model trained by the suite on rule recall ("c1 a7 . c3 a2 . c3" -> a2;
-   lib/entailment_task.py), where routing the answer to the final position is the only way to solve
+   lib/tasks/entailment.py), where routing the answer to the final position is the only way to solve
    the task: a positive control for the protocol. The toy reads each answer from the token after it
    (its heads attend there), so its switch moves attention between the tokens after the answers.
 
@@ -43,7 +43,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from fixtures.entailment_prompts import one_hop_prompts, two_hop_prompts
+from prompts.entailment import one_hop_prompts, two_hop_prompts
 from lib import hooks as H
 from lib.protocols import attention_switch, locate_answers
 from lib.stats import bootstrap_ci, discovery_confirmation_split
@@ -267,6 +267,6 @@ def test_value_swap_switches_as_well_as_the_pattern(subject, study, claim):
 #   answer and read the answer from there. With TOY_OFFSET = 1: attention on answer+1 0.97 [0.96, 0.98];
 #   switch -13.8 [-14.2, -13.5], flips 1.00, beats random heads by 7.8 [7.3, 8.3] and a random token by
 #   7.4 [6.3, 8.6]; value swap within 0.28 [0.16, 0.42] of the switch. The protocol finds the routing the
-#   task forces, once it looks where the heads look. A two-hop toy (lib/entailment_task.py "entailment",
+#   task forces, once it looks where the heads look. A two-hop toy (lib/tasks/entailment.py "entailment",
 #   3 layers, 2000 steps, with and without MLPs) stayed at chance (accuracy ~0.5), so the positive control is
 #   one-hop.

@@ -6,7 +6,7 @@ SmolLM2-135M-Instruct's 4-bit (Q4_1) GGUF checkpoint de-quantised to float32, no
 
 Protocol
 1. Factual completion: rank of " Paris" among next-token logits after "The capital of France is".
-2. Loss on ordinary English (fixtures/text.py, 6 paragraphs written for the suite), per token,
+2. Loss on ordinary English (prompts/text.py, 6 paragraphs written for the suite), per token,
    against the uniform baseline ln(d_vocab); control: the same paragraphs with their words
    shuffled (same tokens, no syntax). Bootstrap 95% CIs over paragraphs.
 3. Induction: on repeated random tokens (BOS + S random tokens + the same S again), find the head
@@ -29,7 +29,7 @@ import random
 import pytest
 import torch
 
-from fixtures.text import PARAGRAPHS
+from prompts.text import PARAGRAPHS
 from lib.scores import attention_patterns, induction_score_from_pattern, induction_scores
 from lib.stats import bootstrap_ci
 from lib.tasks import repeated_tokens

@@ -2,10 +2,7 @@
 
 import pytest
 
-from lib.toy import ToyConfig
-
-ATTN_ONLY = ToyConfig(n_layers=2, n_heads=4, d_model=32, n_content=24, seq_len=8, steps=150, batch=32)
-WITH_MLP = ATTN_ONLY.replace(attn_only=False, d_mlp=64)
+from lib.presets import ATTN_ONLY, WITH_MLP
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures.entailment_prompts import one_hop_prompts, two_hop_prompts
+from prompts.entailment import one_hop_prompts, two_hop_prompts
 from lib import hooks as H
 from lib.protocols import attention_switch, locate_answers
 

@@ -14,7 +14,7 @@ from lib import hooks as H
 from lib import redundancy as R
 from lib.metrics import mean_loss
 from lib.tasks import repeat_batch
-from tests.conftest import ATTN_ONLY
+from lib.presets import ATTN_ONLY
 
 
 def repeat_tokens(seed: int, batch: int = 6) -> torch.Tensor:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformer_lens.head_detector import detect_head
 
-from fixtures.text import PARAGRAPHS
+from prompts.text import PARAGRAPHS
 from lib import scores
 from lib.tasks import repeat_batch
 

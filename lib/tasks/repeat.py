@@ -1,8 +1,4 @@
-"""Synthetic tasks that toy models are trained on, and the prompts that probe them.
-
-A task owns its vocabulary (a list of word strings; token id = index; token 0 is BOS), draws
-training and evaluation batches from a seeded `torch.Generator`, and names the metrics logged
-while training. Tasks register themselves in `TASKS` under the name a `ToyConfig.task` uses.
+"""The `repeat` task (in-context copying) and the repeated-token batches that probe induction heads.
 
 - `repeat`: in-context copying. Training sequences hold one randomly placed segment of random
   length copied right after itself; evaluation is BOS, S random tokens, the same S again
@@ -11,23 +7,17 @@ while training. Tasks register themselves in `TASKS` under the name a `ToyConfig
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from lib.scores import induction_score_from_pattern, offset_induction_score_from_pattern
 
-if TYPE_CHECKING:
-    from lib.toy import ToyConfig
-
-BOS = "<bos>"
-PAD = "<pad>"
-N_SPECIAL = 2  # BOS, PAD
+from lib.tasks.vocab import N_SPECIAL, SPECIAL
 
 
 def repeat_vocab(n_content: int) -> list[str]:
     """[BOS, PAD, t0, ..., t{n-1}]"""
-    return [BOS, PAD, *(f"t{i}" for i in range(n_content))]
+    return [*SPECIAL, *(f"t{i}" for i in range(n_content))]
 
 
 def repeated_tokens(
@@ -63,20 +53,6 @@ def repeat_batch(generator: torch.Generator, batch: int, seq_len: int, n_content
     return repeated_tokens(generator, batch, seq_len, N_SPECIAL, N_SPECIAL + n_content, bos_id=0)
 
 
-class Task(Protocol):
-    def vocab(self, config: "ToyConfig") -> list[str]: ...
-
-    def n_ctx(self, config: "ToyConfig") -> int: ...
-
-    def train_batch(self, config: "ToyConfig", generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tokens, labels) [batch, n_ctx]; labels are -100 where no loss is taken."""
-
-    def eval_batch(self, config: "ToyConfig", generator: torch.Generator, batch: int) -> torch.Tensor: ...
-
-    def evaluate(self, config: "ToyConfig", tokens: torch.Tensor, logits: torch.Tensor, attentions) -> dict[str, float]:
-        """Metrics logged during training, from the eval batch's logits and attention patterns."""
-
-
 class RepeatTask:
     def vocab(self, config):
         return repeat_vocab(config.n_content)
@@ -106,7 +82,3 @@ class RepeatTask:
                 row[f"offset_induction_L{layer}H{head}"] = float(best_offset[head])
         return row
 
-
-from lib.entailment_task import EntailmentTask  # noqa: E402  (a task module of its own)
-
-TASKS: dict[str, Task] = {"repeat": RepeatTask(), "entailment": EntailmentTask(hops=2), "rule-recall": EntailmentTask(hops=1)}

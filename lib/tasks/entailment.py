@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
-SPECIAL = ["<bos>", "<pad>", "."]
-DOT = 2
+from lib.tasks.vocab import SPECIAL
+
+DOT_WORD = "."
+DOT = len(SPECIAL)  # the rule separator's id: the first word after the special tokens
 TRAIN_QUERIES = 6  # (condition, answer) pairs after the rules in a training sequence
 
 
@@ -42,13 +44,13 @@ class EntailmentTask:
 
     def vocab(self, config) -> list[str]:
         k = config.n_content
-        return SPECIAL + [f"{kind}{i}" for kind in "cba" for i in range(k)]
+        return SPECIAL + [DOT_WORD] + [f"{kind}{i}" for kind in "cba" for i in range(k)]
 
     def n_ctx(self, config) -> int:
         return 1 + 3 * self.rules + 2 * TRAIN_QUERIES  # BOS, rules, (query condition, answer) pairs
 
     def _ids(self, config, kind: str, index: torch.Tensor) -> torch.Tensor:
-        return len(SPECIAL) + "cba".index(kind) * config.n_content + index
+        return DOT + 1 + "cba".index(kind) * config.n_content + index
 
     def sample(self, config, generator: torch.Generator, batch: int, queries: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens [batch, 1 + 3*rules + 2*queries]: BOS, the rules, then `queries` (condition,
