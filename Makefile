@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install research test bench clean-cache
+.PHONY: install research test bench clean-cache report
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ research: install
 
 test: install
 	HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# results/REPORT.md and its forest plots, from results/claims.csv alone (seconds; run the hypotheses first).
+report: install
+	$(PY) -m lib.report
 
 bench: install
 	$(PY) -m pytest benchmarks/ --benchmark-only $(PYTEST_ARGS)

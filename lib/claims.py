@@ -117,7 +117,9 @@ class Claim:
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
-            raise ValueError(f"claim {self.claim_id!r}: direction must be one of {DIRECTIONS}, got {self.direction!r}")
+            raise ValueError(
+                f"claim {self.claim_id!r}: direction must be one of {DIRECTIONS}, got {self.direction!r}"
+            )
         if not math.isfinite(self.value):
             raise ValueError(f"claim {self.claim_id!r}: measured value is {self.value}; fix the measurement")
         if not math.isnan(self.adjusted_p) and not 0.0 <= self.adjusted_p <= 1.0:
@@ -198,8 +200,10 @@ def normalise(table: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
     columns) -> COLUMNS, numbers as floats, rows sorted by (hypothesis, claim, model) unless `sort` is False."""
     if "claim_id" in table.columns:  # the old format
         old = table.pop("claim_id").fillna("").astype(str)
-        table["claim"] = old if "claim" not in table.columns else table["claim"].fillna("").astype(str).where(
-            table["claim"].fillna("").astype(str) != "", old
+        table["claim"] = (
+            old
+            if "claim" not in table.columns
+            else table["claim"].fillna("").astype(str).where(table["claim"].fillna("").astype(str) != "", old)
         )
     for column in COLUMNS:
         if column not in table.columns:
@@ -261,7 +265,11 @@ class Ledger:
                 handle.flush()
                 os.fsync(handle.fileno())
             table = self.table()
-            same = (table.hypothesis == row["hypothesis"]) & (table.claim == row["claim"]) & (table.model == row["model"])
+            same = (
+                (table.hypothesis == row["hypothesis"])
+                & (table.claim == row["claim"])
+                & (table.model == row["model"])
+            )
             table = pd.concat([table[~same], normalise(pd.DataFrame([row]))], ignore_index=True)
             _atomic_write(self.csv, to_csv_text(table))
         return row
@@ -316,7 +324,9 @@ def _git(args: list[str], where: Path, timeout: float = 10) -> str:
     cwd = where if where.is_dir() else where.parent
     while not cwd.exists():
         cwd = cwd.parent
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=True
+    ).stdout
 
 
 def git_commit(where: Path, exclude: Path | None = None) -> str:
@@ -347,7 +357,9 @@ def format_table(rows: pd.DataFrame) -> str:
     for r in normalise(rows).itertuples():
         ci = f"[{r.ci_low:.3g}, {r.ci_high:.3g}]" if pd.notna(r.ci_low) and pd.notna(r.ci_high) else "-"
         threshold = f"{r.direction} {r.threshold:g}"
-        lines.append((f"{r.status:<12}", f"{r.hypothesis}::{r.claim}", str(r.model), f"{r.value:.4g}", ci, threshold))
+        lines.append(
+            (f"{r.status:<12}", f"{r.hypothesis}::{r.claim}", str(r.model), f"{r.value:.4g}", ci, threshold)
+        )
     header = ("status", "claim", "model", "value", "95% CI", "threshold")
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -393,10 +405,14 @@ def diff_ledgers(old: pd.DataFrame, new: pd.DataFrame) -> LedgerDiff:
             flips.append(f"{name}: {o.status} -> {n.status} ({o.metric}: {values})")
         elif math.isfinite(o.ci_low) and math.isfinite(o.ci_high):
             if not o.ci_low <= n.value <= o.ci_high:
-                shifts.append(f"{name}: {values}, outside the old CI [{round_sig(o.ci_low)}, {round_sig(o.ci_high)}]")
+                shifts.append(
+                    f"{name}: {values}, outside the old CI [{round_sig(o.ci_low)}, {round_sig(o.ci_high)}]"
+                )
         elif round_sig(o.value) != round_sig(n.value):
             shifts.append(f"{name}: {values} (old row had no CI)")
-    added = [f"{k[0]}::{k[1]} on {k[2]}: {new.loc[k].status}" for k in new.index.difference(old.index, sort=False)]
+    added = [
+        f"{k[0]}::{k[1]} on {k[2]}: {new.loc[k].status}" for k in new.index.difference(old.index, sort=False)
+    ]
     removed = [f"{k[0]}::{k[1]} on {k[2]}" for k in old.index.difference(new.index, sort=False)]
     return LedgerDiff(flips=flips, shifts=shifts, added=sorted(added), removed=sorted(removed))
 

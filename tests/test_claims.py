@@ -14,7 +14,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.claims import COLUMNS, Claim, Ledger, Precondition, diff_ledgers, git_commit, load_ledger, main, read_ledger
+from lib.claims import (
+    COLUMNS,
+    Claim,
+    Ledger,
+    Precondition,
+    diff_ledgers,
+    git_commit,
+    load_ledger,
+    main,
+    read_ledger,
+)
 
 pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +90,9 @@ def test_no_claim_is_supported_when_its_precondition_failed(value, threshold, sp
 
 def test_the_tracked_ledger_has_stable_columns_rounded_numbers_and_sorted_rows(tmp_path):
     ledger = Ledger(tmp_path, run_id="r1", commit="abc")
-    ledger.record(make("b", value=2.123456789, ci=(1.0000001, 3.333333333), n=16, unit="families", adjusted_p=0.0123456))
+    ledger.record(
+        make("b", value=2.123456789, ci=(1.0000001, 3.333333333), n=16, unit="families", adjusted_p=0.0123456)
+    )
     ledger.record(make("a", value=1 / 3, precondition=(False, "loss 3.6 nats > 1")))
     text = (tmp_path / "claims.csv").read_text()
     lines = text.splitlines()
@@ -90,7 +102,9 @@ def test_the_tracked_ledger_has_stable_columns_rounded_numbers_and_sorted_rows(t
     assert lines[2].startswith("h,b,m,x,2.123,1,3.333,0.5,>=,supported,16,families,0.01235,,")
     before = text
     ledger.record(make("b", value=2.1234999))  # same figure at 4 significant digits: the file is unchanged
-    ledger.record(make("b", value=2.123456789, ci=(1.0000001, 3.333333333), n=16, unit="families", adjusted_p=0.0123456))
+    ledger.record(
+        make("b", value=2.123456789, ci=(1.0000001, 3.333333333), n=16, unit="families", adjusted_p=0.0123456)
+    )
     assert (tmp_path / "claims.csv").read_text() == before
     history = ledger.run_rows()
     assert len(history) == 4 and set(history.commit) == {"abc"} and history.value.iloc[0] == 2.123456789
@@ -198,7 +212,9 @@ def test_diff_fails_on_a_flipped_claim_and_reports_it(repo, capsys):
     new.write_text((repo / "results" / "claims.csv").read_text())
     assert main(["diff", str(old), str(new)]) == 1
     out = capsys.readouterr().out
-    assert "h::a on m: supported -> refuted" in out and "added (1):" in out and "h::added on m: supported" in out
+    assert (
+        "h::a on m: supported -> refuted" in out and "added (1):" in out and "h::added on m: supported" in out
+    )
     assert main(["diff", str(new), str(old)]) == 1
     assert "removed (1):" in capsys.readouterr().out
 
@@ -293,7 +309,9 @@ def test_claim_fixture_under_two_xdist_workers(suite):
         )
     )
     results = suite.path / "out"
-    run = suite.runpytest_subprocess("-n", "2", "-p", "xdist", f"--results-dir={results}", "-p", "no:cacheprovider")
+    run = suite.runpytest_subprocess(
+        "-n", "2", "-p", "xdist", f"--results-dir={results}", "-p", "no:cacheprovider"
+    )
     run.assert_outcomes(passed=12, xfailed=1)
     table = read_ledger(results / "claims.csv")
     assert len(table) == 13

@@ -1,0 +1,292 @@
+"""The research report, results/REPORT.md, rendered from the claims ledger alone in seconds.
+
+    python -m lib.report                      # or: make report
+    python -m lib.report --results DIR --hypotheses DIR
+
+The page holds, in order:
+1. a claims x models table (rows: claims; columns: the real models, and one column for the toy
+   models, whose cells name the toy; cells: status and value);
+2. one section per hypothesis: its question (the first paragraph of the module docstring of
+   hypotheses/test_<hypothesis>.py, read with `ast`, nothing imported), its protocol (the numbered
+   steps of the docstring's "Protocol" paragraph, in brief, and in full when unfolded), a table of
+   its claims (value, 95% CI, threshold, status, n and what n counts, model, Holm-adjusted p,
+   precondition, note), and its figures: a forest plot per model, generated here
+   (results/figures/<hypothesis>__<model>.png: each claim's value as a dot, its CI as a bar, its
+   threshold as a mark, the model's name in the title), and every image already in the results
+   folder whose name starts with the hypothesis's name.
+
+The page carries no timestamp, so it changes in git only when the ledger does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import re
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+import pandas as pd
+
+from lib.claims import read_ledger, round_sig
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
+STATUS_COLOURS = {"supported": "tab:green", "refuted": "tab:red", "inconclusive": "tab:gray"}
+FIGURES = "figures"
+TOY = "toy:"  # the prefix of toy models' names in the ledger  # the subfolder of the results folder that the report owns
+
+
+@dataclass(frozen=True)
+class HypothesisText:
+    """What a hypothesis file says about itself."""
+
+    question: str
+    protocol_steps: tuple[str, ...]  # one headline per numbered step
+    protocol: str  # the Protocol paragraph as written ("" when the docstring has none)
+
+
+def hypothesis_text(path: Path) -> HypothesisText:
+    """The question and protocol from a hypothesis file's module docstring (parsed, not imported)."""
+    if not path.exists():
+        return HypothesisText(
+            f"(no file {path.name}: the ledger names a hypothesis that is not in the suite)", (), ""
+        )
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    paragraphs = re.split(r"\n\s*\n", doc.strip())
+    question = (
+        " ".join(paragraphs[0].split()) if paragraphs and paragraphs[0] else "(the file has no docstring)"
+    )
+    protocol = next((p for p in paragraphs if p.lstrip().startswith("Protocol")), "")
+    steps = tuple(_headline(m.group(2)) for m in re.finditer(r"^\s*(\d+)\.\s+(.+)$", protocol, flags=re.M))
+    return HypothesisText(question, steps, protocol)
+
+
+def _headline(step: str) -> str:
+    """The first clause of a protocol step: "Toys (lib/toy.py, ...): 2-layer ..." -> "Toys"."""
+    text = re.sub(r"\s*\([^)]*\)?", "", step).strip()
+    head = re.split(r"[:;,.]\s", text + " ", maxsplit=1)[0].strip().rstrip(":;,.")
+    return textwrap.shorten(head, width=80, placeholder="...")
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a model name: "toy:repeat 2L attn-only" -> "toy-repeat-2L-attn-only"."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
+
+
+def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
+    """One row per claim: its value (dot), 95% CI (bar) and threshold (red mark, with the claimed side),
+    each row on its own scale since claims measure different things; colour = status."""
+    n = len(rows)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 0.62 * n + 0.9), squeeze=False)  # one row of axes per claim
+    for ax, row in zip(axes[:, 0], rows.itertuples()):
+        colour = STATUS_COLOURS.get(row.status, "black")
+        has_ci = math.isfinite(row.ci_low) and math.isfinite(row.ci_high)
+        if has_ci:
+            ax.plot([row.ci_low, row.ci_high], [0, 0], color=colour, lw=3, solid_capstyle="butt")
+        ax.plot([row.value], [0], "o", color=colour, ms=6)
+        ax.plot([row.threshold], [0], marker="|", color="red", ms=18, mew=2)
+        ax.annotate(
+            row.direction,
+            (row.threshold, 0),
+            xytext=(3, 6),
+            textcoords="offset points",
+            color="red",
+            fontsize=7,
+        )
+        points = [row.value, row.threshold] + ([row.ci_low, row.ci_high] if has_ci else [])
+        low, high = min(points), max(points)
+        pad = 0.15 * (high - low) or 0.15 * max(abs(high), 1.0)
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=7, pad=1)
+        for side in ("left", "right", "top"):
+            ax.spines[side].set_visible(False)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.text(-0.01, 0.5, _label(row.claim), transform=ax.transAxes, ha="right", va="center", fontsize=8)
+        ci = f" [{round_sig(row.ci_low)}, {round_sig(row.ci_high)}]" if has_ci else ""
+        verdict = f"{round_sig(row.value)}{ci} {row.direction} {round_sig(row.threshold)}: {row.status}"
+        ax.text(1.01, 0.5, verdict, transform=ax.transAxes, ha="left", va="center", fontsize=8, color=colour)
+    fig.suptitle(title, fontsize=10)
+    height = 0.62 * n + 0.9  # inches
+    fig.subplots_adjust(left=0.36, right=0.72, top=1 - 0.55 / height, bottom=0.35 / height, hspace=1.2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _label(claim: str, width: int = 46) -> str:
+    """A claim's name in at most two lines of `width` characters (the middle cut out if longer)."""
+    name = claim.removeprefix("test_")
+    if len(name) <= width:
+        return name
+    test, bracket, params = name.partition("[")
+    if bracket and len(test) <= width and len(params) < width:  # the parameters on their own line
+        return f"{test}\n[{params}"
+    if len(name) <= 2 * width:
+        return f"{name[:width]}\n{name[width:]}"
+    return f"{name[:width]}\n...{name[-(width - 3) :]}"
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(_cell(c) for c in line) + " |" for line in lines]
+    return out
+
+
+def _ci(row) -> str:
+    if math.isfinite(row.ci_low) and math.isfinite(row.ci_high):
+        return f"[{round_sig(row.ci_low)}, {round_sig(row.ci_high)}]"
+    return ""
+
+
+def render(results: Path, hypotheses: Path) -> str:
+    """REPORT.md's text; writes the forest plots under results/figures (removing stale ones)."""
+    ledger = read_ledger(results / "claims.csv")
+    models = sorted(ledger.model.unique())
+    counts = ledger.status.value_counts()
+    lines = [
+        "# Claims report",
+        "",
+        "Rendered by `make report` from `claims.csv` alone; edit the hypotheses, not this page. "
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("supported", "refuted", "inconclusive"))
+        + f" ({len(ledger)} claims on {len(models)} models). A claim is supported when its whole 95% CI lies on "
+        "the claimed side of its threshold and its precondition (if any) was met; inconclusive when the "
+        "precondition failed.",
+        "",
+        "## Claims x models",
+        "",
+    ]
+    # One column per real model; the toy models (a different one for nearly every claim) share one column.
+    real = [m for m in models if not m.startswith(TOY)]
+    columns = real + (["toy model"] if len(real) < len(models) else [])
+    grid = []
+    for (hypothesis, claim), group in ledger.groupby(["hypothesis", "claim"], sort=True):
+        cells = dict.fromkeys(columns, "")
+        for r in group.itertuples():
+            figure = f"{r.status} {round_sig(r.value)}"
+            if r.model.startswith(TOY):
+                cells["toy model"] = "; ".join(filter(None, [cells["toy model"], f"{figure} ({r.model})"]))
+            else:
+                cells[r.model] = figure
+        grid.append([f"[{hypothesis}](#{_anchor(hypothesis)})", claim, *cells.values()])
+    lines += _table(["hypothesis", "claim", *columns], grid)
+
+    figures = results / FIGURES
+    written: set[Path] = set()
+    for hypothesis, rows in ledger.groupby("hypothesis", sort=True):
+        text = hypothesis_text(hypotheses / f"test_{hypothesis}.py")
+        lines += ["", f"## {hypothesis}", "", f"**Question.** {text.question}", ""]
+        if text.protocol_steps:
+            steps = "; ".join(f"{i}. {s}" for i, s in enumerate(text.protocol_steps, 1))
+            lines += [f"**Protocol** (hypotheses/test_{hypothesis}.py): {steps}.", ""]
+            lines += [
+                "<details><summary>Protocol in full</summary>",
+                "",
+                "```text",
+                text.protocol,
+                "```",
+                "",
+                "</details>",
+            ]
+            lines += [""]
+        header = [
+            "claim",
+            "model",
+            "metric",
+            "value",
+            "95% CI",
+            "threshold",
+            "status",
+            "n",
+            "adj. p",
+            "precondition",
+            "note",
+        ]
+        body = [_claim_line(r) for r in rows.itertuples()]
+        lines += _table(header, body)
+        lines += [""]
+        for model, model_rows in rows.groupby("model", sort=True):
+            path = forest_plot(
+                model_rows, f"{hypothesis} on {model}", figures / f"{hypothesis}__{slug(model)}.png"
+            )
+            written.add(path)
+            lines += [
+                f"![{hypothesis} on {model}: value, 95% CI and threshold per claim]({FIGURES}/{path.name})",
+                "",
+            ]
+        for image in sorted(
+            p for p in results.iterdir() if p.name.startswith(hypothesis) and p.suffix in IMAGE_SUFFIXES
+        ):
+            lines += [f"![{image.stem}]({image.name})", ""]
+    for stale in figures.glob("*__*.png") if figures.exists() else ():
+        if stale not in written:
+            stale.unlink()
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _claim_line(r) -> list[str]:
+    threshold = f"{r.direction} {round_sig(r.threshold)}"
+    n = f"{r.n} {r.unit}".strip()
+    return [
+        r.claim,
+        r.model,
+        r.metric,
+        round_sig(r.value),
+        _ci(r),
+        threshold,
+        f"**{r.status}**",
+        n,
+        round_sig(r.adjusted_p),
+        r.precondition,
+        r.note,
+    ]
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def write_report(results: Path = REPO / "results", hypotheses: Path = REPO / "hypotheses") -> Path:
+    results, hypotheses = Path(results), Path(hypotheses)
+    if not (results / "claims.csv").exists():
+        raise FileNotFoundError(
+            f"no ledger at {results / 'claims.csv'}: run the hypotheses first (make research), "
+            "or point --results at a folder holding claims.csv"
+        )
+    out = results / "REPORT.md"
+    out.write_text(render(results, hypotheses), encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=REPO / "results", help="folder holding claims.csv")
+    parser.add_argument(
+        "--hypotheses", type=Path, default=REPO / "hypotheses", help="folder of test_<name>.py"
+    )
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        out = write_report(args.results, args.hypotheses)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The report renders from a ledger alone: table, sections with question and protocol, forest plots."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lib.claims import Claim, Ledger
+from lib.report import hypothesis_text, main, slug, write_report
+
+HYPOTHESIS = '''"""Do toy heads copy?
+
+Some background that is not the question.
+
+Protocol (lib/toy.py)
+1. Models (2 layers, 4 heads): trained on copying, 8 seeds.
+2. Ablation: every head mean-ablated.
+
+Measures
+- loss in nats.
+"""
+
+import pytest
+'''
+
+
+def record(ledger, claim_id, model, value, ci=(math.nan, math.nan), **extra):
+    ledger.record(
+        Claim(
+            hypothesis="copying",
+            claim_id=claim_id,
+            model=model,
+            metric="loss rise (nats)",
+            value=value,
+            threshold=1.0,
+            ci_low=ci[0],
+            ci_high=ci[1],
+            **extra,
+        )
+    )
+
+
+@pytest.fixture
+def results(tmp_path):
+    ledger = Ledger(tmp_path / "results", run_id="r", commit="abc")
+    record(ledger, "test_heads_copy[a]", "tiny-lm", 2.5, ci=(2.0, 3.0), n=8, unit="seeds")
+    record(ledger, "test_heads_copy[a]", "other-lm", 0.5, ci=(0.1, 0.9), n=8, unit="seeds")
+    record(ledger, "test_unlearned", "toy:copy 2L", 3.0, precondition=(False, "loss 3.6 nats > 1"))
+    (tmp_path / "hypotheses").mkdir()
+    (tmp_path / "hypotheses" / "test_copying.py").write_text(HYPOTHESIS)
+    (tmp_path / "results" / "copying_heatmap.png").write_bytes(b"png")
+    (tmp_path / "results" / "figures").mkdir()
+    (tmp_path / "results" / "figures" / "gone__tiny-lm.png").write_bytes(b"stale")
+    return tmp_path / "results"
+
+
+def test_the_report_renders_from_the_ledger_alone(results):
+    out = write_report(results, results.parent / "hypotheses")
+    text = out.read_text()
+    assert text.index("## Claims x models") < text.index("## copying")
+    assert "| hypothesis | claim | other-lm | tiny-lm | toy model |" in text
+    assert "| [copying](#copying) | test_heads_copy[a] | refuted 0.5 | supported 2.5 |  |" in text
+    assert "inconclusive 3 (toy:copy 2L)" in text
+    assert (
+        "**Question.** Do toy heads copy?" in text
+        and "background" not in text.split("**Protocol**")[0][-200:]
+    )
+    assert "**Protocol** (hypotheses/test_copying.py): 1. Models; 2. Ablation." in text
+    assert (
+        "| test_heads_copy[a] | tiny-lm | loss rise (nats) | 2.5 | [2, 3] | >= 1 | **supported** | 8 seeds |"
+        in text
+    )
+    assert "failed: loss 3.6 nats > 1" in text
+    figures = sorted(p.name for p in (results / "figures").iterdir())
+    assert figures == [
+        "copying__other-lm.png",
+        "copying__tiny-lm.png",
+        "copying__toy-copy-2L.png",
+    ]  # stale one gone
+    assert (
+        "![copying on tiny-lm: value, 95% CI and threshold per claim](figures/copying__tiny-lm.png)" in text
+    )
+    assert "![copying_heatmap](copying_heatmap.png)" in text
+    write_report(results, results.parent / "hypotheses")
+    assert out.read_text() == text  # no timestamp: the page changes only with the ledger
+
+
+def test_bad_inputs_are_named(tmp_path, capsys):
+    assert main(["--results", str(tmp_path)]) == 2
+    assert "no ledger at" in capsys.readouterr().err
+    assert "not in the suite" in hypothesis_text(tmp_path / "test_missing.py").question
+    assert slug("toy:repeat 2L attn-only") == "toy-repeat-2L-attn-only"
