@@ -1,6 +1,6 @@
 """Suite-wide options and plugins: which model the hypotheses run on, and the claims ledger."""
 
-pytest_plugins = ["fixtures.ledger", "fixtures.models"]
+pytest_plugins = ["fixtures.ledger", "fixtures.models", "fixtures.progress"]
 
 
 def pytest_addoption(parser):
