@@ -1,14 +1,18 @@
-"""Statistics for claims measured over prompts or seeds: seeded bootstrap CIs, effect sizes,
-a paired permutation test, Holm's correction, and a deterministic discovery/confirmation split.
+"""Statistics for claims measured over prompts or seeds: seeded bootstrap CIs, binomial CIs for
+counts, effect sizes, permutation tests, Holm's correction, and a deterministic
+discovery/confirmation split.
 
 Inputs are 1-D sequences (lists, numpy arrays or torch tensors) of per-prompt or per-seed figures.
+With few seeds, report a count k/n with `binomial_ci` (a bootstrap over 3-5 values gives the
+min-max range or a degenerate interval); compare two groups of >= 8 seeds with
+`bootstrap_ci_two_sample` and `permutation_test_two_sample`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -37,7 +41,34 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
 
 
-def bootstrap_ci(values, statistic: Callable = np.mean, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> CI:
+BINOMIAL_METHODS = {"clopper-pearson": "exact", "wilson": "wilson"}  # our name -> scipy's
+
+
+def binomial_ci(
+    k: int, n: int, confidence: float = 0.95, method: Literal["clopper-pearson", "wilson"] = "clopper-pearson"
+) -> CI:
+    """CI of a proportion from a count: k successes out of n (seeds forming a circuit, models that
+    learned). `clopper-pearson`: exact, never below the nominal coverage; `wilson`: the score
+    interval, shorter. The estimate is k/n; k = 0 gives low = 0 and k = n gives high = 1.
+    (scipy.stats.binomtest(k, n).proportion_ci)."""
+    from scipy.stats import binomtest
+
+    _check_confidence(confidence)
+    if method not in BINOMIAL_METHODS:
+        raise ValueError(f"unknown binomial CI method {method!r}; use 'clopper-pearson' or 'wilson'")
+    for name, value in (("k", k), ("n", n)):
+        if isinstance(value, bool) or int(value) != value:
+            raise ValueError(f"{name}={value!r} must be a whole number (a count)")
+    k, n = int(k), int(n)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"a binomial CI needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method=BINOMIAL_METHODS[method])
+    return CI(k / n, float(interval.low), float(interval.high), n)
+
+
+def bootstrap_ci(
+    values, statistic: Callable = np.mean, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> CI:
     """Percentile bootstrap CI of `statistic` over the values (resampled with replacement).
 
     With a single value the interval is degenerate (low = high = estimate).
@@ -87,7 +118,9 @@ def cohens_d(a, b=None) -> float:
     if b is None:
         return _ratio(a.mean(), a.std(ddof=1) if a.size > 1 else 0.0)
     b = _array(b, "b")
-    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / max(a.size + b.size - 2, 1))
+    pooled = np.sqrt(
+        ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / max(a.size + b.size - 2, 1)
+    )
     return _ratio(a.mean() - b.mean(), float(pooled))
 
 
@@ -99,7 +132,9 @@ def cohens_d_paired(a, b) -> float:
     return cohens_d(a - b)
 
 
-def paired_permutation_test(a, b, n_permutations: int = 10_000, seed: int = 0, alternative: str = "two-sided") -> float:
+def paired_permutation_test(
+    a, b, n_permutations: int = 10_000, seed: int = 0, alternative: str = "two-sided"
+) -> float:
     """p-value of mean(a - b) = 0 by random sign flips of the differences, with the +1 correction;
     exact enumeration when 2**n <= n_permutations."""
     if alternative not in ("two-sided", "greater", "less"):
@@ -109,8 +144,8 @@ def paired_permutation_test(a, b, n_permutations: int = 10_000, seed: int = 0, a
         raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
     d = a - b
     observed = d.mean()
-    if 2 ** d.size <= n_permutations:
-        signs = 1 - 2 * ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1)
+    if 2**d.size <= n_permutations:
+        signs = 1 - 2 * ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1)
         null = (signs * d).mean(1)
         exact = True
     else:
@@ -125,6 +160,32 @@ def paired_permutation_test(a, b, n_permutations: int = 10_000, seed: int = 0, a
     else:
         hits = (np.abs(null) >= abs(observed) - tol).sum()
     return float(hits / null.size) if exact else float((hits + 1) / (null.size + 1))
+
+
+def permutation_test_two_sample(
+    a, b, alternative: str = "greater", n_resamples: int = 20_000, seed: int = 0
+) -> float:
+    """p-value of mean(a) - mean(b) = 0 for independent groups, by shuffling the group labels
+    (scipy.stats.permutation_test; exact when the number of relabellings is <= n_resamples)."""
+    from scipy.stats import permutation_test
+
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    a, b = _array(a, "a"), _array(b, "b")
+
+    def difference(x, y, axis=-1):
+        return x.mean(axis) - y.mean(axis)
+
+    result = permutation_test(
+        (a, b),
+        difference,
+        permutation_type="independent",
+        alternative=alternative,
+        n_resamples=n_resamples,
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.pvalue)
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -146,17 +207,23 @@ def _key(item, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{item!r}".encode()).hexdigest()
 
 
-def discovery_confirmation_split(items: Sequence, confirm_fraction: float = 0.5, seed: int = 0) -> tuple[list, list]:
+def discovery_confirmation_split(
+    items: Sequence, confirm_fraction: float = 0.5, seed: int = 0
+) -> tuple[list, list]:
     """Disjoint (discovery, confirmation) lists, the same in every process for the same items and
     seed: items are ordered by a sha256 of (seed, repr(item)) and cut at the fraction."""
     items = list(items)
     if len(items) < 2:
         raise ValueError(f"a split needs at least 2 items, got {len(items)}")
-    discovery_idx, confirm_idx = split_indices(len(items), confirm_fraction, seed, keys=[_key(i, seed) for i in items])
+    discovery_idx, confirm_idx = split_indices(
+        len(items), confirm_fraction, seed, keys=[_key(i, seed) for i in items]
+    )
     return [items[i] for i in discovery_idx], [items[i] for i in confirm_idx]
 
 
-def split_indices(n: int, confirm_fraction: float = 0.5, seed: int = 0, keys: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, confirm_fraction: float = 0.5, seed: int = 0, keys: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(discovery, confirmation) index arrays of range(n), both non-empty for n >= 2 (sorted)."""
     if not 0 < confirm_fraction < 1:
         raise ValueError(f"confirm_fraction must lie in (0, 1), got {confirm_fraction}")

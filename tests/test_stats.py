@@ -1,4 +1,4 @@
-"""Statistics: bootstrap CIs, effect sizes, permutation test, Holm, the discovery/confirmation split."""
+"""Statistics: bootstrap and binomial CIs, effect sizes, permutation tests, Holm, the discovery/confirmation split."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import beta, norm
 
 from lib import stats
 
@@ -38,6 +39,40 @@ def test_two_sample_and_paired_differences():
     assert stats.bootstrap_ci_diff(a, b) == stats.bootstrap_ci(a - b)
     two = stats.bootstrap_ci_two_sample(a + 10, a)
     assert two.estimate == pytest.approx(10.0) and two.low < 10 < two.high
+
+
+@pytest.mark.parametrize("k, n", [(3, 10), (0, 8), (8, 8), (1, 1), (5, 9)])
+def test_clopper_pearson_equals_the_beta_quantiles(k, n):
+    """The exact interval: low = Beta(a/2; k, n-k+1), high = Beta(1-a/2; k+1, n-k), 0 and 1 at the ends."""
+    ci = stats.binomial_ci(k, n)
+    assert ci.estimate == pytest.approx(k / n) and ci.n == n
+    assert ci.low == pytest.approx(beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0, abs=1e-9)
+    assert ci.high == pytest.approx(beta.ppf(0.975, k + 1, n - k) if k < n else 1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("k, n", [(3, 10), (0, 8), (8, 8), (5, 9)])
+def test_wilson_equals_the_score_interval_formula(k, n):
+    z, phat = norm.ppf(0.975), k / n
+    centre = (phat + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(phat * (1 - phat) / n + z**2 / (4 * n**2))
+    ci = stats.binomial_ci(k, n, method="wilson")
+    assert (ci.low, ci.high) == pytest.approx((max(centre - half, 0.0), min(centre + half, 1.0)), abs=1e-9)
+
+
+def test_binomial_ci_edges_and_known_values():
+    assert stats.binomial_ci(0, 8).low == 0.0 and stats.binomial_ci(8, 8).high == 1.0
+    assert stats.binomial_ci(0, 8).high == pytest.approx(1 - 0.025 ** (1 / 8))  # closed form at k = 0
+    assert stats.binomial_ci(8, 8).low == pytest.approx(0.025 ** (1 / 8))
+    wilson, exact = stats.binomial_ci(3, 10, method="wilson"), stats.binomial_ci(3, 10)
+    assert exact.low < wilson.low < 0.3 < wilson.high < exact.high  # Wilson is shorter, inside the exact one
+    assert stats.binomial_ci(3, 10, confidence=0.5).high < exact.high
+
+
+def test_two_sample_permutation_test_is_exact_for_small_groups():
+    a, b = np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 2.0])
+    assert stats.permutation_test_two_sample(a, b) == pytest.approx(1 / 20)  # the one most extreme of C(6,3)
+    assert stats.permutation_test_two_sample(a, b, alternative="two-sided") == pytest.approx(2 / 20)
+    assert stats.permutation_test_two_sample(b, a) == pytest.approx(1.0)
 
 
 def test_cohens_d():
@@ -96,6 +131,11 @@ def test_split_properties(items, fraction):
         (lambda: stats.paired_permutation_test([1.0], [2.0], alternative="up"), "alternative"),
         (lambda: stats.discovery_confirmation_split(["a"]), "at least 2"),
         (lambda: stats.split_indices(10, confirm_fraction=1.0), "confirm_fraction"),
+        (lambda: stats.binomial_ci(5, 4), "0 <= k <= n"),
+        (lambda: stats.binomial_ci(0, 0), "n >= 1"),
+        (lambda: stats.binomial_ci(1.5, 4), "whole number"),
+        (lambda: stats.binomial_ci(1, 4, method="jeffreys"), "clopper-pearson"),
+        (lambda: stats.permutation_test_two_sample([1.0], [2.0], alternative="up"), "alternative"),
     ],
 )
 def test_bad_input_is_named(call, message):
