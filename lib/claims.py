@@ -198,12 +198,13 @@ def round_sig(x, digits: int = SIGNIFICANT_DIGITS) -> str:
 def normalise(table: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
     """Any ledger frame (this format or the old one, with `claim_id`, commit, timestamp and run id
     columns) -> COLUMNS, numbers as floats, rows sorted by (hypothesis, claim, model) unless `sort` is False."""
-    if "claim_id" in table.columns:  # the old format
-        old = table.pop("claim_id").fillna("").astype(str)
+    table = table.copy()
+    if "claim_id" in table.columns:  # the old format; history.jsonl may hold rows of both
+        old = _text(table.pop("claim_id"))
         table["claim"] = (
             old
             if "claim" not in table.columns
-            else table["claim"].fillna("").astype(str).where(table["claim"].fillna("").astype(str) != "", old)
+            else _text(table["claim"]).where(_text(table["claim"]) != "", old)
         )
     for column in COLUMNS:
         if column not in table.columns:
@@ -212,11 +213,15 @@ def normalise(table: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
     for column in NUMBERS:
         table[column] = pd.to_numeric(table[column].replace("", math.nan), errors="coerce").astype(float)
     for column in set(COLUMNS) - set(NUMBERS) - {"n"}:
-        table[column] = table[column].fillna("").astype(str)
+        table[column] = _text(table[column])
     table["n"] = pd.to_numeric(table["n"], errors="coerce").fillna(1).astype(int)
     if sort:
         table = table.sort_values(KEY, kind="stable")
     return table.reset_index(drop=True)
+
+
+def _text(column: pd.Series) -> pd.Series:
+    return column.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
 
 
 def read_ledger(source) -> pd.DataFrame:

@@ -152,16 +152,16 @@ def _writer(folder, worker, count):
 
 
 def test_two_processes_lose_no_rows(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(tmp_path, w, 40)) for w in range(2)]
+    ctx = multiprocessing.get_context("fork")  # fork: the children need not import pandas again
+    procs = [ctx.Process(target=_writer, args=(tmp_path, w, 25)) for w in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
     table = Ledger(tmp_path, run_id="parallel").table()
-    assert sorted(table.claim) == sorted(f"w{w}-{i}" for w in range(2) for i in range(40))
-    assert len(Ledger(tmp_path, run_id="parallel").run_rows()) == 80
+    assert sorted(table.claim) == sorted(f"w{w}-{i}" for w in range(2) for i in range(25))
+    assert len(Ledger(tmp_path, run_id="parallel").run_rows()) == 50
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
@@ -296,7 +296,7 @@ def test_a_failed_precondition_is_recorded_inconclusive_and_the_test_cannot_pass
     assert table.loc["test_model_from_parameter[tiny-lm]", "model"] == "tiny-lm"
 
 
-def test_claim_fixture_under_two_xdist_workers(suite):
+def test_claim_fixture_under_two_xdist_workers(suite, monkeypatch):
     suite.makepyfile(
         test_many=(
             "import pytest\n"
@@ -309,6 +309,7 @@ def test_claim_fixture_under_two_xdist_workers(suite):
         )
     )
     results = suite.path / "out"
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # xdist only: the workers start faster
     run = suite.runpytest_subprocess(
         "-n", "2", "-p", "xdist", f"--results-dir={results}", "-p", "no:cacheprovider"
     )
