@@ -279,11 +279,15 @@ def test_a_failed_precondition_is_recorded_inconclusive_and_the_test_cannot_pass
             "@pytest.mark.parametrize('model_name', ['tiny-lm'])\n"
             "def test_model_from_parameter(claim, model_name):\n"
             "    assert claim(metric='m', value=5, threshold=0)\n"
+            "@pytest.mark.parametrize('model_name', ['tiny-lm'])\n"
+            "@pytest.mark.parametrize('p', [0.1])\n"
+            "def test_two_parameters(claim, p, model_name):\n"
+            "    assert claim(metric='m', value=5, threshold=0)\n"
         )
     )
     results = suite.path / "out"
     run = suite.runpytest(f"--results-dir={results}", "-p", "no:cacheprovider", "-rs")
-    run.assert_outcomes(passed=2, skipped=2, failed=1)
+    run.assert_outcomes(passed=3, skipped=2, failed=1)
     run.stdout.fnmatch_lines(["*SKIPPED*inconclusive: loss 3.6 > 1*", "*SKIPPED*inconclusive: no circuit*"])
     run.stdout.fnmatch_lines(["*test_no_model*pass model=*"])
     table = read_ledger(results / "claims.csv").set_index("claim")
@@ -291,9 +295,10 @@ def test_a_failed_precondition_is_recorded_inconclusive_and_the_test_cannot_pass
         "test_unlearned": "inconclusive",
         "test_refuted_unlearned": "inconclusive",
         "test_learned": "supported",
-        "test_model_from_parameter[tiny-lm]": "supported",
+        "test_model_from_parameter": "supported",  # the model has a column of its own, not part of the name
+        "test_two_parameters[0.1]": "supported",
     }
-    assert table.loc["test_model_from_parameter[tiny-lm]", "model"] == "tiny-lm"
+    assert table.loc["test_model_from_parameter", "model"] == "tiny-lm"
 
 
 def test_claim_fixture_under_two_xdist_workers(suite, monkeypatch):
