@@ -84,7 +84,7 @@ def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
     """One row per claim: its value (dot), 95% CI (bar) and threshold (red mark, with the claimed side),
     each row on its own scale since claims measure different things; colour = status."""
     n = len(rows)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 0.62 * n + 0.9), squeeze=False)  # one row of axes per claim
+    fig, axes = plt.subplots(n, 1, figsize=(10, 0.62 * n + 0.9), squeeze=False)  # one row of axes per claim
     for ax, row in zip(axes[:, 0], rows.itertuples()):
         colour = STATUS_COLOURS.get(row.status, "black")
         has_ci = math.isfinite(row.ci_low) and math.isfinite(row.ci_high)
@@ -115,7 +115,7 @@ def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
         ax.text(1.01, 0.5, verdict, transform=ax.transAxes, ha="left", va="center", fontsize=8, color=colour)
     fig.suptitle(title, fontsize=10)
     height = 0.62 * n + 0.9  # inches
-    fig.subplots_adjust(left=0.36, right=0.72, top=1 - 0.55 / height, bottom=0.35 / height, hspace=1.2)
+    fig.subplots_adjust(left=0.33, right=0.66, top=1 - 0.55 / height, bottom=0.35 / height, hspace=1.2)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
