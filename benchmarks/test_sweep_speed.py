@@ -1,67 +1,119 @@
-"""Sweep speed, as ratios against a baseline timed in the same process (never wall-clock bounds).
+"""Sweep speed on smollm2-135m, as ratios against a baseline timed in the same process (never a
+wall-clock bound), each with equal results (<= 1e-4 of the result's scale).
 
-- head-out patch sweep: ours (heads stacked along the batch) vs transformer_lens.patching's
-  get_act_patch_attn_head_out_all_pos (one forward per head), same inputs, same results.
-- attention redirect sweep at the final position: the KV-cache path (prefix run once) vs the same
-  sweep with full forwards.
+- head-out patch sweep (lib.patching, through lib.sweep) vs transformer_lens.patching's
+  get_act_patch_attn_head_out_all_pos, on a 25-token prompt pair: >= 5x.
+- final-row redirect sweep (every head, one-hot on an earlier token) vs a per-head
+  `run_with_hooks` loop on a 25-token prompt: >= 40x.
+- one call over a batch of 8 equal-length prompts vs 8 calls of one prompt each: faster.
 """
 
 from __future__ import annotations
-
-import time
 
 import pytest
 import torch
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 
-from lib import patching
+from benchmarks.conftest import rel_diff, seconds
+from lib import hooks as H
 from lib.metrics import logit_diff
+from lib.patching import all_heads, attention_redirect_sweep, head_out_patch_sweep
+from lib.sweep import run_variants
 
-PROMPT = (
-    "When it rains I carry an umbrella. When I carry an umbrella, I wear boots. "
-    "When I don't carry an umbrella I wear shoes. It rains, therefore I wear"
-)
+CLEAN = "When it rains I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
+CORRUPTED = "When it snows I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
+BATCH = [
+    "When it rains I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear",
+    "When it snows I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear",
+    "When it rains I carry an umbrella, and when I carry an umbrella I always wear my shoes. So I wear",
+    "When it snows I carry an umbrella, and when I carry an umbrella I always wear my shoes. So I wear",
+    "When it rains I take an umbrella, and when I take an umbrella I always wear my boots. So I wear",
+    "When it snows I take an umbrella, and when I take an umbrella I always wear my boots. So I wear",
+    "When it rains I take an umbrella, and when I take an umbrella I always wear my shoes. So I wear",
+    "When it snows I take an umbrella, and when I take an umbrella I always wear my shoes. So I wear",
+]
 
 
-def seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+@pytest.fixture(scope="module")
+def smollm2(get_model):
+    return get_model("smollm2-135m")
+
+
+def boots_metric(model):
+    return logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"))
 
 
 @pytest.mark.real_model
-def test_redirect_sweep_kv_path_vs_full_forwards(benchmark, model):
-    tokens = model.to_tokens(PROMPT)
+def test_head_out_sweep_vs_transformer_lens(benchmark, record_ratio, smollm2):
+    model = smollm2
+    clean, corrupted = model.to_tokens(CLEAN), model.to_tokens(CORRUPTED)
+    assert clean.shape == corrupted.shape, "the benchmark pair must tokenize to equal lengths"
+    metric = boots_metric(model)
+    _, cache = model.run_with_cache(clean)
+    baseline_s, oracle = seconds(lambda: get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric))
+    ours = benchmark.pedantic(
+        lambda: head_out_patch_sweep(model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False),
+        rounds=1, iterations=1,
+    )
+    ratio = record_ratio(
+        f"head-out patch sweep, {clean.shape[1]} tokens", benchmark.stats["mean"],
+        "transformer_lens get_act_patch_attn_head_out_all_pos", baseline_s, rel_diff(ours, oracle.cpu()),
+    )
+    assert ratio.max_rel_diff <= 1e-4
+    assert ratio.speedup >= 5.0, ratio
+
+
+def per_head_redirect_loop(model, tokens, to_pos, metric, heads) -> torch.Tensor:
+    out = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
+    with torch.no_grad():
+        for layer, head in heads:
+            logits = model.run_with_hooks(tokens, fwd_hooks=H.redirect_attention(model, [(layer, head)], to_pos))
+            out[layer, head] = float(metric(logits))
+    return out
+
+
+@pytest.mark.real_model
+def test_final_row_redirect_sweep_vs_per_head_loop(benchmark, record_ratio, smollm2):
+    model = smollm2
+    tokens = model.to_tokens(CLEAN)
     boots = max(i for i, s in enumerate(model.to_str_tokens(tokens)) if s == " boots")
-    metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"))
-    full = []
-    baseline = seconds(
-        lambda: full.append(patching.attention_redirect_sweep(model, tokens, boots, -1, metric, progress=False, kv_cache=False))
+    metric = boots_metric(model)
+    baseline_s, loop = seconds(lambda: per_head_redirect_loop(model, tokens, boots, metric, all_heads(model)))
+    ours = benchmark.pedantic(
+        lambda: attention_redirect_sweep(model, tokens, boots, metric=metric, progress=False), rounds=1, iterations=1
     )
-    result = benchmark.pedantic(
-        lambda: patching.attention_redirect_sweep(model, tokens, boots, -1, metric, progress=False), rounds=1, iterations=1
+    ratio = record_ratio(
+        f"final-row redirect sweep, {tokens.shape[1]} tokens", benchmark.stats["mean"],
+        "per-head run_with_hooks loop", baseline_s, rel_diff(ours, loop),
     )
-    ratio = baseline / benchmark.stats["mean"]
-    benchmark.extra_info.update({"tokens": tokens.shape[1], "full_forward_s": baseline, "speedup": ratio})
-    print(f"redirect sweep, {tokens.shape[1]} tokens: KV path {benchmark.stats['mean']:.2f} s, full forwards {baseline:.2f} s, x{ratio:.1f}")
-    torch.testing.assert_close(result, full[0], atol=1e-3, rtol=0)
-    assert ratio > 1.5
+    assert ratio.max_rel_diff <= 1e-4
+    assert ratio.speedup >= 40.0, ratio
 
 
-def test_head_out_sweep_vs_transformer_lens(benchmark, toy_model):
-    from lib.presets import WITH_MLP
+@pytest.mark.real_model
+def test_prompt_batched_sweep_vs_one_prompt_at_a_time(benchmark, record_ratio, smollm2):
+    model = smollm2
+    tokens = model.to_tokens(BATCH)
+    assert len({model.to_tokens(text).shape[1] for text in BATCH}) == 1, "the batch must tokenize to equal lengths"
+    metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"), per_prompt=True)
+    _, cache = model.run_with_cache(tokens.flip(0), names_filter=lambda name: name.endswith("hook_z"))
+    heads = [(layer, head) for layer in range(0, model.cfg.n_layers, 3) for head in (0, 4, 8)]
+    variants = {head: H.patch_heads(model, [head], cache) for head in heads}
 
-    toy = toy_model(WITH_MLP)
-    g = torch.Generator().manual_seed(0)
-    clean = torch.cat([torch.zeros(4, 1, dtype=torch.long), torch.randint(2, toy.cfg.d_vocab, (4, 15), generator=g)], 1)
-    corrupted = clean.clone()
-    corrupted[:, 5] = 2
-    metric = logit_diff(5, 7)
-    _, cache = toy.run_with_cache(clean)
-    oracle = []
-    baseline = seconds(lambda: oracle.append(get_act_patch_attn_head_out_all_pos(toy, corrupted, cache, metric)))
-    ours = benchmark.pedantic(lambda: patching.head_out_patch_sweep(toy, clean, corrupted, metric, progress=False), rounds=3, iterations=1)
-    ratio = baseline / benchmark.stats["mean"]
-    benchmark.extra_info.update({"transformer_lens_s": baseline, "speedup": ratio})
-    torch.testing.assert_close(ours, oracle[0], atol=1e-4, rtol=0)
-    assert ratio > 1.0
+    def one_at_a_time():
+        out = {head: [] for head in heads}
+        for i in range(len(BATCH)):
+            one = {head: H.patch_heads(model, [head], {k: v[i : i + 1] for k, v in cache.items()}) for head in heads}
+            for head, value in run_variants(model, tokens[i : i + 1], one, metric).items():
+                out[head].append(value)
+        return torch.stack([torch.cat(out[head]) for head in heads])
+
+    baseline_s, single = seconds(one_at_a_time)
+    batched = benchmark.pedantic(lambda: run_variants(model, tokens, variants, metric), rounds=1, iterations=1)
+    ours = torch.stack([batched[head] for head in heads])
+    ratio = record_ratio(
+        f"{len(heads)} head patches x {len(BATCH)} prompts, {tokens.shape[1]} tokens", benchmark.stats["mean"],
+        f"{len(BATCH)} calls of one prompt", baseline_s, rel_diff(ours, single),
+    )
+    assert ratio.max_rel_diff <= 1e-4
+    assert ratio.speedup > 1.0, ratio

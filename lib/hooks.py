@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+from transformer_lens.utilities import get_act_name
 
 Hook = tuple[str, Callable]
 Heads = Sequence[tuple[int, int]]
@@ -71,6 +72,24 @@ def _by_layer(heads: list[tuple[int, int]]) -> dict[int, list[int]]:
     return layers
 
 
+def final_row(fn: Callable) -> Callable:
+    """Mark a hook function as editing the final query row only (lib.sweep then reuses the
+    prefix's KV cache: nothing before the final position can change)."""
+    fn.final_row = True
+    return fn
+
+
+def require(cache, name: str, what: str):
+    """cache[name], or a ValueError naming the missing activation (raised when the hook is built,
+    not as a bare KeyError from inside a forward pass)."""
+    if name not in cache:
+        raise ValueError(
+            f"{what} has no {name!r}; cache it, e.g. model.run_with_cache(tokens, names_filter=lambda n: "
+            f"n.endswith('hook_{name.rsplit('hook_', 1)[-1]}'))"
+        )
+    return cache[name]
+
+
 def stack_variants(variants: Sequence[list[Hook]], batch: int) -> list[Hook]:
     """Run several interventions in one forward: variant i acts on copy i of a batch stacked
     `len(variants)` times (`tokens.repeat(len(variants), 1)`), rows i*batch .. (i+1)*batch."""
@@ -103,7 +122,7 @@ def edit_attention_rows(model, heads: Heads, query_pos, edit: RowEdit) -> list[H
     """
     heads = check_heads(model, heads)
 
-    def make(layer_heads: list[int]):
+    def make(layer: int, layer_heads: list[int]):
         def hook(pattern: torch.Tensor, hook) -> torch.Tensor:  # [batch, head, query, key]
             batch, _, n_query, n_key = pattern.shape
             q = _positions(query_pos, batch, n_key, "query_pos")
@@ -112,13 +131,24 @@ def edit_attention_rows(model, heads: Heads, query_pos, edit: RowEdit) -> list[H
                 raise ValueError(f"query_pos {query_pos} is not among this forward's query positions")
             pattern = pattern.clone()
             rows = torch.arange(batch)
+            future = torch.arange(n_key, device=pattern.device)[None] > (q + n_key - n_query)[:, None].to(pattern.device)
             for head in layer_heads:
-                pattern[rows, head, q] = edit(pattern[rows, head, q])
+                new = edit(pattern[rows, head, q])
+                if bool((new.masked_fill(~future, 0) != 0).any()):
+                    raise ValueError(
+                        f"the edit puts attention of L{layer}H{head} at query position {query_pos} on a later "
+                        "key position (acausal); redirect only to positions at or before the query"
+                    )
+                pattern[rows, head, q] = new
             return pattern
 
-        return hook
+        return final_row(hook) if _is_last(query_pos) else hook
 
-    return [(f"blocks.{layer}.attn.hook_pattern", make(hs)) for layer, hs in _by_layer(heads).items()]
+    return [(get_act_name("pattern", layer), make(layer, hs)) for layer, hs in _by_layer(heads).items()]
+
+
+def _is_last(query_pos) -> bool:
+    return isinstance(query_pos, int) and query_pos == -1
 
 
 def one_hot_row(to_pos) -> RowEdit:
@@ -189,8 +219,8 @@ def patch_kv_heads(model, kv_heads: Heads, source_cache, component: str = "v", p
 
 def _patch_per_head(heads, source_cache, component, positions) -> list[Hook]:
     def make(layer: int, layer_heads: list[int]):
-        name = f"blocks.{layer}.attn.hook_{component}"
-        source = source_cache[name]  # [batch, pos, head, d_head]
+        name = get_act_name(component, layer)
+        source = require(source_cache, name, "the source cache")  # [batch, pos, head, d_head]
 
         def hook(act: torch.Tensor, hook) -> torch.Tensor:
             if act.shape != source.shape:
@@ -208,9 +238,7 @@ def _patch_per_head(heads, source_cache, component, positions) -> list[Hook]:
 def patch_activation(model, name: str, source_cache, positions=None) -> list[Hook]:
     """Copy a whole activation (e.g. "blocks.3.hook_resid_pre", "blocks.3.hook_attn_out",
     "blocks.3.hook_mlp_out") from `source_cache`, at `positions` (None = all)."""
-    if name not in source_cache:
-        raise ValueError(f"{name!r} is not in the source cache; cache it (names_filter) or check the hook name")
-    source = source_cache[name]
+    source = require(source_cache, name, "the source cache")
 
     def hook(act: torch.Tensor, hook) -> torch.Tensor:
         if act.shape != source.shape:
@@ -264,9 +292,9 @@ def _value_rewrite(model, layer: int, layer_heads: list[int], edit, query_pos) -
         return z
 
     return [
-        (f"blocks.{layer}.attn.hook_v", keep("v")),
-        (f"blocks.{layer}.attn.hook_pattern", keep("pattern")),
-        (f"blocks.{layer}.attn.hook_z", rewrite),
+        (get_act_name("v", layer), keep("v")),
+        (get_act_name("pattern", layer), keep("pattern")),
+        (get_act_name("z", layer), rewrite),
     ]
 
 
@@ -305,14 +333,15 @@ def ablate_heads(model, heads: Heads, how: str = "zero", reference_cache=None, s
         raise ValueError(f"a {how!r} ablation needs reference_cache (a cache of reference prompts' hook_z)")
 
     def make(layer: int, layer_heads: list[int]):
-        name = f"blocks.{layer}.attn.hook_z"
+        name = get_act_name("z", layer)
+        reference = None if how == "zero" else require(reference_cache, name, f"the {how} ablation's reference cache")
 
         def hook(z: torch.Tensor, hook) -> torch.Tensor:  # [batch, pos, head, d_head]
             z = z.clone()
             if how == "zero":
                 z[:, :, layer_heads] = 0.0
                 return z
-            ref = reference_cache[name][:, :, layer_heads].to(z.dtype)
+            ref = reference[:, :, layer_heads].to(z.dtype)
             if how == "mean":
                 same_length = ref.shape[1] == z.shape[1]
                 z[:, :, layer_heads] = ref.mean(0, keepdim=True) if same_length else ref.mean((0, 1), keepdim=True)

@@ -1,7 +1,9 @@
 """Metrics: callables from logits [batch, pos, d_vocab] to a scalar tensor (as in transformer_lens.patching).
 
 Each factory takes the token ids or clean logits it needs and returns the metric. `per_prompt=True`
-versions return [batch] instead of the batch mean, for confidence intervals over prompts.
+versions return [batch] instead of the batch mean, for confidence intervals over prompts. A metric
+that reads one position declares it (`metric.positions = (pos,)`); lib.sweep then unembeds only the
+final position when that is all a metric reads.
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ import torch
 Metric = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _ids(ids, batch: int) -> torch.Tensor:
-    ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
+def _ids(ids, batch: int, device) -> torch.Tensor:
+    ids = torch.as_tensor(ids, dtype=torch.long, device=device).reshape(-1)
     return ids.expand(batch) if ids.numel() == 1 else ids
+
+
+def reads(pos: int, metric: Metric) -> Metric:
+    """Declare the one logit position `metric` reads (see the module docstring)."""
+    metric.positions = (pos,)
+    return metric
 
 
 def logit_diff(answer, alternative, pos: int = -1, per_prompt: bool = False) -> Metric:
@@ -23,11 +31,11 @@ def logit_diff(answer, alternative, pos: int = -1, per_prompt: bool = False) -> 
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
         row = logits[:, pos]  # [batch, d_vocab]
-        batch = torch.arange(row.shape[0])
-        diff = row[batch, _ids(answer, len(batch))] - row[batch, _ids(alternative, len(batch))]
+        batch = torch.arange(row.shape[0], device=row.device)
+        diff = row[batch, _ids(answer, len(batch), row.device)] - row[batch, _ids(alternative, len(batch), row.device)]
         return diff if per_prompt else diff.mean()
 
-    return metric
+    return reads(pos, metric)
 
 
 def target_prob(target, pos: int = -1, per_prompt: bool = False) -> Metric:
@@ -35,11 +43,11 @@ def target_prob(target, pos: int = -1, per_prompt: bool = False) -> Metric:
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
         probs = logits[:, pos].float().softmax(-1)
-        batch = torch.arange(probs.shape[0])
-        p = probs[batch, _ids(target, len(batch))]
+        batch = torch.arange(probs.shape[0], device=probs.device)
+        p = probs[batch, _ids(target, len(batch), probs.device)]
         return p if per_prompt else p.mean()
 
-    return metric
+    return reads(pos, metric)
 
 
 def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = False) -> Metric:
@@ -51,7 +59,7 @@ def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = Fa
         kl = (clean_logprobs.exp() * (clean_logprobs - logprobs)).sum(-1)
         return kl if per_prompt else kl.mean()
 
-    return metric
+    return reads(pos, metric)
 
 
 def per_position_loss(tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -73,7 +81,7 @@ def mean_loss(tokens: torch.Tensor, positions: slice | torch.Tensor = slice(None
 def normalised_score(value, clean_value, corrupted_value):
     """(value - corrupted) / (clean - corrupted): 0 = corrupted run, 1 = clean run."""
     denominator = clean_value - corrupted_value
-    if torch.is_tensor(denominator) and bool((denominator == 0).any()) or denominator == 0:
+    if bool((torch.as_tensor(denominator) == 0).any()):
         raise ValueError("clean and corrupted metrics are equal: the normalised score is undefined")
     return (value - corrupted_value) / denominator
 

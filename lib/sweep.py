@@ -1,0 +1,247 @@
+"""The sweep engine: many interventions on the same prompts, stacked along the batch, exactly.
+
+    values = run_variants(model, tokens, {"clean": [], (23, 7): H.move_attention(model, [(23, 7)], a, b)}, metric)
+
+Every sweep in lib/ and every hypothesis goes through `run_variants`: it is the one place that
+loops over chunks of variants. A variant is a list of lib.hooks (name, fn) pairs; variant i of a
+chunk acts on copy i of the batch (rows i*batch .. (i+1)*batch, lib.hooks.stack_variants), and the
+metric scores each copy on its own, exactly as a separate run would.
+
+Three things make it fast, none of which changes a result:
+- **Start at the patched layer.** When every hook of a chunk acts at layer >= l, the prompts run
+  through layers 0..l-1 once, as one copy; the residual stream entering block l is then repeated
+  to one copy per variant (a forward pre-hook on block l, which also repeats the block inputs that
+  carry a batch dimension, such as the attention mask). Layers below l cost 1/n of a chunk.
+- **Reuse the prefix's KV cache.** When every hook edits the final query row only (hooks that
+  lib.hooks marks `final_row`), the prefix tokens[:, :-1] run once and each chunk runs the last
+  token alone against the cache, repeated per copy. A final-row edit cannot change earlier positions.
+- **Unembed only what the metric reads.** A metric that declares `positions == (-1,)` (lib.metrics
+  sets it) gets logits [batch, 1, d_vocab] of the final position only.
+
+Variants are ordered by the layer they start at before chunking (a chunk of at least MIN_CHUNK
+variants closes where the start layer changes), and results come back in the order given.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from typing import Hashable, Mapping, Sequence
+
+import torch
+
+from lib.hooks import Hook, stack_variants
+from lib.metrics import Metric
+from lib.progress import progress as show_progress
+
+BLOCK = re.compile(r"^blocks\.(\d+)\.")
+AFTER_BLOCKS = ("ln_final.", "unembed.", "hook_unembed")
+LOGIT_BUDGET_BYTES = 1 << 30  # largest logits tensor one chunk may build
+MIN_CHUNK = 8  # variants a chunk gathers before it closes at a change of start layer
+
+
+def check_tokens(model, tokens) -> torch.Tensor:
+    """tokens as a [batch, pos] long tensor on the model's device, or a ValueError naming the fix."""
+    tokens = torch.as_tensor(tokens)
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
+    if tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text)")
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= model.cfg.d_vocab):
+        raise ValueError(
+            f"token ids must lie in 0..{model.cfg.d_vocab - 1} (the model's vocabulary), got "
+            f"{int(tokens.min())}..{int(tokens.max())}; tokenize with this model's tokenizer"
+        )
+    return tokens.long().to(model.cfg.device)
+
+
+def start_layer(model, hooks: Sequence[Hook]) -> int:
+    """The lowest block a variant's hooks act in: n_layers for hooks after the blocks (or none),
+    0 for hooks before them (embeddings), which the variant then runs in full."""
+    layer = model.cfg.n_layers
+    for name, _ in hooks:
+        match = BLOCK.match(name)
+        if match:
+            layer = min(layer, int(match.group(1)))
+        elif not name.startswith(AFTER_BLOCKS):
+            return 0
+    return layer
+
+
+def _before_blocks(hooks: Sequence[Hook]) -> bool:
+    return any(not BLOCK.match(name) and not name.startswith(AFTER_BLOCKS) for name, _ in hooks)
+
+
+def is_final_row(hooks: Sequence[Hook]) -> bool:
+    """True when every hook edits only the final query row (marked by lib.hooks), so a run of the
+    last token against the prefix's KV cache gives the same result as a full forward."""
+    return all(getattr(fn, "final_row", False) for _, fn in hooks)
+
+
+@torch.no_grad()
+def run_variants(
+    model,
+    tokens,
+    variants: Mapping[Hashable, Sequence[Hook]],
+    metric: Metric,
+    *,
+    chunk: int | None = None,
+    progress: str | None = None,
+    kv_cache: bool = True,
+) -> dict[Hashable, torch.Tensor]:
+    """{key: metric of the run with that variant's hooks}: a 0-d tensor, or [batch] for a metric
+    that returns one value per prompt.
+
+    tokens: [batch, pos] ids (equal-length prompts). `chunk` variants run per forward (default:
+    as many as keep the logits under ~1 GiB, at most 64). `kv_cache=False` runs full forwards even
+    for final-row edits (the baseline that path is checked against). `progress` names the sweep in
+    the progress shown while it runs.
+    """
+    tokens = check_tokens(model, tokens)
+    if metric is None or not callable(metric):
+        raise ValueError("run_variants needs a metric: a callable from logits [batch, pos, d_vocab] to a tensor")
+    keys = list(variants)
+    hooks = {key: list(variants[key]) for key in keys}
+    batch, length = tokens.shape
+    last_only = tuple(getattr(metric, "positions", ())) == (-1,)
+    use_cache = kv_cache and length > 1 and all(is_final_row(h) for h in hooks.values())
+    chunk = chunk or _default_chunk(model, batch, 1 if (last_only or use_cache) else length)
+    groups = _chunks(keys, {key: 0 if use_cache else start_layer(model, hooks[key]) for key in keys}, chunk)
+    run = _PrefixRunner(model, tokens, last_only) if use_cache else _SkipRunner(model, tokens, last_only)
+    out: dict[Hashable, torch.Tensor] = {}
+    for group in show_progress(groups, progress or "sweep", disable=progress is None):
+        logits = run([hooks[key] for key in group])
+        for i, key in enumerate(group):
+            value = torch.as_tensor(metric(logits[i * batch : (i + 1) * batch]))
+            if value.ndim > 1 or (value.ndim == 1 and value.shape[0] != batch):
+                raise ValueError(
+                    f"the metric returned shape {tuple(value.shape)}; return a scalar or one value per prompt ([{batch}])"
+                )
+            if bool(torch.isnan(value).any()):
+                raise ValueError(
+                    f"the metric returned NaN for variant {key!r}; check the metric on these logits "
+                    "(a NaN fills a sweep silently, so the sweep stops here)"
+                )
+            out[key] = value.detach().float().cpu()
+    return {key: out[key] for key in keys}
+
+
+def _chunks(keys: list, start: dict, size: int) -> list[list]:
+    """Variants in order of the layer they start at, cut into chunks of at most `size`. A chunk
+    that already holds MIN_CHUNK variants closes when the start layer changes: starting every
+    copy at its own layer saves more than a wider batch gains."""
+    groups: list[list] = []
+    for key in sorted(keys, key=lambda key: start[key]):
+        last = groups[-1] if groups else None
+        if last is not None and len(last) < size and (start[last[0]] == start[key] or len(last) < MIN_CHUNK):
+            last.append(key)
+        else:
+            groups.append([key])
+    return groups
+
+
+def _default_chunk(model, batch: int, positions: int) -> int:
+    per_copy = batch * positions * model.cfg.d_vocab * 4
+    return max(1, min(64, LOGIT_BUDGET_BYTES // max(per_copy, 1)))
+
+
+def _last_position_hook() -> Hook:
+    return ("unembed.hook_in", lambda x, hook: x[:, -1:])
+
+
+class _SkipRunner:
+    """Full forwards of stacked copies, starting each chunk's copies at its lowest patched layer."""
+
+    def __init__(self, model, tokens: torch.Tensor, last_only: bool):
+        self.model, self.tokens, self.last_only = model, tokens, last_only
+
+    def __call__(self, variants: list[list[Hook]]):
+        model, tokens, copies = self.model, self.tokens, len(variants)
+        fwd_hooks = stack_variants(variants, tokens.shape[0])
+        if self.last_only:
+            fwd_hooks.append(_last_position_hook())
+        everything = [hook for variant in variants for hook in variant]
+        if copies == 1 or _before_blocks(everything):
+            return model.run_with_hooks(tokens.repeat(copies, 1), fwd_hooks=fwd_hooks)
+        # Hooks after the blocks only (ln_final, unembed): the copies split at the last block.
+        layer = min(model.cfg.n_layers - 1, *(start_layer(model, variant) for variant in variants))
+        handles = [
+            model.blocks[i].register_forward_pre_hook(_widen(copies, tokens.shape[0], i == layer), with_kwargs=True)
+            for i in range(layer, model.cfg.n_layers)
+        ]
+        try:
+            return model.run_with_hooks(tokens, fwd_hooks=fwd_hooks)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def _widen(copies: int, batch: int, first: bool):
+    """A block pre-hook: the first widened block repeats its input residual to `copies` copies;
+    every widened block repeats its batch-shaped inputs (attention mask, ...) to match."""
+
+    def repeat(value):
+        if torch.is_tensor(value) and value.ndim > 0 and value.shape[0] == batch and batch > 1:
+            return value.repeat(copies, *([1] * (value.ndim - 1)))
+        if isinstance(value, tuple):
+            return tuple(repeat(v) for v in value)
+        return value
+
+    def hook(module, args, kwargs):
+        if first:
+            if args:
+                args = (args[0].repeat(copies, 1, 1), *args[1:])
+            else:
+                kwargs["hidden_states"] = kwargs["hidden_states"].repeat(copies, 1, 1)
+        kwargs = {
+            name: value if name in ("hidden_states", "past_key_values") else repeat(value)
+            for name, value in kwargs.items()
+        }
+        return args, kwargs
+
+    return hook
+
+
+class _PrefixRunner:
+    """The prefix tokens[:, :-1] once; each chunk runs the last token against its KV cache."""
+
+    def __init__(self, model, tokens: torch.Tensor, last_only: bool):
+        self.model, self.tokens, self.last_only = model, tokens, last_only
+        prefix_logits, self.cache = model(tokens[:, :-1], return_type="logits_and_cache")
+        if self.cache is None:
+            raise RuntimeError("this model returned no KV cache; run the sweep with kv_cache=False")
+        self.prefix = None if last_only else prefix_logits
+
+    def __call__(self, variants: list[list[Hook]]):
+        copies, batch = len(variants), self.tokens.shape[0]
+        cache = copy.deepcopy(self.cache)
+        for layer in cache.layers:
+            layer.keys = layer.keys.repeat(copies, 1, 1, 1)
+            layer.values = layer.values.repeat(copies, 1, 1, 1)
+        last = self.model.run_with_hooks(
+            self.tokens[:, -1:].repeat(copies, 1), fwd_hooks=stack_variants(variants, batch), past_key_values=cache
+        )
+        return last if self.prefix is None else _PrefixedLogits(self.prefix, last)
+
+
+class _PrefixedLogits:
+    """Stacked copies of [prefix logits ; new last row], each copy built only when sliced."""
+
+    def __init__(self, prefix: torch.Tensor, last: torch.Tensor):
+        self.prefix, self.last = prefix, last  # [batch, pos-1, vocab], [copies*batch, 1, vocab]
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        return torch.cat([self.prefix, self.last[rows]], dim=1)
+
+
+def per_head(model, values: Mapping[tuple[int, int], torch.Tensor]) -> torch.Tensor:
+    """[n_layers, n_heads] from {(layer, head): 0-d value}; heads not in `values` are NaN."""
+    out = torch.full((model.cfg.n_layers, model.cfg.n_heads), math.nan)
+    for (layer, head), value in values.items():
+        if torch.as_tensor(value).ndim != 0:
+            raise ValueError("a per-head sweep needs a metric that must return a scalar; use per_prompt=False")
+        out[layer, head] = float(value)
+    return out
