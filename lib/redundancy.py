@@ -3,7 +3,7 @@
 Everything here is measured on one scalar metric that an ablation raises (a loss, in nats): the
 effect of an ablation is metric(ablated run) - metric(clean run). Ablations act on heads' outputs
 (`hook_z`, lib.hooks.ablate_heads: "mean" over a reference batch per position, "zero" or
-"resample"); several ablations run in one forward, stacked along the batch (lib.hooks.stack_variants).
+"resample"); every set of ablations runs through the sweep engine (lib.sweep.run_variants).
 
 From the model (each returns losses or effects):
 - `ablation_losses`: the metric with each of several head sets ablated together.
@@ -12,6 +12,9 @@ From the model (each returns losses or effects):
 - `direct_effects`: each head's direct effect (Rushing & Nanda 2024): the head's ablation applied
   only to its direct path to the logits, i.e. its output change subtracted from the final residual
   stream with the final LayerNorm's scale frozen at its clean value.
+- `self_repair_split`: for chosen heads, the total effect, the direct effect, and the effect with
+  every downstream component's output frozen at its clean value, as `SelfRepair`: self-repair
+  (direct - total) split into LayerNorm rescaling and compensation by downstream heads.
 - `greedy_ablation`: heads ablated one at a time, each step the head that raises the loss most.
 - `losses_along`: the metric with the first k heads of an order ablated, k = 0..len(order).
 
@@ -29,19 +32,19 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
+from transformer_lens.utilities import get_act_name
 
 from lib import hooks as H
-from lib.metrics import Metric, check_scalar
-from lib.patching import all_heads, metric_per_copy
+from lib.metrics import Metric
+from lib.patching import all_heads, z_names
+from lib.sweep import check_tokens, per_head, run_variants
 
 Head = tuple[int, int]
-
-
-def z_names(model) -> list[str]:
-    return [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+Ablation = Literal["zero", "mean", "resample"]
+ABLATIONS: tuple[Ablation, ...] = ("zero", "mean", "resample")
 
 
 @torch.no_grad()
@@ -53,8 +56,8 @@ def reference_cache(model, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: cache[name] for name in names}
 
 
-def _check_ablation(how: str, reference) -> None:
-    if how not in ("zero", "mean", "resample"):
+def _check_ablation(how: Ablation, reference) -> None:
+    if how not in ABLATIONS:
         raise ValueError(f"unknown ablation {how!r}; use 'zero', 'mean' or 'resample'")
     if how != "zero" and reference is None:
         raise ValueError(f"a {how!r} ablation needs reference=reference_cache(model, reference_tokens)")
@@ -62,22 +65,26 @@ def _check_ablation(how: str, reference) -> None:
 
 @torch.no_grad()
 def ablation_losses(
-    model, tokens: torch.Tensor, metric: Metric, head_sets: Sequence[Sequence[Head]], how: str = "mean",
-    reference=None, chunk: int = 16,
+    model,
+    tokens: torch.Tensor,
+    metric: Metric,
+    head_sets: Sequence[Sequence[Head]],
+    how: Ablation = "mean",
+    reference=None,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """[len(head_sets)]: the metric with every head of each set ablated together (an empty set is
-    the clean run). `chunk` sets run per forward, each on its own copy of the batch."""
+    the clean run)."""
     _check_ablation(how, reference)
-    if tokens.ndim != 2:
-        raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
-    batch = tokens.shape[0]
-    out: list[float] = []
-    for start in range(0, len(head_sets), chunk):
-        group = head_sets[start : start + chunk]
-        variants = [H.ablate_heads(model, list(heads), how, reference) if heads else [] for heads in group]
-        logits = model.run_with_hooks(tokens.repeat(len(group), 1), fwd_hooks=H.stack_variants(variants, batch))
-        out += metric_per_copy(logits, len(group), batch, metric)
-    return torch.tensor(out)
+    variants = {
+        i: H.ablate_heads(model, list(heads), how, reference) if heads else []
+        for i, heads in enumerate(head_sets)
+    }
+    values = run_variants(model, tokens, variants, metric, chunk=chunk)
+    out = torch.stack([values[i] for i in range(len(head_sets))])
+    if out.ndim != 1:
+        raise ValueError("ablation losses need a scalar metric; reduce it over prompts (per_prompt=False)")
+    return out
 
 
 @dataclass(frozen=True)
@@ -99,17 +106,26 @@ class Effects:
         return self.single_loss - self.clean
 
 
-def head_effects(model, tokens, metric: Metric, how: str = "mean", reference=None, chunk: int = 16) -> Effects:
+def head_effects(
+    model, tokens, metric: Metric, how: Ablation = "mean", reference=None, chunk: int | None = None
+) -> Effects:
     """Clean, whole-model and single-head ablation losses, in one batched sweep."""
     heads = all_heads(model)
     losses = ablation_losses(model, tokens, metric, [[], heads, *[[h] for h in heads]], how, reference, chunk)
-    return Effects(float(losses[0]), float(losses[1]), losses[2:].reshape(model.cfg.n_layers, model.cfg.n_heads))
+    return Effects(
+        float(losses[0]), float(losses[1]), losses[2:].reshape(model.cfg.n_layers, model.cfg.n_heads)
+    )
 
 
 @torch.no_grad()
 def direct_effects(
-    model, tokens: torch.Tensor, metric: Metric, how: str = "mean", reference=None, heads: Sequence[Head] | None = None,
-    chunk: int = 16,
+    model,
+    tokens: torch.Tensor,
+    metric: Metric,
+    how: Ablation = "mean",
+    reference=None,
+    heads: Sequence[Head] | None = None,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """[n_layers, n_heads]: metric(head's direct path ablated) - metric(clean); heads not in
     `heads` (default: all) are NaN.
@@ -120,58 +136,151 @@ def direct_effects(
     (2024) direct effect. z_h_ablated is what `lib.hooks.ablate_heads(how)` writes.
     """
     _check_ablation(how, reference)
+    tokens = check_tokens(model, tokens)
     heads = H.check_heads(model, heads) if heads is not None else all_heads(model)
     names = set(z_names(model)) | {"ln_final.hook_scale"}
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
     clean_scale = cache["ln_final.hook_scale"]  # [batch, pos, 1]
-    batch = tokens.shape[0]
-    clean = float(check_scalar(metric, model(tokens)))
     ablated_z = {}
     for layer in range(model.cfg.n_layers):  # what the ablation writes into each layer's z
-        (name, fn), = H.ablate_heads(model, [(layer, h) for h in range(model.cfg.n_heads)], how, reference)
+        ((name, fn),) = H.ablate_heads(model, [(layer, h) for h in range(model.cfg.n_heads)], how, reference)
         ablated_z[name] = fn(cache[name], None)
-    out = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
-    for start in range(0, len(heads), chunk):
-        group = heads[start : start + chunk]
-        variants = []
-        for layer, head in group:
-            name = f"blocks.{layer}.attn.hook_z"
-            delta = (cache[name][:, :, head] - ablated_z[name][:, :, head]) @ model.W_O[layer, head]  # [batch, pos, d_model]
 
-            def remove(resid, hook, delta=delta):
-                return resid - delta.to(resid.dtype)
+    def freeze(scale, hook):
+        return clean_scale.to(scale.dtype).clone()
 
-            def freeze(scale, hook):
-                return clean_scale.to(scale.dtype).clone()
+    def remove(delta):
+        return lambda resid, hook: resid - delta.to(resid.dtype)
 
-            variants.append([("ln_final.hook_in", remove), ("ln_final.hook_scale", freeze)])
-        with warnings.catch_warnings():  # the bridge warns that an edited LayerNorm scale leaves HF's fused path
-            warnings.simplefilter("ignore")
-            logits = model.run_with_hooks(tokens.repeat(len(group), 1), fwd_hooks=H.stack_variants(variants, batch))
-        for (layer, head), value in zip(group, metric_per_copy(logits, len(group), batch, metric)):
-            out[layer, head] = value - clean
-    return out
+    variants: dict = {"clean": []}
+    for layer, head in heads:
+        name = get_act_name("z", layer)
+        delta = (cache[name][:, :, head] - ablated_z[name][:, :, head]) @ model.W_O[
+            layer, head
+        ]  # [batch, pos, d_model]
+        variants[(layer, head)] = [("ln_final.hook_in", remove(delta)), ("ln_final.hook_scale", freeze)]
+    with warnings.catch_warnings():  # the bridge warns that an edited LayerNorm scale leaves HF's fused path
+        warnings.simplefilter("ignore")
+        values = run_variants(model, tokens, variants, metric, chunk=chunk)
+    clean = values.pop("clean")
+    return per_head(model, {head: value - clean for head, value in values.items()})
+
+
+@dataclass(frozen=True)
+class SelfRepair:
+    """Effects (metric increases, nats) of ablating one head, three ways (Rushing & Nanda 2024;
+    McGrath et al. 2023):
+
+    - total: the head ablated; everything downstream responds.
+    - downstream_frozen: the head ablated, every head (and MLP) in later layers held at its clean
+      output; only the final LayerNorm's scale still responds.
+    - direct: only the head's direct path to the logits, the final LayerNorm's scale frozen too.
+
+    self-repair = direct - total = layernorm + heads, with
+    layernorm = direct - downstream_frozen (the final LayerNorm rescaling the residual) and
+    heads = downstream_frozen - total (later components changing their outputs). A last-layer head
+    has no downstream heads, so its `heads` is exactly 0.
+    """
+
+    head: Head
+    total: float
+    downstream_frozen: float
+    direct: float
+
+    @property
+    def repair(self) -> float:
+        return self.direct - self.total
+
+    @property
+    def layernorm(self) -> float:
+        return self.direct - self.downstream_frozen
+
+    @property
+    def heads(self) -> float:
+        return self.downstream_frozen - self.total
+
+
+def downstream_names(model, layer: int) -> list[str]:
+    """Hook names of every component output after `layer`: each later layer's hook_z and hook_mlp_out."""
+    return [
+        get_act_name(kind, later)
+        for later in range(layer + 1, model.cfg.n_layers)
+        for kind in ("z", "mlp_out")
+    ]
+
+
+@torch.no_grad()
+def self_repair_split(
+    model,
+    tokens: torch.Tensor,
+    metric: Metric,
+    heads: Sequence[Head],
+    how: Ablation = "mean",
+    reference=None,
+    chunk: int | None = None,
+) -> list[SelfRepair]:
+    """`SelfRepair` of each head in `heads`: total and downstream-frozen effects in one sweep
+    (lib.sweep.run_variants), the direct effect from `direct_effects`."""
+    _check_ablation(how, reference)
+    tokens = check_tokens(model, tokens)
+    heads = H.check_heads(model, heads)
+    names = {name for layer, _ in heads for name in downstream_names(model, layer)}
+    _, clean_cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+    variants: dict = {"clean": []}
+    for layer, head in heads:
+        ablate = H.ablate_heads(model, [(layer, head)], how, reference)
+        frozen = [
+            hook
+            for name in downstream_names(model, layer)
+            for hook in H.patch_activation(model, name, clean_cache)
+        ]
+        variants[("total", layer, head)] = ablate
+        variants[("frozen", layer, head)] = ablate + frozen
+    values = run_variants(model, tokens, variants, metric, chunk=chunk)
+    clean = float(values["clean"])
+    direct = direct_effects(model, tokens, metric, how, reference, heads=heads, chunk=chunk)
+    return [
+        SelfRepair(
+            head=(layer, head),
+            total=float(values[("total", layer, head)]) - clean,
+            downstream_frozen=float(values[("frozen", layer, head)]) - clean,
+            direct=float(direct[layer, head]),
+        )
+        for layer, head in heads
+    ]
 
 
 def greedy_ablation(
-    model, tokens, metric: Metric, how: str = "mean", reference=None, chunk: int = 16
+    model, tokens, metric: Metric, how: Ablation = "mean", reference=None, chunk: int | None = None
 ) -> tuple[list[Head], torch.Tensor]:
     """(order, losses): each step ablates, on top of the heads already ablated, the head that
     raises the metric most; losses[k] is the metric with order[:k] ablated (k = 0..n_heads)."""
     remaining, order = all_heads(model), []
     losses = [float(ablation_losses(model, tokens, metric, [[]], how, reference)[0])]
     while remaining:
-        trial = ablation_losses(model, tokens, metric, [order + [h] for h in remaining], how, reference, chunk)
+        trial = ablation_losses(
+            model, tokens, metric, [order + [h] for h in remaining], how, reference, chunk
+        )
         best = int(trial.argmax())
         order.append(remaining.pop(best))
         losses.append(float(trial[best]))
     return order, torch.tensor(losses)
 
 
-def losses_along(model, tokens, metric: Metric, order: Sequence[Head], how: str = "mean", reference=None, chunk: int = 16) -> torch.Tensor:
+def losses_along(
+    model,
+    tokens,
+    metric: Metric,
+    order: Sequence[Head],
+    how: Ablation = "mean",
+    reference=None,
+    chunk: int | None = None,
+) -> torch.Tensor:
     """[len(order) + 1]: the metric with order[:k] ablated, k = 0..len(order)."""
     order = list(order)
-    return ablation_losses(model, tokens, metric, [order[:k] for k in range(len(order) + 1)], how, reference, chunk)
+    return ablation_losses(
+        model, tokens, metric, [order[:k] for k in range(len(order) + 1)], how, reference, chunk
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,7 +298,9 @@ def _effects(effects) -> torch.Tensor:
 
 def _whole(whole: float) -> float:
     if not whole > 0:
-        raise ValueError(f"the whole effect is {whole}; the measures need an ablation that raises the loss (> 0)")
+        raise ValueError(
+            f"the whole effect is {whole}; the measures need an ablation that raises the loss (> 0)"
+        )
     return float(whole)
 
 
@@ -225,7 +336,9 @@ def self_repair(total: float, direct: float) -> float:
 def self_repair_fraction(total: float, direct: float) -> float:
     """(direct - total) / direct: 0 = no self-repair, 1 = fully repaired, < 0 = amplified."""
     if not direct > 0:
-        raise ValueError(f"the direct effect is {direct}; self-repair as a fraction needs a positive direct effect")
+        raise ValueError(
+            f"the direct effect is {direct}; self-repair as a fraction needs a positive direct effect"
+        )
     return self_repair(total, direct) / float(direct)
 
 

@@ -78,7 +78,9 @@ def test_batched_ablation_losses_equal_one_run_per_head_set(toy, setup):
     sets = [[], [(0, 1)], [(1, 0), (1, 3)], R.all_heads(toy)]
     batched = R.ablation_losses(toy, tokens, metric, sets, "mean", reference, chunk=3)
     for value, heads in zip(batched, sets):
-        logits = toy.run_with_hooks(tokens, fwd_hooks=H.ablate_heads(toy, heads, "mean", reference) if heads else [])
+        logits = toy.run_with_hooks(
+            tokens, fwd_hooks=H.ablate_heads(toy, heads, "mean", reference) if heads else []
+        )
         assert float(value) == pytest.approx(float(metric(logits)), abs=1e-5)
 
 
@@ -92,7 +94,9 @@ def test_head_effects_and_greedy_order_are_consistent(toy, setup):
     assert losses[0] == pytest.approx(effects.clean, abs=1e-5)
     assert losses[-1] == pytest.approx(effects.whole_loss, abs=1e-5)  # every head ablated, in any order
     assert losses[1] == pytest.approx(float(effects.single_loss.max()), abs=1e-5)  # greedy's first pick
-    torch.testing.assert_close(R.losses_along(toy, tokens, metric, order, "mean", reference), losses, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        R.losses_along(toy, tokens, metric, order, "mean", reference), losses, atol=1e-5, rtol=0
+    )
 
 
 def test_direct_effect_equals_a_hand_computation_through_ln_final_and_unembed(toy, setup):
@@ -127,7 +131,13 @@ def test_direct_effect_of_a_last_layer_head_is_its_total_effect_with_ln_final_fr
     freeze = ("ln_final.hook_scale", lambda scale, hook: cache["ln_final.hook_scale"])
     clean = float(metric(toy(tokens)))
     for head in heads:
-        total = float(metric(toy.run_with_hooks(tokens, fwd_hooks=H.ablate_heads(toy, [head], "mean", reference) + [freeze])))
+        total = float(
+            metric(
+                toy.run_with_hooks(
+                    tokens, fwd_hooks=H.ablate_heads(toy, [head], "mean", reference) + [freeze]
+                )
+            )
+        )
         assert float(direct[head]) == pytest.approx(total - clean, abs=1e-5)
 
 
@@ -139,3 +149,48 @@ def test_bad_ablation_requests_name_the_fix(toy, setup):
         R.ablation_losses(toy, tokens, metric, [[(0, 0)]], "median", reference)
     with pytest.raises(ValueError, match="out of range"):
         R.direct_effects(toy, tokens, metric, "mean", reference, heads=[(0, 9)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-repair split into LayerNorm rescaling and downstream heads
+
+
+@pytest.fixture(scope="module")
+def toy_1l(toy_model):
+    return toy_model(ATTN_ONLY.replace(n_layers=1))
+
+
+@pytest.mark.filterwarnings("ignore:A forward hook edited hook_scale")
+def test_self_repair_of_a_layer_0_head_splits_into_layernorm_and_downstream_heads(toy, setup):
+    """Ablating the head with every later component frozen at clean and the final LayerNorm's scale
+    frozen leaves only the direct path: it must equal direct_effects (computed another way, by
+    subtracting the head's output change at ln_final). The parts sum to the whole."""
+    tokens, metric, reference = setup
+    heads = [(0, h) for h in range(toy.cfg.n_heads)]
+    split = R.self_repair_split(toy, tokens, metric, heads, "mean", reference)
+    names = set(R.downstream_names(toy, 0)) | {"ln_final.hook_scale"}
+    _, cache = toy.run_with_cache(tokens, names_filter=lambda n: n in names)
+    clean = float(metric(toy(tokens)))
+    freeze = [(name, lambda act, hook, name=name: cache[name]) for name in sorted(names)]
+    for repair in split:
+        ablated = H.ablate_heads(toy, [repair.head], "mean", reference)
+        everything_frozen = float(metric(toy.run_with_hooks(tokens, fwd_hooks=ablated + freeze))) - clean
+        assert repair.direct == pytest.approx(everything_frozen, abs=1e-4)
+        total = float(metric(toy.run_with_hooks(tokens, fwd_hooks=ablated))) - clean
+        assert repair.total == pytest.approx(total, abs=1e-5)
+        assert repair.layernorm + repair.heads == pytest.approx(repair.repair, abs=1e-9)
+        assert repair.downstream_frozen != pytest.approx(repair.total, abs=1e-6)  # layer 1 does respond
+
+
+def test_heads_compensate_nothing_where_no_head_lies_downstream(toy, toy_1l):
+    """In a 1-layer model, and for the last layer of any model, the downstream-heads part is exactly 0."""
+    for model, layer in ((toy_1l, 0), (toy, toy.cfg.n_layers - 1)):
+        tokens = repeat_tokens(0)
+        reference = R.reference_cache(model, repeat_tokens(1))
+        split = R.self_repair_split(
+            model, tokens, mean_loss(tokens), [(layer, h) for h in range(4)], "mean", reference
+        )
+        assert R.downstream_names(model, layer) == []
+        for repair in split:
+            assert repair.heads == 0.0 and repair.downstream_frozen == repair.total
+            assert repair.layernorm == pytest.approx(repair.repair)
