@@ -1,16 +1,32 @@
-"""Multi-step experiments built from the primitives: the attention switch of the session planner.
+"""Multi-step experiments built from the primitives: minimal pairs and the attention switch.
 
-attention_switch (the seed's protocol): run the clean prompt; for every head alone, move its
-final-row attention weight from the answer token to the alternative's token (and the reverse);
-measure the logit difference answer - alternative each time.
+- `tokenize_pair` / `tokenize_pairs`: a position-matched minimal pair (two texts that differ in a
+  fact alone, each entailing one of two single-token answers) as tokens [2, pos], with the answers'
+  ids and positions and the positions where the texts differ; a pair that does not tokenize to
+  equal length on a model raises (or is skipped, with its reason, by `tokenize_pairs`).
+- `entailment_sensitivity(model, text_a, answer_a, text_b, answer_b)`: LD(text a) - LD(text b) with
+  LD = logit(answer a) - logit(answer b) at the final position. Any preference that does not depend
+  on the fact (recency, a favourite word, copying) is the same in both texts and cancels; a model
+  that follows the fact scores > 0.
+- Interventions on stacked pairs (rows a, b, a, b, ...): `partner_row` (each text gets its pair
+  partner's attention row), `move_fraction` (part of a row's weight moves), `freeze_after` (later
+  layers held at clean values: the direct effect), `path_to_queries` (a mean-ablation that reaches
+  some heads' queries only), and `watch` (keep an activation).
+- `attention_switch` (the seed's protocol): run the clean prompt; for every head alone, move its
+  final-row attention weight from the answer token to the alternative's token (and the reverse);
+  measure the logit difference answer - alternative each time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import pandas as pd
 import torch
+from transformer_lens.utilities import get_act_name
 
-from lib.hooks import move_row
+from lib.hooks import Hook, RowEdit, final_row, move_row
 from lib.metrics import logit_diff
 from lib.patching import attention_row_sweep
 from lib.scores import attention_patterns
@@ -45,8 +61,94 @@ def locate_answers(model, text: str, answer: str, alternative: str) -> tuple[tor
     ids = {"answer": single_token_id(model, answer), "alternative": single_token_id(model, alternative)}
     if ids["answer"] == ids["alternative"]:
         raise ValueError(f"answer and alternative are the same token ({answer!r}, {alternative!r})")
-    pos = {name: last_position(tokens, i, word, model) for (name, i), word in zip(ids.items(), (answer, alternative))}
+    pos = {
+        name: last_position(tokens, i, word, model)
+        for (name, i), word in zip(ids.items(), (answer, alternative))
+    }
     return tokens, {"ids": ids, "pos": pos}
+
+
+@dataclass(frozen=True)
+class PairTokens:
+    """A minimal pair tokenized for one model; positions are the same in both texts."""
+
+    label: str  # names the pair in errors and tables
+    tokens: torch.Tensor  # [2, pos]: text a, text b
+    ids: tuple[int, int]  # answer a, answer b
+    answer_pos: tuple[int, int]  # last occurrence of answer a, answer b (the same in both texts)
+    fact_pos: tuple[int, ...]  # positions where the two texts differ
+
+    @property
+    def length(self) -> int:
+        return int(self.tokens.shape[1])
+
+
+def tokenize_pair(
+    model, text_a: str, answer_a: str, text_b: str, answer_b: str, label: str = ""
+) -> PairTokens:
+    """The pair as tokens [2, pos] with answer ids and positions, or a ValueError naming the problem:
+    an answer that is not one token, texts of different token lengths, texts that differ after an
+    answer, or an answer missing from a text or at different positions in the two texts."""
+    label = label or text_a
+    ids = (single_token_id(model, answer_a), single_token_id(model, answer_b))
+    if ids[0] == ids[1]:
+        raise ValueError(f"{label}: answers {answer_a!r} and {answer_b!r} are the same token")
+    a, b = model.to_tokens(text_a), model.to_tokens(text_b)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{label}: the texts are {a.shape[1]} and {b.shape[1]} tokens long on this model "
+            f"({model.to_str_tokens(a)} vs {model.to_str_tokens(b)}); choose fact words of equal token length"
+        )
+    tokens = torch.cat([a, b])
+    differ = tuple(int(i) for i in (a[0] != b[0]).nonzero().flatten())
+    if not differ:
+        raise ValueError(f"{label}: the two texts are the same tokens; they must differ in the fact")
+    positions = []
+    for answer, token_id in zip((answer_a, answer_b), ids):
+        where = [last_position(tokens[i : i + 1], token_id, answer, model) for i in range(2)]
+        if where[0] != where[1]:
+            raise ValueError(
+                f"{label}: {answer!r} is at position {where[0]} in text a but {where[1]} in text b"
+            )
+        positions.append(where[0])
+    if max(positions) > min(differ):
+        raise ValueError(
+            f"{label}: the texts differ at positions {differ}, before an answer (positions {positions}); "
+            "state the rules first and the fact after them"
+        )
+    return PairTokens(label, tokens, ids, tuple(positions), differ)
+
+
+def tokenize_pairs(model, pairs: Sequence, label=str) -> tuple[list[PairTokens], dict[str, str]]:
+    """(usable pairs, {label: reason} for the pairs this model cannot use). `pairs` have `.texts`
+    (a, b) and `.answers` (a, b) (prompts.entailment.MinimalPair); `label(pair)` names each."""
+    kept, skipped = [], {}
+    for item in pairs:
+        name = label(item)
+        try:
+            kept.append(
+                tokenize_pair(model, item.texts[0], item.answers[0], item.texts[1], item.answers[1], name)
+            )
+        except ValueError as error:
+            skipped[name] = str(error)
+    return kept, skipped
+
+
+@torch.no_grad()
+def entailment_sensitivity(model, text_a: str, answer_a: str, text_b: str, answer_b: str) -> float:
+    """LD(text_a) - LD(text_b), LD = logit(answer_a) - logit(answer_b) at the final position, in nats.
+
+    text_a entails answer_a and text_b entails answer_b; > 0 means the answer follows the texts'
+    difference. The texts need not be of equal length here (tokenize_pair checks a minimal pair).
+    """
+    ids = (single_token_id(model, answer_a), single_token_id(model, answer_b))
+    if ids[0] == ids[1]:
+        raise ValueError(f"answers {answer_a!r} and {answer_b!r} are the same token")
+    lds = []
+    for text in (text_a, text_b):
+        last = model(model.to_tokens(text))[0, -1]
+        lds.append(float(last[ids[0]] - last[ids[1]]))
+    return lds[0] - lds[1]
 
 
 def attention_switch(
@@ -63,13 +165,19 @@ def attention_switch(
     tokens, where = locate_answers(model, text, answer, alternative)
     a, b = where["pos"]["answer"] + offset, where["pos"]["alternative"] + offset
     if not 0 <= max(a, b) < tokens.shape[1] - 1:
-        raise ValueError(f"offset {offset} puts an answer position outside the prompt's context (positions {a}, {b})")
+        raise ValueError(
+            f"offset {offset} puts an answer position outside the prompt's context (positions {a}, {b})"
+        )
     metric = logit_diff(where["ids"]["answer"], where["ids"]["alternative"])
     with torch.no_grad():
         clean = float(metric(model(tokens)))
         attention = attention_patterns(model, tokens)[:, 0, :, -1]  # [layer, head, key]
-    to_alt = attention_row_sweep(model, tokens, move_row(a, b), -1, metric, heads=heads, progress=progress)
-    to_ans = attention_row_sweep(model, tokens, move_row(b, a), -1, metric, heads=heads, progress=progress)
+    to_alt = attention_row_sweep(
+        model, tokens, move_row(a, b), -1, metric=metric, heads=heads, progress=progress
+    )
+    to_ans = attention_row_sweep(
+        model, tokens, move_row(b, a), -1, metric=metric, heads=heads, progress=progress
+    )
     n_layers, n_heads = to_alt.shape
     layer, head = torch.meshgrid(torch.arange(n_layers), torch.arange(n_heads), indexing="ij")
     frame = pd.DataFrame(
@@ -86,3 +194,113 @@ def attention_switch(
     frame["delta_to_alternative"] = frame.ld_to_alternative - clean
     frame["delta_to_answer"] = frame.ld_to_answer - clean
     return frame.dropna(subset=["ld_to_alternative"]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Interventions on minimal pairs (lists of lib.hooks (name, fn) pairs, for lib.sweep.run_variants)
+
+
+def watch(store: dict, key, name: str, final: bool = True) -> Hook:
+    """A hook that keeps activation `name` in store[(key, name)]: a pattern's final query row
+    [batch, head, key], else the final position (or, with final=False, every position). Under
+    run_variants it sees its own variant's rows only."""
+
+    def hook(act, hook):
+        if "pattern" in name:
+            store[(key, name)] = act[:, :, -1].detach()  # [batch, head, key]
+        else:
+            store[(key, name)] = (act[:, -1] if final else act).detach()
+
+    return (name, hook)
+
+
+def move_fraction(src, dst, alpha: float) -> RowEdit:
+    """A row edit: a fraction `alpha` of the weight on `src` moves to `dst` (alpha=1: lib.hooks.move_row)."""
+
+    def edit(row: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(row.shape[0])
+        out = row.clone()
+        moved = row[rows, src] * alpha
+        out[rows, src] -= moved
+        out[rows, dst] += moved
+        return out
+
+    return edit
+
+
+def partner_row(row: torch.Tensor) -> torch.Tensor:
+    """A row edit: each prompt gets the row of the other text of its pair (rows a, b, a, b, ...)."""
+    return row.reshape(-1, 2, *row.shape[1:]).flip(1).reshape(row.shape)
+
+
+def freeze_after(model, heads, clean: dict, key) -> list[Hook]:
+    """Hold every head output (but `heads`), MLP output and ln_final scale at or after the first
+    switched layer at their clean values at the final position: what is left is the direct effect.
+
+    `clean[(key, name)]` holds the clean final-position activations (`watch`) of every layer's
+    hook_z and hook_mlp_out and of ln_final.hook_scale. Marked final-row, so a final-row edit with
+    these hooks still runs on the prefix's KV cache."""
+    first = min(layer for layer, _ in heads)
+    hooks = []
+    for layer in range(first, model.cfg.n_layers):
+        keep = [h for h in range(model.cfg.n_heads) if (layer, h) not in heads]
+        z_clean, mlp_clean = (
+            clean[(key, get_act_name("z", layer))],
+            clean[(key, get_act_name("mlp_out", layer))],
+        )
+
+        def freeze_z(z, hook, keep=keep, value=z_clean):
+            z = z.clone()
+            z[:, -1, keep] = value[:, keep]
+            return z
+
+        def freeze_mlp(x, hook, value=mlp_clean):
+            x = x.clone()
+            x[:, -1] = value
+            return x
+
+        hooks += [
+            (get_act_name("z", layer), final_row(freeze_z)),
+            (get_act_name("mlp_out", layer), final_row(freeze_mlp)),
+        ]
+    scale = clean[(key, "ln_final.hook_scale")]
+
+    def freeze_scale(x, hook):
+        x = x.clone()
+        x[:, -1] = scale
+        return x
+
+    return hooks + [("ln_final.hook_scale", final_row(freeze_scale))]
+
+
+def path_to_queries(model, senders, receivers, reference: dict) -> list[Hook]:
+    """Mean-ablate `senders` on the path into `receivers`' queries at the final position only:
+    each receiver's query input gets sum_s (mean z_s - z_s) W_O^s; every other reader sees the
+    clean run (direct path patching, as lib.patching.path_patch_sweep, with a mean as the source).
+
+    `reference[hook_z name]` [batch, pos, head, d_head] gives the mean (over its prompts, per
+    position); senders at or after the first receiver's layer are ignored. Run the forward inside
+    `lib.patching.split_qkv_input(model)`, which gives every head its own query input."""
+    first_receiver = min(layer for layer, _ in receivers)
+    delta: dict[int, torch.Tensor] = {}
+    hooks = []
+    for layer in sorted({layer for layer, _ in senders if layer < first_receiver}):
+        heads = [h for lyr, h in senders if lyr == layer]
+        name = get_act_name("z", layer)
+        mean = reference[name][:, :, heads].mean(0, keepdim=True)  # [1, pos, heads, d_head]
+        W_O = model.blocks[layer].attn.W_O[heads]  # [heads, d_head, d_model]
+
+        def keep(z, hook, heads=heads, mean=mean, W_O=W_O, layer=layer):
+            delta[layer] = torch.einsum("bphd,hdm->bm", (mean[:, -1:] - z[:, -1:, heads]), W_O)
+
+        hooks.append((name, keep))
+    for layer in sorted({layer for layer, _ in receivers}):
+        heads = [h for lyr, h in receivers if lyr == layer]
+
+        def add(fork, hook, heads=heads):  # [batch, pos, n_heads, d_model]
+            fork = fork.clone()
+            fork[:, -1, heads] += sum(delta.values())[:, None].to(fork.dtype)
+            return fork
+
+        hooks.append((get_act_name("q_input", layer), add))
+    return hooks

@@ -1,15 +1,28 @@
-"""The attention-switch protocol: its table, its exactness, and its errors."""
+"""Minimal pairs, entailment sensitivity and the attention-switch protocol: tables, exactness, errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from prompts.entailment import one_hop_prompts, two_hop_prompts
 from lib import hooks as H
-from lib.protocols import attention_switch, locate_answers
+from lib.protocols import (
+    attention_switch,
+    entailment_sensitivity,
+    locate_answers,
+    tokenize_pair,
+    tokenize_pairs,
+)
+from prompts.entailment import FAMILIES, ORDERS, minimal_pairs
 
-SEED = "When it rains I carry an umbrella. When I carry an umbrella, I wear boots. When I don't carry an umbrella I wear shoes. It rains, therefore I wear"
+SEED = (
+    "When it rains I carry an umbrella. When I carry an umbrella, I wear boots. "
+    "When I don't carry an umbrella I wear shoes. It rains, therefore I wear"
+)
+
+
+def label(p) -> str:
+    return f"{p.family}/{p.hops}/{p.order}"
 
 
 @pytest.mark.real_model
@@ -40,17 +53,80 @@ def test_bad_answers_are_named(model, answer, alternative, message):
         attention_switch(model, SEED, answer, alternative)
 
 
+def test_minimal_pairs_differ_in_the_fact_alone():
+    pairs = minimal_pairs(2)
+    assert len(FAMILIES) >= 16 and {p.words for p in pairs} == {"real", "made-up"}
+    assert len(pairs) == 4 * len(FAMILIES) and {p.order for p in pairs} == set(ORDERS)
+    assert sum(p.crossed for p in pairs) == 2 * len(FAMILIES)
+    assert len(minimal_pairs(1)) == 2 * len(FAMILIES)
+    for p in pairs + minimal_pairs(1):
+        a, b = (text.split(" ") for text in p.texts)
+        differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        assert len(a) == len(b) and len(differ) == 1, p  # one word: the fact
+        assert all(
+            p.texts[0].count(answer + ".") == 1 for answer in p.answers
+        )  # each answer stated once, in a rule
+
+
+def test_crossed_orders_put_the_matching_answer_in_the_other_place():
+    family = FAMILIES[0]
+    same, crossed = (
+        next(p for p in minimal_pairs(2) if p.family == family.name and p.order == o)
+        for o in ("ab/ab", "ab/ba")
+    )
+    first_answer = lambda text: min(text.index(" " + x + ".") for x in family.answers)
+    assert same.texts[0][first_answer(same.texts[0]) :].startswith(same.answers[0])
+    assert crossed.texts[0][first_answer(crossed.texts[0]) :].startswith(crossed.answers[1])
+
+
 @pytest.mark.real_model
-def test_every_prompt_has_single_token_answers_in_context(model):
-    for prompt in two_hop_prompts() + one_hop_prompts():
-        locate_answers(model, prompt.text, prompt.answer, prompt.alternative)
+def test_pairs_are_position_matched_on_the_model_or_skipped_with_a_reason(model):
+    for hops in (2, 1):
+        kept, skipped = tokenize_pairs(model, minimal_pairs(hops), label)
+        assert len({p.label.split("/")[0] for p in kept}) >= 16
+        for reason in skipped.values():
+            assert "choose fact words of equal token length" in reason
+        for p in kept:
+            a, b = p.tokens
+            assert torch.equal(a[: min(p.fact_pos)], b[: min(p.fact_pos)])
+            assert max(p.answer_pos) < min(p.fact_pos) and len(p.fact_pos) >= 1
+            assert a[p.answer_pos[0]] == b[p.answer_pos[0]] == p.ids[0]
 
 
-def test_prompt_sets_are_counterbalanced():
-    prompts = two_hop_prompts()
-    assert len(prompts) == 128 and len(one_hop_prompts()) == 32
-    assert sum(p.entailed_first for p in prompts) == 64
-    assert {p.words for p in prompts} == {"real", "made-up"}
-    for p in prompts:
-        first, second = p.text.index(p.answer + "."), p.text.index(p.alternative + ".")
-        assert (first < second) == p.entailed_first
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    "text_b, answer_a, message",
+    [
+        (
+            "If it is wet, I wear boots. If it is tam, I wear shoes. Today it is quill, so I wear",
+            " boots",
+            "equal token length",
+        ),
+        (
+            "If it is wet, I wear boots. If it is tam, I wear shoes. Today it is dry, so I wear",
+            " sneakers",
+            "is 2 tokens",
+        ),
+        (
+            "If it is dry, I wear boots. If it is tam, I wear shoes. Today it is tam, so I wear",
+            " boots",
+            "before an answer",
+        ),
+    ],
+)
+def test_bad_pairs_are_named(model, text_b, answer_a, message):
+    text_a = "If it is wet, I wear boots. If it is tam, I wear shoes. Today it is wet, so I wear"
+    with pytest.raises(ValueError, match=message):
+        tokenize_pair(model, text_a, answer_a, text_b, " shoes")
+
+
+@pytest.mark.real_model
+def test_sensitivity_is_the_difference_of_the_two_logit_differences(model):
+    pair = minimal_pairs(2)[0]
+    (text_a, text_b), (a, b) = pair.texts, pair.answers
+    ids = [model.to_single_token(a), model.to_single_token(b)]
+    lds = [float(logits[0, -1, ids[0]] - logits[0, -1, ids[1]]) for logits in (model(text_a), model(text_b))]
+    assert entailment_sensitivity(model, text_a, a, text_b, b) == pytest.approx(lds[0] - lds[1], abs=1e-4)
+    # Swapping the roles of the texts flips the sign; a text against itself scores 0.
+    assert entailment_sensitivity(model, text_b, b, text_a, a) == pytest.approx(lds[0] - lds[1], abs=1e-4)
+    assert entailment_sensitivity(model, text_a, a, text_a, b) == pytest.approx(0.0, abs=1e-5)
