@@ -44,6 +44,11 @@ def _positions(model):
     return tokens, pieces.index(" boots"), pieces.index(" shoes")
 
 
+def _late(model) -> tuple[int, int]:
+    """A late head (where the entailment switch heads sit on smollm2-135m: L23 of 30)."""
+    return (model.cfg.n_layers * 3) // 4, model.cfg.n_heads - 1
+
+
 @pytest.mark.real_model
 def test_final_row_value_move_equals_the_pattern_move(model):
     """z = sum_k p_k v_k: at the final row, reading v_alternative where the head reads v_entailed
@@ -51,7 +56,7 @@ def test_final_row_value_move_equals_the_pattern_move(model):
     and "where" cannot be told apart there at equal weight; the hypothesis compares patterns and
     values taken from the other fact instead."""
     tokens, boots, shoes = _positions(model)
-    heads = [(3, 4), (23, 7), (23, 2)]
+    heads = [(1, 0), _late(model), (_late(model)[0], 0)]
 
     def value_move(values):
         values = values.clone()
@@ -80,18 +85,20 @@ def test_freezing_later_layers_hides_them_and_leaves_the_clean_run(model):
     tokens, boots, shoes = _positions(model)
     metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"))
     clean = _clean_finals(model, tokens)
-    switch = H.move_attention(model, [(23, 7)], boots, shoes)
+    head = _late(model)
+    later = (model.cfg.n_layers - 3, 0)
+    switch = H.move_attention(model, [head], boots, shoes)
     values = run_variants(
         model,
         tokens,
         {
             "clean": [],
-            "frozen": freeze_after(model, [(23, 7)], clean, "clean"),
-            "later_ablated": H.ablate_heads(model, [(26, 0)]),
-            "later_ablated_frozen": H.ablate_heads(model, [(26, 0)])
-            + freeze_after(model, [(23, 7)], clean, "clean"),
+            "frozen": freeze_after(model, [head], clean, "clean"),
+            "later_ablated": H.ablate_heads(model, [later]),
+            "later_ablated_frozen": H.ablate_heads(model, [later])
+            + freeze_after(model, [head], clean, "clean"),
             "switch": switch,
-            "switch_frozen": switch + freeze_after(model, [(23, 7)], clean, "clean"),
+            "switch_frozen": switch + freeze_after(model, [head], clean, "clean"),
         },
         metric,
     )
@@ -101,9 +108,10 @@ def test_freezing_later_layers_hides_them_and_leaves_the_clean_run(model):
     assert abs(values["switch_frozen"] - values["clean"]) > 1e-3
     # The direct effect by hand: the head's change of output, through ln_final's clean scale, unembedded.
     seen: dict = {}
-    model.run_with_hooks(tokens, fwd_hooks=switch + [watch(seen, "switch", get_act_name("z", 23))])
-    dz = seen[("switch", get_act_name("z", 23))][0, 7] - clean[("clean", get_act_name("z", 23))][0, 7]
-    d_resid = dz @ model.blocks[23].attn.W_O[7]
+    z = get_act_name("z", head[0])
+    model.run_with_hooks(tokens, fwd_hooks=switch + [watch(seen, "switch", z)])
+    dz = seen[("switch", z)][0, head[1]] - clean[("clean", z)][0, head[1]]
+    d_resid = dz @ model.blocks[head[0]].attn.W_O[head[1]]
     scale = clean[("clean", "ln_final.hook_scale")][0]
     direction = model.W_U[:, model.to_single_token(" boots")] - model.W_U[:, model.to_single_token(" shoes")]
     by_hand = (d_resid / scale * model.ln_final.original_component.weight) @ direction
@@ -115,14 +123,16 @@ def test_path_to_queries_is_an_identity_when_the_mean_is_the_prompt_itself(model
     """With one prompt the mean-ablation reference is the prompt's own activation: nothing moves."""
     tokens, _, _ = _positions(model)
     reference = {}
-    model.run_with_hooks(tokens, fwd_hooks=[watch(reference, "clean", get_act_name("z", 17), final=False)])
-    reference = {get_act_name("z", 17): reference[("clean", get_act_name("z", 17))]}
+    sender = (model.cfg.n_layers // 2, 0)
+    z = get_act_name("z", sender[0])
+    model.run_with_hooks(tokens, fwd_hooks=[watch(reference, "clean", z, final=False)])
+    reference = {z: reference[("clean", z)]}
     metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"))
     with split_qkv_input(model):
         values = run_variants(
             model,
             tokens,
-            {"clean": [], "path": path_to_queries(model, [(17, 4)], [(23, 7)], reference)},
+            {"clean": [], "path": path_to_queries(model, [sender], [_late(model)], reference)},
             metric,
         )
     torch.testing.assert_close(values["path"], values["clean"], atol=1e-4, rtol=0)
