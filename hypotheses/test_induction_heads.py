@@ -1,67 +1,108 @@
-"""Where are the induction heads: in attention-only toys trained from scratch, and in smollm2-135m?
+"""Induction heads: how do 2-layer attention-only toys trained from scratch build them, and where are
+they in real language models?
 
-From the session planner: "try to find the induction heads in a toy model from scratch". Anchor:
-Olsson et al. 2022, "In-context learning and induction heads": a layer-1 head attends from each token
-of a repeated sequence to the token that followed its first occurrence (prefix matching) and copies
-it, composing with a layer-0 previous-token head (K-composition).
+Anchor: Olsson et al. 2022, "In-context learning and induction heads". A layer-1 head attends from
+each token of a repeated sequence to the token that followed its first occurrence (prefix
+matching) and copies it. It finds that position through its *keys*: a layer-0 previous-token head
+writes "the token before me" into each position, and the layer-1 head's keys read it
+(K-composition).
 
 Protocol
-1. Toys (lib/toy.py, GPT-NeoX blocks with rotary positions, MLPs fixed at zero): 2-layer and 1-layer
-   attention-only models, 4 heads, d_model 64, 5 and 3 seeds, trained 1000 steps on in-context copying
-   (lib/tasks.py `repeat`). Evaluated on BOS + S=16 random tokens + the same 16 again. CIs over seeds.
-2. K-composition: mean-ablate all layer-0 heads (reference: other random sequences) and re-measure
-   the layer-1 heads' attention pattern.
-3. Phase change: from the training log, the steps over which the loss on the repeated half falls
-   from 10% to 90% of its total drop, and the step where the layer-1 attention score crosses half
-   its final value.
-4. smollm2-135m: induction scores of all 270 heads on a discovery batch of repeated random tokens;
-   the top 5 are confirmed on a disjoint batch; ablate them (mean over other sequences) and compare
-   the loss on the repeated half with ablating 5 random heads from the same layers (20 draws).
-5. Attention entropy of the top heads vs the other heads of their layers, on the repeated half.
+1. Toys (lib/toy.py: GPT-NeoX blocks with rotary positions, MLPs fixed at zero, 4 heads, d_model 64):
+   2-layer models over SEEDS (10 seeds) and 1-layer models over ONE_LAYER_SEEDS, trained on in-context
+   copying (lib/tasks `repeat`). Evaluated on BOS + S=16 random tokens + the same 16 again.
+2. Circuit type, recorded per seed: from the layer-1 offset induction scores, "canonical" (the best
+   head attends to the induction target), "offset-d" (to d tokens after it) or "none" (no layer-1
+   head reaches 0.5). Claims over seeds are counts k/n with a Clopper-Pearson 95% CI.
+3. K-composition, per seed with a circuit: path patching (lib.patching.path_patch_sweep). On the
+   repeated sequence, one layer-0 head's output is replaced, along one path only, by its output on
+   another repeated random sequence (a resample): into one layer-1 head's keys, or its queries, or
+   its values; every other reader keeps the original. The effect is the rise in loss on the
+   repeated half, for the largest (sender, receiver) pair per path. K-composition: the key path
+   carries more than the query and the value paths.
+4. The offset circuit, per seed of type offset-d: the layer-0 head that attends d tokens back, and
+   its OV circuit read through the layer-1 circuit head's OV circuit (embedding -> L0 OV -> L1 OV ->
+   unembedding): does it copy? Control: the layer-0 head with the least attention d tokens back,
+   through the same layer-1 head.
+5. Phase change: from the training log, the steps over which the loss on the repeated half falls
+   from 10% to 90% of its total drop, and the step where the best layer-1 offset induction score is
+   half-way to its final value.
+6. Real models (the `model` fixture; smollm2-135m by default): induction scores of every head on a
+   discovery batch of repeated random tokens (drawn from the tokenizer's ordinary vocabulary); the
+   top 5 confirmed on a disjoint batch, and on repeated natural text (prompts/text.py). Ablation of
+   the top 5 by zero, mean and resample (reference: another batch) against 5 random heads of the
+   same layers (5 draws, never a top head). Sufficiency: only the top heads kept, every other head
+   of their layers mean-ablated. Entropy: the same heads on the first half vs the repeated half of
+   the confirmation batch, against the other heads of their layers (selection used another batch).
 
 Measures (lib/scores.py): induction score = mean attention from q in the second copy to q-S+1;
-offset induction score = the same to q-S+1+d, best d in 0..7 (a head that reads the next token
-from d tokens later); previous-token score = mean attention from q to q-1; loss on the repeated half
-= mean next-token loss on the 2nd..last token of the second copy; entropy in nats.
+offset induction score (d) = the same to q-S+1+d, d in 0..7; lag score (d) = mean attention from q
+to q-d (lag 1 = previous token); loss on the repeated half = mean next-token loss on the 2nd..last
+token of the second copy; entropy in nats; copying score = share of content tokens whose own logit
+tops their row of the OV circuit. CIs over prompts are percentile bootstraps (2000 resamples).
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformer_lens.utilities import get_act_name
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
-from transformer_lens.head_detector import detect_head  # noqa: E402
-
-from lib import hooks as H  # noqa: E402
-from lib.metrics import per_position_loss  # noqa: E402
-from lib.scores import (  # noqa: E402
+from lib import hooks as H
+from lib.metrics import per_position_loss
+from lib.patching import path_patch_sweep
+from lib.scores import (
     attention_patterns,
+    copying_score,
     entropy_from_pattern,
+    induction_circuit_type,
     induction_score_from_pattern,
+    lag_scores_from_pattern,
     offset_induction_score_from_pattern,
-    previous_token_score_from_pattern,
+    ov_circuit,
 )
-from lib.stats import bootstrap_ci, bootstrap_ci_two_sample  # noqa: E402
-from lib.tasks import repeat_batch, repeated_tokens  # noqa: E402
-from lib.toy import ToyConfig, training_history  # noqa: E402
+from lib.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff
+from lib.sweep import run_variants
+from lib.tasks import N_SPECIAL, repeat_batch
+from lib.toy import ToyConfig, training_history
+from prompts.text import PARAGRAPHS
 
-TWO_LAYER_SEEDS = (0, 1, 2, 3, 4)
-ONE_LAYER_SEEDS = (0, 1, 2)
-TWO_LAYER = ToyConfig(n_layers=2, n_heads=4, d_model=64, steps=1000, log_every=20)
+# 600 steps, not 1000: the loss drop ended by step 540 in every seed of the 1000-step run (see the log).
+TWO_LAYER = ToyConfig(n_layers=2, n_heads=4, d_model=64, steps=600, log_every=20)
 ONE_LAYER = TWO_LAYER.replace(n_layers=1)
-S = 16
+SEEDS = tuple(range(10))
+ONE_LAYER_SEEDS = (0, 1, 2)
+TOY = "toy:repeat 2L attn-only"
+S = 16  # length of the repeated sequence
+CIRCUIT = 0.5  # a layer-1 head "forms a circuit" when its best offset induction score reaches this
+LAGS = range(9)  # layer-0 lags searched for the offset circuit's head
+PATHS = ("k", "q", "v")
 TOP_K = 5
+CONTROL_DRAWS = 5
+ABLATIONS = ("zero", "mean", "resample")
+
+REFUTED = {
+    "test_top_induction_heads_confirm_on_heldout_sequences[natural]@smollm2-135m": (
+        "0.48 [0.44, 0.52] on 16 windows of repeated natural text (random tokens: 0.61 [0.55, 0.66])"
+    ),
+    "test_top_heads_matter_more_than_random_heads_on_natural_text@smollm2-135m": (
+        "0.48 [0.34, 0.63] nats over random same-layer heads; the top 5 alone raise the loss 0.46 [0.30, 0.62]"
+    ),
+}
 
 
-def toy_eval_tokens(seed: int = 123, batch: int = 64) -> torch.Tensor:
+# ---------------------------------------------------------------------------------------------
+# 1. Toys: one record per trained model
+
+
+def toy_eval_tokens(seed: int, batch: int = 64) -> torch.Tensor:
     return repeat_batch(torch.Generator().manual_seed(seed), batch, S, TWO_LAYER.n_content)
 
 
@@ -70,100 +111,262 @@ def repeated_half_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tens
     return per_position_loss(tokens)(logits)[:, S + 1 :].mean(1)
 
 
-@pytest.fixture(scope="module")
-def toys(toy_model) -> dict:
-    tokens, reference = toy_eval_tokens(), toy_eval_tokens(seed=321)
-    out = {"two": [], "one": []}
-    for kind, base, seeds in (("two", TWO_LAYER, TWO_LAYER_SEEDS), ("one", ONE_LAYER, ONE_LAYER_SEEDS)):
-        for seed in seeds:
-            config = base.replace(seed=seed)
-            model = toy_model(config)
-            patterns = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
-            with torch.no_grad():
-                loss = repeated_half_loss(model(tokens), tokens).mean().item()
-            entry = {
-                "config": config,
-                "induction": torch.stack([induction_score_from_pattern(p, S).mean(0) for p in patterns]),
-                "offset": torch.stack([offset_induction_score_from_pattern(p, S).mean(0) for p in patterns]),
-                "previous": torch.stack([previous_token_score_from_pattern(p).mean(0) for p in patterns]),
-                "loss": loss,
-                "history": training_history(config),
-            }
-            if kind == "two":
-                _, ref_cache = model.run_with_cache(reference)
-                ablate = H.ablate_heads(model, [(0, h) for h in range(model.cfg.n_heads)], "mean", ref_cache)
-                seen = {}
-                model.run_with_hooks(tokens, fwd_hooks=ablate + [("blocks.1.attn.hook_pattern", lambda p, hook: seen.setdefault("p", p))])
-                entry["offset_ablated"] = offset_induction_score_from_pattern(seen["p"], S).mean(0)
-            out[kind].append(entry)
+@dataclass(frozen=True)
+class ToySeed:
+    config: ToyConfig
+    circuit: str  # "canonical", "offset-d" or "none"
+    offset: int | None  # the circuit's offset d (0 for canonical)
+    head: int | None  # the layer-1 head with the best offset induction score
+    offset_scores: torch.Tensor  # [layer, head, offset] offset induction scores, mean over sequences
+    lag_scores: torch.Tensor  # [batch, head, lag] layer-0 attention from q to q-d, per sequence
+    loss: float  # loss on the repeated half (nats)
+    path_effect: dict  # {"k"|"q"|"v": loss rise of the strongest layer-0 -> layer-1 path (nats)}
+    history: pd.DataFrame  # training log
+
+    @property
+    def previous_token(self) -> float:
+        return float(self.lag_scores[:, :, 1].mean(0).max())
+
+    @property
+    def has_circuit(self) -> bool:
+        return self.circuit != "none"
+
+
+@dataclass(frozen=True)
+class ToyStudy:
+    two_layer: tuple[ToySeed, ...]
+    one_layer: tuple[ToySeed, ...]
+
+    def seed(self, seed: int) -> ToySeed:
+        return next(t for t in self.two_layer if t.config.seed == seed)
+
+    def of_type(self, kind: str) -> list[ToySeed]:
+        return [
+            t
+            for t in self.two_layer
+            if t.circuit == kind or (kind == "offset" and t.circuit.startswith("offset"))
+        ]
+
+
+def path_effects(model, tokens: torch.Tensor, source: torch.Tensor) -> dict[str, float]:
+    """{component: largest loss rise over (layer-0 sender, layer-1 receiver) when the sender's output
+    on `source` replaces its output on `tokens` along that component's path alone}."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return repeated_half_loss(logits, tokens).mean()
+
+    with torch.no_grad():
+        base = float(metric(model(tokens)))
+    out = {}
+    for component in PATHS:
+        sweeps = [
+            path_patch_sweep(
+                model,
+                clean_tokens=source,
+                corrupted_tokens=tokens,
+                metric=metric,
+                sender=(0, h),
+                component=component,
+            )[1]
+            for h in range(model.cfg.n_heads)
+        ]
+        out[component] = float(torch.stack(sweeps).max()) - base
     return out
 
 
-def best_layer1(entry) -> float:
-    """The best layer-1 head's offset induction score (best offset)."""
-    return float(entry["offset"][1].max())
+def measure_toy(model, config: ToyConfig) -> ToySeed:
+    tokens, source = toy_eval_tokens(seed=123), toy_eval_tokens(seed=321)
+    patterns = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
+    offsets = torch.stack([offset_induction_score_from_pattern(p, S).mean(0) for p in patterns])
+    circuit, offset, head = induction_circuit_type(offsets[-1], CIRCUIT)
+    with torch.no_grad():
+        loss = float(repeated_half_loss(model(tokens), tokens).mean())
+    two_layer = config.n_layers == 2
+    return ToySeed(
+        config=config,
+        circuit=circuit if two_layer else ("none" if circuit == "none" else "one-layer " + circuit),
+        offset=offset,
+        head=head,
+        offset_scores=offsets,
+        lag_scores=lag_scores_from_pattern(patterns[0], LAGS),
+        loss=loss,
+        path_effect=path_effects(model, tokens, source) if two_layer else {},
+        history=training_history(config),
+    )
+
+
+@pytest.fixture(scope="module")
+def toys(toy_model, results_dir) -> ToyStudy:
+    study = ToyStudy(
+        two_layer=tuple(
+            measure_toy(toy_model(TWO_LAYER.replace(seed=s)), TWO_LAYER.replace(seed=s)) for s in SEEDS
+        ),
+        one_layer=tuple(
+            measure_toy(toy_model(ONE_LAYER.replace(seed=s)), ONE_LAYER.replace(seed=s))
+            for s in ONE_LAYER_SEEDS
+        ),
+    )
+    plot_toys(study, results_dir)
+    return study
+
+
+def share(k: int, n: int) -> dict:
+    """A count claim's figures: value k/n with its Clopper-Pearson CI."""
+    ci = binomial_ci(k, n)
+    return {"value": ci.estimate, "ci": ci, "n": n, "unit": "seeds"}
+
+
+def circuit_table(seeds) -> str:
+    return ", ".join(f"s{t.config.seed}:{t.circuit}" for t in seeds)
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. From scratch
+# 2. Circuit types over seeds
 
 
-@pytest.mark.xfail(strict=True, reason="refuted: mean 0.55 [0.18, 0.92] over 5 seeds; 3 seeds 0.92-0.93, 2 seeds 0.00 (offset-4 circuit)")
-def test_two_layer_toy_forms_a_canonical_induction_head(toys, claim):
-    ci = bootstrap_ci([float(t["induction"][1].max()) for t in toys["two"]])
-    assert claim(model="toy:repeat 2L attn-only", metric="best layer-1 induction score (offset 0), per seed",
-                 value=ci.estimate, ci=ci, n=ci.n, threshold=0.5)  # fmt: skip
+def test_most_seeds_form_an_induction_circuit(toys, claim):
+    k = sum(t.has_circuit for t in toys.two_layer)
+    assert claim(
+        model=TOY,
+        metric="share of seeds whose layer 1 forms an induction circuit (any offset)",
+        threshold=0.5,
+        note=circuit_table(toys.two_layer),
+        **share(k, len(toys.two_layer)),
+    )
 
 
-def test_two_layer_toy_forms_an_offset_induction_head(toys, claim):
-    scores = [best_layer1(t) for t in toys["two"]]
-    heads = [int(t["offset"][1].max(-1).values.argmax()) for t in toys["two"]]  # [head, offset] -> best head
-    best_d = [int(t["offset"][1][h].argmax()) for t, h in zip(toys["two"], heads)]
-    ci = bootstrap_ci(scores)
-    assert claim(model="toy:repeat 2L attn-only", metric="best layer-1 offset induction score, per seed", value=ci.estimate,
-                 ci=ci, n=ci.n, threshold=0.5, note=f"best heads L1H{heads}, offsets d={best_d}")  # fmt: skip
+@pytest.mark.xfail(
+    strict=True, reason="refuted: 7/10 seeds, CI [0.35, 0.93]; the other 3 form offset-4 circuits"
+)
+def test_most_seeds_form_a_canonical_induction_head(toys, claim):
+    k = len(toys.of_type("canonical"))
+    assert claim(
+        model=TOY,
+        metric="share of seeds whose best layer-1 head is a canonical induction head (offset 0)",
+        threshold=0.5,
+        note=circuit_table(toys.two_layer),
+        **share(k, len(toys.two_layer)),
+    )
 
 
-@pytest.mark.xfail(strict=True, reason="refuted: mean 0.54 [0.19, 0.88] over 5 seeds; 0.83-0.91 where layer 1 is canonical, 0.03 elsewhere")
-def test_layer0_has_a_previous_token_head(toys, claim):
-    ci = bootstrap_ci([float(t["previous"][0].max()) for t in toys["two"]])
-    assert claim(model="toy:repeat 2L attn-only", metric="best layer-0 previous-token score, per seed", value=ci.estimate,
-                 ci=ci, n=ci.n, threshold=0.5)  # fmt: skip
+def test_the_offset_circuit_recurs_across_seeds(toys, claim):
+    k = len(toys.of_type("offset"))
+    assert claim(
+        model=TOY,
+        metric="share of seeds forming an offset-d circuit (d > 0)",
+        threshold=0.05,
+        note=circuit_table(toys.two_layer),
+        **share(k, len(toys.two_layer)),
+    )
 
 
-def test_canonical_induction_comes_with_a_previous_token_head(toys, claim):
-    """Olsson's pairing: in the seeds whose best layer-1 head has induction score >= 0.5, layer 0 has a
-    previous-token head (the head layer 1 K-composes with)."""
-    canonical = [t for t in toys["two"] if float(t["induction"][1].max()) >= 0.5]
-    if len(canonical) < 2:
-        pytest.skip(f"only {len(canonical)} seed(s) formed a canonical induction head")
-    ci = bootstrap_ci([float(t["previous"][0].max()) for t in canonical])
-    assert claim(model="toy:repeat 2L attn-only", metric="best layer-0 previous-token score, seeds with a canonical induction head",
-                 value=ci.estimate, ci=ci, n=ci.n, threshold=0.5, note=f"{len(canonical)}/{len(toys['two'])} seeds")  # fmt: skip
+def test_canonical_heads_come_with_a_previous_token_head(toys, claim):
+    canonical = toys.of_type("canonical")
+    k = sum(t.previous_token >= 0.5 for t in canonical)
+    assert claim(
+        model=TOY,
+        metric="share of canonical seeds with a layer-0 previous-token head (score >= 0.5)",
+        threshold=0.5,
+        precondition=(len(canonical) >= 3, f"{len(canonical)} canonical seeds (3 needed)"),
+        note=", ".join(f"s{t.config.seed}:{t.previous_token:.2f}" for t in canonical),
+        **share(k, max(len(canonical), 1)),
+    )
 
 
-def test_ablating_layer0_destroys_the_layer1_pattern(toys, claim):
-    """K-composition: without layer 0's outputs, layer 1 cannot find the matching position."""
-    drops = [best_layer1(t) - float(t["offset_ablated"].max()) for t in toys["two"]]
-    ci = bootstrap_ci(drops)
-    assert claim(model="toy:repeat 2L attn-only", metric="drop of best layer-1 offset induction score, layer 0 mean-ablated",
-                 value=ci.estimate, ci=ci, n=ci.n, threshold=0.3)  # fmt: skip
+# ---------------------------------------------------------------------------------------------
+# 3. K-composition by path patching
 
 
-def test_one_layer_toy_has_no_induction_head(toys, claim):
-    ci = bootstrap_ci([float(t["offset"][0].max()) for t in toys["one"]])
-    assert claim(model="toy:repeat 1L attn-only", metric="best offset induction score, per seed", value=ci.estimate, ci=ci,
-                 n=ci.n, threshold=0.2, direction="<=")  # fmt: skip
+def test_keys_carry_layer0_into_the_induction_head(toys, claim):
+    """Per seed with a circuit: the key path's loss rise exceeds both the query and the value path's."""
+    formed = [t for t in toys.two_layer if t.has_circuit]
+    k = sum(t.path_effect["k"] > max(t.path_effect["q"], t.path_effect["v"]) for t in formed)
+    note = "; ".join(
+        f"s{t.config.seed} {t.circuit}: k {t.path_effect['k']:.2f} q {t.path_effect['q']:.2f} v {t.path_effect['v']:.2f}"
+        for t in formed
+    )
+    assert claim(
+        model=TOY,
+        metric="share of seeds with a circuit whose key path carries more than query and value paths",
+        threshold=0.5,
+        precondition=(len(formed) >= 3, f"{len(formed)} seeds with a circuit (3 needed)"),
+        note=note,
+        **share(k, max(len(formed), 1)),
+    )
 
 
-def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
-    ci = bootstrap_ci_two_sample([t["loss"] for t in toys["one"]], [t["loss"] for t in toys["two"]])
-    assert claim(model="toy:repeat 1L vs 2L", metric="loss on repeated half, 1-layer minus 2-layer (nats)", value=ci.estimate,
-                 ci=ci, n=ci.n, threshold=1.0)  # fmt: skip
+# ---------------------------------------------------------------------------------------------
+# 4. The offset circuit, per seed
 
 
-def phase_change(history) -> dict:
-    """Loss 10%->90% drop window, and the step where the best layer-1 offset score reaches half its final value."""
+def offset_precondition(t: ToySeed) -> tuple[bool, str]:
+    return t.circuit.startswith("offset"), f"seed {t.config.seed} formed circuit '{t.circuit}'"
+
+
+def d_back_head(t: ToySeed) -> int:
+    return int(t.lag_scores[:, :, t.offset].mean(0).argmax())
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
+def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim, seed):
+    t = toys.seed(seed)
+    ok, reason = offset_precondition(t)
+    head = d_back_head(t) if ok else 0
+    d = t.offset or 0
+    ci = bootstrap_ci(t.lag_scores[:, head, d])
+    others = {
+        h: round(float(t.lag_scores[:, h, d].mean()), 2) for h in range(t.lag_scores.shape[1]) if h != head
+    }
+    assert claim(
+        model=f"{TOY} seed {seed}",
+        metric=f"lag-d attention of the layer-0 head reading d back (L0H{head}, d={d})",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="sequences",
+        threshold=0.5,
+        precondition=(ok, reason),
+        note=f"other layer-0 heads at lag {d}: {others}",
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
+def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim, seed):
+    """The d-back head moves token x_{i+1} to position i+1+d, where the layer-1 head reads it as a
+    value: its OV circuit, read through the layer-1 head's, should copy (V-composition)."""
+    t = toys.seed(seed)
+    ok, reason = offset_precondition(t)
+    model = toy_model(t.config)
+    head = d_back_head(t) if ok else 0
+    receiver = t.head if t.head is not None else 0
+    content = torch.arange(N_SPECIAL, N_SPECIAL + t.config.n_content)
+    copies = {
+        h: copying_score(ov_circuit(model, [(0, h), (1, receiver)]), content).float()
+        for h in range(t.config.n_heads)
+    }
+    control = int(t.lag_scores[:, :, t.offset or 0].mean(0).argmin())  # the head that reads d back least
+    ci = bootstrap_ci_diff(copies[head], copies[control])
+    assert claim(
+        model=f"{TOY} seed {seed}",
+        metric=f"copying score of L0H{head} through L1H{receiver}'s OV, minus the layer-0 "
+        f"head that reads d back least (L0H{control})",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="tokens",
+        threshold=0.3,
+        precondition=(ok, reason),
+        note=f"copying through L1H{receiver}: { ({h: round(float(c.mean()), 2) for h, c in copies.items()}) }; "
+        f"direct OV of L0H{head}: {float(copying_score(ov_circuit(model, [(0, head)]), content).float().mean()):.2f}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Phase change and the one-layer control
+
+
+def phase_change(history: pd.DataFrame) -> dict:
+    """Loss 10%->90% drop window, and the step where the best layer-1 offset score is half-way to its final value."""
     loss = history.loss_repeated_half.to_numpy()
     steps = history.step.to_numpy()
     drop = loss[0] - loss[-1]
@@ -171,150 +374,463 @@ def phase_change(history) -> dict:
     end = steps[np.argmax(loss <= loss[0] - 0.9 * drop)]
     score = history.filter(like="offset_induction_L1").max(axis=1).to_numpy()
     half = steps[np.argmax(score >= score[0] + 0.5 * (score[-1] - score[0]))]
-    return {"start": start, "end": end, "width": end - start, "score_step": half}
+    return {"start": int(start), "end": int(end), "score_step": int(half)}
 
 
-def test_phase_change_is_narrow_and_coincides_with_the_score(toys, claim, results_dir):
-    changes = [phase_change(t["history"]) for t in toys["two"]]
-    widths = [c["width"] / TWO_LAYER.steps for c in changes]
-    ci = bootstrap_ci(widths)
-    plot_training(toys, results_dir)
-    inside = all(c["start"] - 2 * TWO_LAYER.log_every <= c["score_step"] <= c["end"] + 2 * TWO_LAYER.log_every for c in changes)
-    assert claim(model="toy:repeat 2L attn-only", metric="loss-drop window (10%->90%) as a share of training", value=ci.estimate,
-                 ci=ci, n=ci.n, threshold=0.3, direction="<=",
-                 note=f"windows {[(int(c['start']), int(c['end'])) for c in changes]}; score half-way at "
-                      f"{[int(c['score_step']) for c in changes]}; inside the window: {inside}")  # fmt: skip
-    assert inside, "the layer-1 score's rise lies outside the loss drop"
+@pytest.mark.xfail(
+    strict=True,
+    reason="refuted: 7/10 seeds, CI [0.35, 0.93]; the 3 offset-4 seeds fall over steps 240-500, longer than their plateau",
+)
+def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
+    """Per seed with a circuit: the loss falls (10%->90%) in fewer steps than the plateau before it,
+    and the layer-1 score is half-way within that window (+- 2 log intervals)."""
+    formed = [t for t in toys.two_layer if t.has_circuit]
+    slack = 2 * TWO_LAYER.log_every
+    changes = [phase_change(t.history) for t in formed]
+    k = sum(
+        c["end"] - c["start"] <= c["start"] and c["start"] - slack <= c["score_step"] <= c["end"] + slack
+        for c in changes
+    )
+    assert claim(
+        model=TOY,
+        metric="share of seeds with an abrupt loss drop that coincides with the layer-1 score",
+        threshold=0.5,
+        precondition=(len(formed) >= 3, f"{len(formed)} seeds with a circuit (3 needed)"),
+        note="; ".join(
+            f"s{t.config.seed} {c['start']}-{c['end']} score {c['score_step']}"
+            for t, c in zip(formed, changes)
+        ),
+        **share(k, max(len(formed), 1)),
+    )
 
 
-def plot_training(toys, results_dir: Path) -> None:
-    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for t in toys["two"] + toys["one"]:
-        h = t["history"]
-        label = f"{t['config'].n_layers}L seed {t['config'].seed}"
-        ax_loss.plot(h.step, h.loss_repeated_half, label=label)
-        ax_score.plot(h.step, h.filter(like=f"offset_induction_L{t['config'].n_layers - 1}").max(axis=1), label=label)
-    ax_loss.set(xlabel="training step", ylabel="loss on repeated half (nats)")
-    ax_score.set(xlabel="training step", ylabel="best last-layer offset induction score")
-    ax_loss.legend(fontsize=7)
+def test_one_layer_toys_form_no_induction_head(toys, claim):
+    best = [float(t.offset_scores[0].max()) for t in toys.one_layer]
+    assert claim(
+        model="toy:repeat 1L attn-only",
+        metric="largest best offset induction score over the 1-layer seeds",
+        value=max(best),
+        n=len(best),
+        unit="seeds",
+        threshold=0.2,
+        direction="<=",
+        note=f"per seed {[round(b, 3) for b in best]}",
+    )
+
+
+def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
+    """Every 1-layer seed against every 2-layer seed with a circuit: the smallest gap."""
+    one = [t.loss for t in toys.one_layer]
+    two = [t.loss for t in toys.two_layer if t.has_circuit]
+    assert claim(
+        model="toy:repeat 1L vs 2L",
+        metric="smallest 1-layer loss minus largest 2-layer loss, repeated half (nats)",
+        value=min(one) - max(two),
+        n=len(one) + len(two),
+        unit="seeds",
+        threshold=1.0,
+        precondition=(len(two) >= 1, f"{len(two)} 2-layer seeds with a circuit"),
+        note=f"1-layer {[round(x, 2) for x in one]}; 2-layer {[round(x, 2) for x in two]}",
+    )
+
+
+COLOURS = {"canonical": "tab:blue", "none": "tab:grey"}
+
+
+def plot_toys(study: ToyStudy, results_dir: Path) -> None:
+
+    def colour(t: ToySeed) -> str:
+        return COLOURS.get(t.circuit, "tab:orange")  # offset circuits in orange
+
+    fig, (ax_loss, ax_score, ax_path) = plt.subplots(1, 3, figsize=(15, 4))
+    for t in study.two_layer:
+        label = f"seed {t.config.seed}: {t.circuit}"
+        ax_loss.plot(t.history.step, t.history.loss_repeated_half, color=colour(t), label=label)
+        ax_score.plot(
+            t.history.step, t.history.filter(like="offset_induction_L1").max(axis=1), color=colour(t)
+        )
+    for t in study.one_layer:
+        ax_loss.plot(
+            t.history.step,
+            t.history.loss_repeated_half,
+            color="black",
+            ls=":",
+            label=f"1L seed {t.config.seed}",
+        )
+    ax_loss.set(
+        xlabel="training step",
+        ylabel="loss on repeated half (nats)",
+        title="toy:repeat 2L attn-only: training",
+    )
+    ax_score.set(xlabel="training step", ylabel="best layer-1 offset induction score")
+    ax_loss.legend(fontsize=6)
+    x = np.arange(len(study.two_layer))
+    for i, component in enumerate(PATHS):
+        ax_path.bar(
+            x + (i - 1) * 0.27,
+            [t.path_effect[component] for t in study.two_layer],
+            0.27,
+            label=f"{component} path",
+        )
+    ax_path.set_xticks(x, [f"s{t.config.seed} {t.circuit}" for t in study.two_layer], fontsize=7, rotation=90)
+    ax_path.set(
+        ylabel="loss rise, strongest L0->L1 path resampled (nats)",
+        title="toy:repeat 2L: K vs Q vs V composition",
+    )
+    ax_path.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(results_dir / "induction_toy_training.png", dpi=120)
+    fig.savefig(results_dir / "induction_toy-repeat-2L.png", dpi=120)
     plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. smollm2-135m (or --model)
+# 6. Real models
 
 
-def random_repeats(model, seed: int, batch: int = 16) -> torch.Tensor:
-    return repeated_tokens(torch.Generator().manual_seed(seed), batch, S, 1000, min(model.cfg.d_vocab, 20000), model.tokenizer.bos_token_id)
+def ordinary_token_ids(model, n: int = 2000, seed: int = 0) -> torch.Tensor:
+    """[n] ids of ordinary tokens, drawn at random from the vocabulary: not special, printable text
+    with a letter, that re-encodes to itself alone (no fixed id range: any tokenizer)."""
+    tokenizer = model.tokenizer
+    special = set(tokenizer.all_special_ids)
+    out = []
+    for i in torch.randperm(model.cfg.d_vocab, generator=torch.Generator().manual_seed(seed)).tolist():
+        text = tokenizer.decode([i])
+        if i in special or not text.isprintable() or not any(c.isalpha() for c in text):
+            continue
+        if tokenizer.encode(text, add_special_tokens=False) == [i]:
+            out.append(i)
+            if len(out) == n:
+                return torch.tensor(out)
+    raise ValueError(f"{model.cfg.model_name}'s tokenizer has only {len(out)} ordinary tokens; lower n={n}")
+
+
+def bos_id(model) -> int:
+    bos = model.tokenizer.bos_token_id
+    if bos is None:
+        raise ValueError(
+            f"{model.cfg.model_name}'s tokenizer has no BOS token; the repeated prompts start with one"
+        )
+    return int(bos)
+
+
+def random_repeats(model, pool: torch.Tensor, seed: int, batch: int = 16) -> torch.Tensor:
+    """[batch, 1 + 2S]: BOS, S tokens drawn from `pool`, the same S again."""
+    half = pool[torch.randint(len(pool), (batch, S), generator=torch.Generator().manual_seed(seed))]
+    return torch.cat([torch.full((batch, 1), bos_id(model)), half, half], dim=1)
+
+
+def natural_repeats(model, windows_per_paragraph: int = 3) -> torch.Tensor:
+    """[n, 1 + 2S]: BOS, S consecutive tokens of a paragraph of prompts/text.py, the same S again."""
+    rows = []
+    for paragraph in PARAGRAPHS:
+        ids = model.to_tokens(paragraph, prepend_bos=False)[0]
+        rows += [ids[i * S : (i + 1) * S] for i in range(min(windows_per_paragraph, len(ids) // S))]
+    half = torch.stack(rows)
+    return torch.cat([torch.full((len(rows), 1), bos_id(model)), half, half], dim=1)
+
+
+def same_layer_draws(
+    model, top: list[tuple[int, int]], draws: int, seed: int = 0
+) -> list[list[tuple[int, int]]]:
+    """`draws` sets of random heads with the top heads' layer counts, never a top head."""
+    rng = random.Random(seed)
+    per_layer = pd.Series([layer for layer, _ in top]).value_counts().to_dict()
+    out = []
+    for _ in range(draws):
+        heads = []
+        for layer, count in sorted(per_layer.items()):
+            pool = [h for h in range(model.cfg.n_heads) if (layer, h) not in top]
+            heads += [(layer, h) for h in rng.sample(pool, count)]
+        out.append(heads)
+    return out
+
+
+@dataclass(frozen=True)
+class Ablations:
+    """Loss on the repeated half [batch] per prompt, under each intervention."""
+
+    clean: torch.Tensor
+    top: dict  # {how: [batch]} the top heads ablated
+    random: dict  # {how: [draws, batch]} random same-layer heads ablated
+    layers_ablated: torch.Tensor | None = None  # every head of the top heads' layers mean-ablated
+    top_kept: torch.Tensor | None = None  # only the top heads kept, the rest of their layers mean-ablated
+    random_kept: torch.Tensor | None = None  # [draws, batch] random same-layer heads kept instead
+
+
+def ablations(model, tokens, reference, top, draws, hows=ABLATIONS, sufficiency: bool = True) -> Ablations:
+    """Every intervention in one call of the sweep engine: the top heads and each draw of random
+    same-layer heads ablated (`hows`), and (`sufficiency`) whole layers mean-ablated but for the
+    top heads or a draw of random heads."""
+    names = {get_act_name("z", layer) for layer, _ in top}
+    _, ref_cache = model.run_with_cache(reference, names_filter=lambda n: n in names)
+    layers = sorted({layer for layer, _ in top})
+    every = [(layer, h) for layer in layers for h in range(model.cfg.n_heads)]
+
+    def keep(kept) -> list:
+        return H.ablate_heads(model, [h for h in every if h not in kept], "mean", ref_cache)
+
+    variants = {"clean": []}
+    for how in hows:
+        variants[("top", how)] = H.ablate_heads(model, top, how, ref_cache)
+        for i, heads in enumerate(draws):
+            variants[("random", how, i)] = H.ablate_heads(model, heads, how, ref_cache)
+    if sufficiency:
+        variants["layers"] = H.ablate_heads(model, every, "mean", ref_cache)
+        variants["top_kept"] = keep(top)
+        for i, heads in enumerate(draws):
+            variants[("random_kept", i)] = keep(heads)
+    loss = run_variants(
+        model,
+        tokens,
+        variants,
+        lambda logits: repeated_half_loss(logits, tokens),
+        progress="induction ablations",
+    )
+    kept = (
+        {
+            "layers_ablated": loss["layers"],
+            "top_kept": loss["top_kept"],
+            "random_kept": torch.stack([loss[("random_kept", i)] for i in range(len(draws))]),
+        }
+        if sufficiency
+        else {}
+    )
+    return Ablations(
+        clean=loss["clean"],
+        top={how: loss[("top", how)] for how in hows},
+        random={how: torch.stack([loss[("random", how, i)] for i in range(len(draws))]) for how in hows},
+        **kept,
+    )
+
+
+@dataclass(frozen=True)
+class RealStudy:
+    discovery: torch.Tensor  # [layer, head] induction scores on the discovery batch
+    top: tuple[tuple[int, int], ...]
+    confirm: torch.Tensor  # [batch] held-out induction score of the top heads (mean over them), per sequence
+    natural_confirm: torch.Tensor  # [n] the same on repeated natural text
+    entropy: dict  # {("top"|"other", "first"|"repeated"): [batch]} mean entropy per sequence (nats)
+    random: Ablations  # repeated random tokens
+    natural: Ablations  # repeated natural text (mean ablation only)
+
+
+def top_head_score(patterns: torch.Tensor, top) -> torch.Tensor:
+    return torch.stack(
+        [induction_score_from_pattern(patterns[layer], S)[:, head] for layer, head in top]
+    ).mean(0)
 
 
 @pytest.fixture(scope="module")
-def real(model) -> dict:
-    discovery = attention_patterns(model, random_repeats(model, 11))
-    scores = torch.stack([induction_score_from_pattern(p, S).mean(0) for p in discovery])  # [layer, head]
-    top = [divmod(int(i), model.cfg.n_heads) for i in scores.flatten().topk(TOP_K).indices]
-    tokens = random_repeats(model, 12)
-    reference = random_repeats(model, 13)
-    _, ref_cache = model.run_with_cache(reference, names_filter=lambda n: n.endswith("hook_z"))
-    with torch.no_grad():
-        clean = repeated_half_loss(model(tokens), tokens)
-        ablated = repeated_half_loss(model.run_with_hooks(tokens, fwd_hooks=H.ablate_heads(model, top, "mean", ref_cache)), tokens)
-        rng = random.Random(0)
-        layers = [l for l, _ in top]
-        controls = []
-        for _ in range(20):
-            heads = []
-            while len(heads) < TOP_K:  # one head per top head's layer, distinct, none of the top heads
-                heads = sorted({(l, rng.randrange(model.cfg.n_heads)) for l in layers} - set(top))
-            controls.append(repeated_half_loss(model.run_with_hooks(tokens, fwd_hooks=H.ablate_heads(model, heads[:TOP_K], "mean", ref_cache)), tokens))
-    confirm = attention_patterns(model, tokens)
-    return {"scores": scores, "top": top, "tokens": tokens, "clean": clean, "ablated": ablated,
-            "controls": torch.stack(controls), "confirm": confirm}  # fmt: skip
+def real(model, model_name, results_dir) -> RealStudy:
+    pool = ordinary_token_ids(model)
+    discovery = torch.stack(
+        [
+            induction_score_from_pattern(p, S).mean(0)
+            for p in attention_patterns(model, random_repeats(model, pool, 11))
+        ]
+    )
+    top = [divmod(int(i), model.cfg.n_heads) for i in discovery.flatten().topk(TOP_K).indices]
+    tokens, reference, natural = (
+        random_repeats(model, pool, 12),
+        random_repeats(model, pool, 13),
+        natural_repeats(model),
+    )
+    confirm = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
+    layers = sorted({layer for layer, _ in top})
+    entropy = {}
+    rows = {layer: entropy_from_pattern(confirm[layer]) for layer in layers}  # [batch, head, query]
+    for half, queries in (("first", slice(1, S + 1)), ("repeated", slice(S + 1, None))):
+        per_head = {(l, h): rows[l][:, h, queries].mean(-1) for l in layers for h in range(model.cfg.n_heads)}
+        entropy[("top", half)] = torch.stack([per_head[h] for h in top]).mean(0)
+        entropy[("other", half)] = torch.stack([v for h, v in per_head.items() if h not in top]).mean(0)
+    draws = same_layer_draws(model, top, CONTROL_DRAWS)
+    study = RealStudy(
+        discovery=discovery,
+        top=tuple(top),
+        confirm=top_head_score(confirm, top),
+        natural_confirm=top_head_score(attention_patterns(model, natural), top),
+        entropy=entropy,
+        random=ablations(model, tokens, reference, top, draws),
+        natural=ablations(model, natural, natural, top, draws, hows=("mean",), sufficiency=False),
+    )
+    plot_real(study, model_name, results_dir)
+    return study
+
+
+def heads_note(study: RealStudy) -> str:
+    return ",".join(f"L{l}H{h}" for l, h in study.top)
 
 
 @pytest.mark.real_model
-def test_top_induction_heads_confirm_on_heldout_sequences(real, claim, model_name, results_dir):
-    per_sequence = torch.stack([induction_score_from_pattern(real["confirm"][l], S)[:, h] for l, h in real["top"]]).mean(0)
-    ci = bootstrap_ci(per_sequence.numpy())
-    plot_heatmap(real["scores"], model_name, results_dir)
-    assert claim(metric=f"held-out prefix-matching (induction) score of top {TOP_K} heads", value=ci.estimate, ci=ci, n=ci.n,
-                 threshold=0.5, note=",".join(f"L{l}H{h}" for l, h in real["top"]))  # fmt: skip
+@pytest.mark.parametrize("text", ["random", "natural"])
+def test_top_induction_heads_confirm_on_heldout_sequences(real, claim, text):
+    ci = bootstrap_ci(real.confirm if text == "random" else real.natural_confirm)
+    assert claim(
+        metric=f"held-out induction score of the top {TOP_K} heads, repeated {text} tokens",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="sequences",
+        threshold=0.5,
+        note=heads_note(real),
+    )
 
 
 @pytest.mark.real_model
-def test_induction_ranking_agrees_with_head_detector(model, real, claim):
-    words = sorted({w for w in "the a of to and in on at for with by from as it is was be this that we you they he she".split()})
-    rng = random.Random(5)
-    texts = ["".join(" " + w for w in rng.sample(words, S) * 2) for _ in range(4)]
-    tokens = [model.to_tokens(t) for t in texts]
-    if any(t.shape[1] != 1 + 2 * S for t in tokens):
-        pytest.skip(f"{model.cfg.model_name}'s tokenizer splits some of these words; the texts are not BOS + 2x{S} tokens")
-    ours = torch.stack([
-        torch.stack([induction_score_from_pattern(p, S).mean(0) for p in attention_patterns(model, t)]) for t in tokens
-    ]).mean(0)  # fmt: skip
-    oracle = detect_head(model, texts, "induction_head")
-    rho = spearmanr(ours.flatten().numpy(), oracle.flatten().numpy()).statistic
-    assert claim(metric="Spearman rho, our induction scores vs head_detector, all heads", value=rho, n=ours.numel(), threshold=0.9)
+@pytest.mark.parametrize("how", ABLATIONS)
+def test_top_heads_matter_more_than_same_layer_random_heads(real, claim, how):
+    a = real.random
+    ci = bootstrap_ci_diff(a.top[how], a.random[how].mean(0))
+    raise_top, raise_random = (
+        bootstrap_ci(a.top[how] - a.clean),
+        bootstrap_ci(a.random[how].mean(0) - a.clean),
+    )
+    assert claim(
+        metric=f"loss rise on the repeated half, top {TOP_K} heads minus random same-layer heads, {how}-ablated (nats)",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="sequences",
+        threshold=0.5,
+        note=f"top {raise_top.estimate:.2f} [{raise_top.low:.2f}, {raise_top.high:.2f}], random "
+        f"{raise_random.estimate:.2f} [{raise_random.low:.2f}, {raise_random.high:.2f}] ({CONTROL_DRAWS} draws); "
+        f"{heads_note(real)}",
+    )
 
 
 @pytest.mark.real_model
-def test_ablating_top_induction_heads_raises_repeat_loss(real, claim):
-    ci = bootstrap_ci((real["ablated"] - real["clean"]).numpy())
-    assert claim(metric=f"loss rise on repeated half, top {TOP_K} induction heads mean-ablated (nats)", value=ci.estimate, ci=ci,
-                 n=ci.n, threshold=1.0)  # fmt: skip
+def test_top_heads_matter_more_than_random_heads_on_natural_text(real, claim):
+    a = real.natural
+    ci = bootstrap_ci_diff(a.top["mean"], a.random["mean"].mean(0))
+    raise_top = bootstrap_ci(a.top["mean"] - a.clean)
+    assert claim(
+        metric=f"loss rise on repeated natural text, top {TOP_K} minus random same-layer heads, mean-ablated (nats)",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="text windows",
+        threshold=0.5,
+        note=f"top alone {raise_top.estimate:.2f} [{raise_top.low:.2f}, {raise_top.high:.2f}]; windows of "
+        f"{len(PARAGRAPHS)} paragraphs",
+    )
+
+
+def recovered(a: Ablations, kept: torch.Tensor) -> torch.Tensor:
+    """[batch] share of the loss rise from mean-ablating the whole layers that keeping `kept` heads undoes."""
+    return (a.layers_ablated - kept) / (a.layers_ablated - a.clean)
 
 
 @pytest.mark.real_model
-def test_top_heads_matter_far_more_than_random_heads_of_the_same_layers(real, claim):
-    control = real["controls"].mean(0)  # [batch], mean over 20 draws
-    ci = bootstrap_ci((real["ablated"] - control).numpy())
-    assert claim(metric="loss rise, top heads minus random same-layer heads, paired (nats)", value=ci.estimate, ci=ci, n=ci.n,
-                 threshold=0.5)  # fmt: skip
+def test_top_heads_alone_suffice_in_their_layers(real, claim):
+    a = real.random
+    ci = bootstrap_ci(recovered(a, a.top_kept))
+    control = bootstrap_ci(recovered(a, a.random_kept).mean(0))
+    rise = bootstrap_ci(a.layers_ablated - a.clean)
+    assert claim(
+        metric="share of the whole-layer ablation's loss rise undone by keeping only the top heads",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="sequences",
+        threshold=0.5,
+        note=f"random same-layer heads kept instead: {control.estimate:.2f} [{control.low:.2f}, {control.high:.2f}]; "
+        f"whole-layer rise {rise.estimate:.2f} nats",
+    )
 
 
 @pytest.mark.real_model
-def test_induction_heads_have_lower_entropy_on_the_repeated_half(real, claim):
-    top = set(real["top"])
-    layers = sorted({l for l, _ in top})
-    entropy = {l: entropy_from_pattern(real["confirm"][l])[:, :, S + 1 :].mean(-1) for l in layers}  # [batch, head]
-    ours = torch.stack([entropy[l][:, h] for l, h in top]).mean(0)
-    others = torch.stack([entropy[l][:, h] for l in layers for h in range(entropy[l].shape[1]) if (l, h) not in top]).mean(0)
-    ci = bootstrap_ci((ours - others).numpy())
-    assert claim(metric="entropy on repeated half, top heads minus other heads of their layers (nats)", value=ci.estimate, ci=ci,
-                 n=ci.n, threshold=0.0, direction="<=")  # fmt: skip
+def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_layers(real, claim):
+    """Entropy change from the first half to the repeated half, top heads minus the other heads of
+    their layers (heads selected on another batch; the repeated half has more keys, which raises
+    the entropy of any diffuse head, and the other heads carry that shift)."""
+    e = real.entropy
+    top_change, other_change = (
+        e[("top", "repeated")] - e[("top", "first")],
+        e[("other", "repeated")] - e[("other", "first")],
+    )
+    ci = bootstrap_ci_diff(top_change, other_change)
+    assert claim(
+        metric="entropy change first -> repeated half, top heads minus other heads of their layers (nats)",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="sequences",
+        threshold=0.0,
+        direction="<=",
+        note=f"top {float(e[('top', 'first')].mean()):.2f} -> {float(e[('top', 'repeated')].mean()):.2f}, other "
+        f"{float(e[('other', 'first')].mean()):.2f} -> {float(e[('other', 'repeated')].mean()):.2f} nats",
+    )
 
 
-def plot_heatmap(scores: torch.Tensor, model_name: str, results_dir: Path) -> None:
-    fig, ax = plt.subplots(figsize=(4, 7))
-    image = ax.imshow(scores.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    ax.set(xlabel="head", ylabel="layer", title=f"induction score, {model_name}")
-    fig.colorbar(image, ax=ax)
+def plot_real(study: RealStudy, model_name: str, results_dir: Path) -> None:
+    fig, (ax_map, ax_bar) = plt.subplots(1, 2, figsize=(10, 6), gridspec_kw={"width_ratios": [1, 2]})
+    image = ax_map.imshow(study.discovery.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    ax_map.set(xlabel="head", ylabel="layer", title=f"induction score, {model_name}")
+    fig.colorbar(image, ax=ax_map)
+    a = study.random
+    labels, values = [], []
+    for how in ABLATIONS:
+        labels += [f"top {how}", f"random {how}"]
+        values += [a.top[how] - a.clean, a.random[how].mean(0) - a.clean]
+    labels += ["whole layers", "top kept", "random kept"]
+    values += [a.layers_ablated - a.clean, a.top_kept - a.clean, a.random_kept.mean(0) - a.clean]
+    cis = [bootstrap_ci(v) for v in values]
+    ax_bar.bar(
+        range(len(cis)),
+        [c.estimate for c in cis],
+        yerr=[[c.estimate - c.low for c in cis], [c.high - c.estimate for c in cis]],
+        capsize=3,
+    )
+    ax_bar.set_xticks(range(len(cis)), labels, rotation=45, ha="right", fontsize=8)
+    ax_bar.set(
+        ylabel="loss rise on the repeated half (nats, 95% CI)",
+        title=f"ablations of the top {TOP_K} heads, {model_name}",
+    )
     fig.tight_layout()
-    fig.savefig(results_dir / "induction_scores_heatmap.png", dpi=120)
+    fig.savefig(results_dir / f"induction_{model_name}.png", dpi=120)
     plt.close(fig)
 
 
 # Log (smollm2-135m is the Q4_1 GGUF checkpoint de-quantised to float32, not the original weights)
-# 2026-11-25  Toys, 2-layer x 5 seeds, 1-layer x 3 seeds, 1000 steps (~16 s each to train on 2 cores).
-#   Two circuits, chosen by the seed. Seeds 1, 2, 4: canonical induction heads in layer 1 (best
-#   score 0.93/0.92/0.92) with a layer-0 previous-token head (0.89/0.83/0.91); final loss on the
-#   repeated half 0.23-0.25 nats. Seeds 0, 3: every layer-1 head attends 4 tokens *after* the
-#   induction target (offset score 0.85/0.85, canonical 0.00, no previous-token head: 0.03), loss
-#   0.52. So "a 2-layer model forms a canonical induction head" is refuted as a per-seed claim
-#   (0.55 [0.18, 0.92]), and so is the layer-0 previous-token head (0.54 [0.19, 0.88]); every seed
-#   forms an (offset) induction head, 0.89 [0.86, 0.92]; where it is canonical it comes with a
-#   previous-token head, 0.88 [0.83, 0.91], n=3. Mean-ablating layer 0 drops the best layer-1 offset
-#   score by 0.76 [0.67, 0.84] (K-composition, both circuits). 1-layer: best offset score 0.136
-#   [0.131, 0.140]; its loss on the repeated half is 2.92 [2.78, 3.05] nats above the 2-layer's.
-#   Phase change: the loss falls 10%->90% in 0.23 [0.20, 0.26] of training (windows 260-500,
-#   260-460, 300-480, 260-520, 280-540), and the layer-1 score is half-way at 340-440, inside each
-#   window. Figure: results/induction_toy_training.png.
-# 2026-11-25  smollm2-135m: top induction heads on the discovery batch L18H6, L17H4, L17H5, L17H3,
-#   L18H7; held-out score 0.73 [0.71, 0.76]; our scores rank all 270 heads exactly as head_detector
-#   (rho 1.00). Mean-ablating the 5 raises the loss on the repeated half by 4.68 [4.33, 5.03] nats,
-#   4.58 [4.23, 4.91] more than 5 random other heads of the same layers (20 draws; a first version
-#   of this control could draw top heads and gave 4.09 [3.78, 4.38]). Their entropy on the
-#   repeated half is 1.23 [1.18, 1.29] nats below the other heads of their layers. Heatmap:
-#   results/induction_scores_heatmap.png.
+# 2026-11-25  First version: 2-layer x 5 seeds, 1-layer x 3 seeds, 1000 steps. Canonical induction
+#   heads in seeds 1, 2, 4, offset-4 circuits in seeds 0, 3. It claimed bootstrap means over the 5
+#   seeds (a bimodal "0.55 [0.18, 0.92]") and took mean-ablating layer 0 as K-composition (that
+#   removes layer 0's input to queries, keys and values at once). Replaced by what follows.
+# 2026-11-25  Toys, 2-layer x 10 seeds (0-9), 1-layer x 3 seeds, 600 steps (was 1000: the loss drop
+#   ended by step 540 in every seed, and 10 seeds x 1000 steps would not fit this file's CI share).
+#   Trained with one CPU thread. Figure: results/induction_toy-repeat-2L.png (training, K/Q/V).
+#   Circuits: canonical in 7/10 seeds [0.35, 0.93] (1, 2, 4-8), offset-4 in 3/10 [0.07, 0.65]
+#   (0, 3, 9), none 0/10: an induction circuit in 10/10 [0.69, 1] -> supported; "canonical in most
+#   seeds" (>= 0.5) refuted by its CI. Every canonical seed has a layer-0 previous-token head
+#   (0.76-0.86), 7/7 [0.59, 1].
+#   K-composition by path patching (one layer-0 head's output resampled from another repeated
+#   sequence along one path; strongest sender/receiver pair): the key path raises the loss on the
+#   repeated half most in 10/10 seeds [0.69, 1] -> supported. Key 0.72-1.95 nats, query 0.00-0.10,
+#   value 0.02-0.11 in canonical seeds and 0.20-0.26 in offset-4 seeds.
+#   Offset-4 circuit (seeds 0, 3, 9): layer 0 has a head reading 4 back, lag-4 attention 0.90/0.93/
+#   0.92 (CIs within +-0.003 over 64 sequences), and a second one in each seed (0.90/0.93/0.91).
+#   Through the layer-1 circuit head's OV, the 4-back head copies 0.70/0.77/0.77 of the 64 content
+#   tokens; the head reading 4 back least copies 0.03/0.05/0.00: difference 0.67 [0.56, 0.78],
+#   0.72 [0.59, 0.84], 0.77 [0.66, 0.86] -> supported (V-composition; its direct OV copies only
+#   0.09-0.16). A first control, "the best other layer-0 head by copying", was the second 4-back
+#   head (0.53-0.64), so it measured nothing; the control is now the head with least lag-4 attention.
+#   Phase change: the loss falls 10%->90% within steps 240-500; abrupt (window <= plateau) and with
+#   the layer-1 score half-way inside in 7/10 seeds [0.35, 0.93] -> refuted; the 3 offset-4 seeds
+#   fall later and more slowly (240-500 vs 260-440 at most for canonical seeds).
+#   1-layer: best offset score <= 0.156 in all 3 seeds; loss on the repeated half 3.21-3.35 nats vs
+#   0.40-0.72 for 2-layer: smallest gap 2.48 nats -> supported.
+# 2026-11-25  smollm2-135m, random tokens drawn from 2000 ordinary vocabulary tokens (was ids
+#   1000-20000): top 5 on the discovery batch L18H6, L17H4, L17H5, L17H3, L18H7; held-out score
+#   0.61 [0.55, 0.66] (was 0.73 with the old id range) -> supported; on repeated natural text
+#   0.48 [0.44, 0.52] -> refuted. Loss rise on the repeated half, top 5 minus 5 random same-layer
+#   heads (5 draws): zero 5.82 [5.18, 6.40], mean 4.24 [3.75, 4.70], resample 5.12 [4.58, 5.64]
+#   nats -> supported (top alone 6.13 / 4.39 / 5.48; random 0.31 / 0.15 / 0.36). Sufficiency:
+#   mean-ablating every head of layers 17-18 raises the loss 4.39 nats; keeping only the top 5 undoes
+#   0.96 [0.93, 0.98] of it, keeping 5 random heads -0.01 [-0.02, -0.00] -> supported. Natural text:
+#   the top 5 raise the loss 0.46 [0.30, 0.62], 0.48 [0.34, 0.63] more than random heads -> refuted
+#   (>= 0.5). Entropy, first -> repeated half: top heads 0.31 -> 0.54 nats, the other heads of their
+#   layers 0.92 -> 1.64; difference of changes -0.49 [-0.58, -0.42] -> supported. The top heads do
+#   not sharpen in absolute terms: their entropy is already low on the first half and rises. (The
+#   old claim, low entropy of heads selected for concentrated attention, followed from the selection.) The
+#   head_detector agreement is now a test of lib (tests/test_scores.py). Figure:
+#   results/induction_smollm2-135m.png.
