@@ -31,7 +31,8 @@ Protocol
    discovery batch of repeated random tokens (drawn from the tokenizer's ordinary vocabulary); the
    top 5 confirmed on a disjoint batch, and on repeated natural text (prompts/text.py). Ablation of
    the top 5 by zero, mean and resample (reference: another batch) against 5 random heads of the
-   same layers (5 draws, never a top head). Sufficiency: only the top heads kept, every other head
+   same layers (5 draws, never a top head; nearest layers fill in where a layer has too few other
+   heads). On natural text, mean ablation only, the mean taken over the text windows themselves. Sufficiency: only the top heads kept, every other head
    of their layers mean-ablated. Entropy: the same heads on the first half vs the repeated half of
    the confirmation batch, against the other heads of their layers (selection used another batch).
 
@@ -120,7 +121,7 @@ class ToySeed:
     offset_scores: torch.Tensor  # [layer, head, offset] offset induction scores, mean over sequences
     lag_scores: torch.Tensor  # [batch, head, lag] layer-0 attention from q to q-d, per sequence
     loss: float  # loss on the repeated half (nats)
-    path_effect: dict  # {"k"|"q"|"v": loss rise of the strongest layer-0 -> layer-1 path (nats)}
+    path_effect: dict[str, float]  # {"k"|"q"|"v": loss rise of the strongest layer-0 -> layer-1 path (nats)}
     history: pd.DataFrame  # training log
 
     @property
@@ -184,7 +185,7 @@ def measure_toy(model, config: ToyConfig) -> ToySeed:
     two_layer = config.n_layers == 2
     return ToySeed(
         config=config,
-        circuit=circuit if two_layer else ("none" if circuit == "none" else "one-layer " + circuit),
+        circuit=circuit,
         offset=offset,
         head=head,
         offset_scores=offsets,
@@ -207,7 +208,27 @@ def toys(toy_model, results_dir) -> ToyStudy:
         ),
     )
     plot_toys(study, results_dir)
+    seed_table(study).to_csv(
+        results_dir / "induction_toy-repeat-2L_seeds.csv", index=False, float_format="%.4g"
+    )
     return study
+
+
+def seed_table(study: ToyStudy) -> pd.DataFrame:
+    """One row per trained toy: its circuit type and the figures behind it."""
+    return pd.DataFrame(
+        {
+            "layers": t.config.n_layers,
+            "seed": t.config.seed,
+            "circuit": t.circuit,
+            "last_layer_head": t.head,
+            "best_offset_score": float(t.offset_scores[-1].max()),
+            "previous_token_score": t.previous_token,
+            "loss_repeated_half": t.loss,
+            **{f"{c}_path_effect": t.path_effect.get(c, float("nan")) for c in PATHS},
+        }
+        for t in study.two_layer + study.one_layer
+    )
 
 
 def share(k: int, n: int) -> dict:
@@ -532,15 +553,22 @@ def natural_repeats(model, windows_per_paragraph: int = 3) -> torch.Tensor:
 def same_layer_draws(
     model, top: list[tuple[int, int]], draws: int, seed: int = 0
 ) -> list[list[tuple[int, int]]]:
-    """`draws` sets of random heads with the top heads' layer counts, never a top head."""
+    """`draws` sets of random heads with the top heads' layer counts, never a top head. Where a layer
+    has too few other heads (few heads per layer), the rest come from the nearest layers."""
     rng = random.Random(seed)
     per_layer = pd.Series([layer for layer, _ in top]).value_counts().to_dict()
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     out = []
     for _ in range(draws):
-        heads = []
+        heads: list[tuple[int, int]] = []
         for layer, count in sorted(per_layer.items()):
-            pool = [h for h in range(model.cfg.n_heads) if (layer, h) not in top]
-            heads += [(layer, h) for h in rng.sample(pool, count)]
+            for near in sorted(range(n_layers), key=lambda other: abs(other - layer)):
+                pool = [(near, h) for h in range(n_heads) if (near, h) not in top and (near, h) not in heads]
+                picked = rng.sample(pool, min(count, len(pool)))
+                heads += picked
+                count -= len(picked)
+                if count == 0:
+                    break
         out.append(heads)
     return out
 
@@ -798,7 +826,8 @@ def plot_real(study: RealStudy, model_name: str, results_dir: Path) -> None:
 #   removes layer 0's input to queries, keys and values at once). Replaced by what follows.
 # 2026-11-25  Toys, 2-layer x 10 seeds (0-9), 1-layer x 3 seeds, 600 steps (was 1000: the loss drop
 #   ended by step 540 in every seed, and 10 seeds x 1000 steps would not fit this file's CI share).
-#   Trained with one CPU thread. Figure: results/induction_toy-repeat-2L.png (training, K/Q/V).
+#   Trained with one CPU thread. Figure: results/induction_toy-repeat-2L.png (training, K/Q/V);
+#   per-seed circuit types: results/induction_toy-repeat-2L_seeds.csv.
 #   Circuits: canonical in 7/10 seeds [0.35, 0.93] (1, 2, 4-8), offset-4 in 3/10 [0.07, 0.65]
 #   (0, 3, 9), none 0/10: an induction circuit in 10/10 [0.69, 1] -> supported; "canonical in most
 #   seeds" (>= 0.5) refuted by its CI. Every canonical seed has a layer-0 previous-token head
