@@ -22,7 +22,7 @@ Protocol
    carries more than the query and the value paths.
 4. The offset circuit, per seed of type offset-d: the layer-0 head that attends d tokens back, and
    its OV circuit read through the layer-1 circuit head's OV circuit (embedding -> L0 OV -> L1 OV ->
-   unembedding): does it copy? Control: the layer-0 head with the least attention d tokens back,
+   unembedding): does it copy? And the layer-0 head that attends d+1 tokens back (for the keys). Control: the layer-0 head with the least attention d tokens back,
    through the same layer-1 head.
 5. Phase change: from the training log, the steps over which the loss on the repeated half falls
    from 10% to 90% of its total drop, and the step where the best layer-1 offset induction score is
@@ -348,6 +348,29 @@ def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim, seed):
         threshold=0.5,
         precondition=(ok, reason),
         note=f"other layer-0 heads at lag {d}: {others}",
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
+def test_offset_circuit_keys_come_from_a_head_reading_d_plus_1_back(toys, claim, seed):
+    """The layer-1 head attends from x_i's second occurrence to position i+1+d; for the key there to
+    match x_i, a layer-0 head must bring x_i from d+1 tokens back (K-composition)."""
+    t = toys.seed(seed)
+    ok, reason = offset_precondition(t)
+    lag = (t.offset or 0) + 1
+    head = int(t.lag_scores[:, :, lag].mean(0).argmax())
+    ci = bootstrap_ci(t.lag_scores[:, head, lag])
+    assert claim(
+        model=f"{TOY} seed {seed}",
+        metric=f"lag-(d+1) attention of the layer-0 head reading d+1 back (L0H{head}, d+1={lag})",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="sequences",
+        threshold=0.5,
+        precondition=(ok, reason),
+        note=f"layer-0 heads at lag {lag}: "
+        + str({h: round(float(t.lag_scores[:, h, lag].mean()), 2) for h in range(t.lag_scores.shape[1])}),
     )
 
 
@@ -843,6 +866,12 @@ def plot_real(study: RealStudy, model_name: str, results_dir: Path) -> None:
 #   0.72 [0.59, 0.84], 0.77 [0.66, 0.86] -> supported (V-composition; its direct OV copies only
 #   0.09-0.16). A first control, "the best other layer-0 head by copying", was the second 4-back
 #   head (0.53-0.64), so it measured nothing; the control is now the head with least lag-4 attention.
+#   The lag profile then showed where the keys come from (a claim added after seeing it, so it is
+#   exploratory on these seeds): in each offset-4 seed one layer-0 head reads 5 back (0.93, 0.94,
+#   0.93): it writes x_i into position i+5, where layer 1's key matches the query x_i, while the
+#   4-back heads write x_{i+1} there as the value. The 5-back head is the copying control above
+#   (copies 0.03/0.05/0.00 through layer 1). The canonical circuit is the d = 0 case of the same
+#   design: its keys' head reads 1 back (the previous-token head), its value is the token itself.
 #   Phase change: the loss falls 10%->90% within steps 240-500; abrupt (window <= plateau) and with
 #   the layer-1 score half-way inside in 7/10 seeds [0.35, 0.93] -> refuted; the 3 offset-4 seeds
 #   fall later and more slowly (240-500 vs 260-440 at most for canonical seeds).
