@@ -22,8 +22,8 @@ Protocol
    carries more than the query and the value paths.
 4. The offset circuit, per seed of type offset-d: the layer-0 head that attends d tokens back, and
    its OV circuit read through the layer-1 circuit head's OV circuit (embedding -> L0 OV -> L1 OV ->
-   unembedding): does it copy? And the layer-0 head that attends d+1 tokens back (for the keys). Control: the layer-0 head with the least attention d tokens back,
-   through the same layer-1 head.
+   unembedding): does it copy? Control: the layer-0 head with the least attention d tokens back,
+   through the same layer-1 head. And the layer-0 head that attends d+1 tokens back (the keys).
 5. Phase change: from the training log, the steps over which the loss on the repeated half falls
    from 10% to 90% of its total drop, and the step where the best layer-1 offset induction score is
    half-way to its final value.
@@ -32,9 +32,10 @@ Protocol
    top 5 confirmed on a disjoint batch, and on repeated natural text (prompts/text.py). Ablation of
    the top 5 by zero, mean and resample (reference: another batch) against 5 random heads of the
    same layers (5 draws, never a top head; nearest layers fill in where a layer has too few other
-   heads). On natural text, mean ablation only, the mean taken over the text windows themselves. Sufficiency: only the top heads kept, every other head
-   of their layers mean-ablated. Entropy: the same heads on the first half vs the repeated half of
-   the confirmation batch, against the other heads of their layers (selection used another batch).
+   heads). On natural text, mean ablation only, the mean taken over the text windows themselves.
+   Sufficiency: only the top heads kept, every other head of their layers mean-ablated. Entropy: the
+   same heads on the first half vs the repeated half of the confirmation batch, against the other
+   heads of their layers (selection used another batch).
 
 Measures (lib/scores.py): induction score = mean attention from q in the second copy to q-S+1;
 offset induction score (d) = the same to q-S+1+d, d in 0..7; lag score (d) = mean attention from q
@@ -94,7 +95,8 @@ REFUTED = {
         "0.48 [0.44, 0.52] on 16 windows of repeated natural text (random tokens: 0.61 [0.55, 0.66])"
     ),
     "test_top_heads_matter_more_than_random_heads_on_natural_text@smollm2-135m": (
-        "0.48 [0.34, 0.63] nats over random same-layer heads; the top 5 alone raise the loss 0.46 [0.30, 0.62]"
+        "0.48 [0.34, 0.63] nats over random same-layer heads; "
+        "the top 5 alone raise the loss 0.46 [0.30, 0.62]"
     ),
 }
 
@@ -303,7 +305,7 @@ def test_keys_carry_layer0_into_the_induction_head(toys, claim):
     formed = [t for t in toys.two_layer if t.has_circuit]
     k = sum(t.path_effect["k"] > max(t.path_effect["q"], t.path_effect["v"]) for t in formed)
     note = "; ".join(
-        f"s{t.config.seed} {t.circuit}: k {t.path_effect['k']:.2f} q {t.path_effect['q']:.2f} v {t.path_effect['v']:.2f}"
+        f"s{t.config.seed} {t.circuit}: " + " ".join(f"{c} {t.path_effect[c]:.2f}" for c in PATHS)
         for t in formed
     )
     assert claim(
@@ -390,6 +392,8 @@ def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim
     }
     control = int(t.lag_scores[:, :, t.offset or 0].mean(0).argmin())  # the head that reads d back least
     ci = bootstrap_ci_diff(copies[head], copies[control])
+    by_head = {h: round(float(c.mean()), 2) for h, c in copies.items()}
+    direct = float(copying_score(ov_circuit(model, [(0, head)]), content).float().mean())
     assert claim(
         model=f"{TOY} seed {seed}",
         metric=f"copying score of L0H{head} through L1H{receiver}'s OV, minus the layer-0 "
@@ -400,8 +404,7 @@ def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim
         unit="tokens",
         threshold=0.3,
         precondition=(ok, reason),
-        note=f"copying through L1H{receiver}: { ({h: round(float(c.mean()), 2) for h, c in copies.items()}) }; "
-        f"direct OV of L0H{head}: {float(copying_score(ov_circuit(model, [(0, head)]), content).float().mean()):.2f}",
+        note=f"copying through L1H{receiver}: {by_head}; direct OV of L0H{head}: {direct:.2f}",
     )
 
 
@@ -410,7 +413,8 @@ def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim
 
 
 def phase_change(history: pd.DataFrame) -> dict:
-    """Loss 10%->90% drop window, and the step where the best layer-1 offset score is half-way to its final value."""
+    """Loss 10%->90% drop window, and the step where the best layer-1 offset score is half-way to its
+    final value."""
     loss = history.loss_repeated_half.to_numpy()
     steps = history.step.to_numpy()
     drop = loss[0] - loss[-1]
@@ -423,7 +427,8 @@ def phase_change(history: pd.DataFrame) -> dict:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="refuted: 7/10 seeds, CI [0.35, 0.93]; the 3 offset-4 seeds fall over steps 240-500, longer than their plateau",
+    reason="refuted: 7/10 seeds, CI [0.35, 0.93]; the 3 offset-4 seeds fall over steps 240-500, "
+    "longer than their plateau",
 )
 def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
     """Per seed with a circuit: the loss falls (10%->90%) in fewer steps than the plateau before it,
@@ -612,7 +617,7 @@ def ablations(model, tokens, reference, top, draws, hows=ABLATIONS, sufficiency:
     """Every intervention in one call of the sweep engine: the top heads and each draw of random
     same-layer heads ablated (`hows`), and (`sufficiency`) whole layers mean-ablated but for the
     top heads or a draw of random heads."""
-    names = {get_act_name("z", layer) for layer, _ in top}
+    names = {get_act_name("z", layer) for layer, _ in [*top, *(h for heads in draws for h in heads)]}
     _, ref_cache = model.run_with_cache(reference, names_filter=lambda n: n in names)
     layers = sorted({layer for layer, _ in top})
     every = [(layer, h) for layer in layers for h in range(model.cfg.n_heads)]
@@ -708,6 +713,10 @@ def real(model, model_name, results_dir) -> RealStudy:
     return study
 
 
+def fmt(ci) -> str:
+    return f"{ci.estimate:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+
+
 def heads_note(study: RealStudy) -> str:
     return ",".join(f"L{l}H{h}" for l, h in study.top)
 
@@ -737,15 +746,14 @@ def test_top_heads_matter_more_than_same_layer_random_heads(real, claim, how):
         bootstrap_ci(a.random[how].mean(0) - a.clean),
     )
     assert claim(
-        metric=f"loss rise on the repeated half, top {TOP_K} heads minus random same-layer heads, {how}-ablated (nats)",
+        metric=f"loss rise on the repeated half, top {TOP_K} heads minus random same-layer heads, "
+        f"{how}-ablated (nats)",
         value=ci.estimate,
         ci=ci,
         n=ci.n,
         unit="sequences",
         threshold=0.5,
-        note=f"top {raise_top.estimate:.2f} [{raise_top.low:.2f}, {raise_top.high:.2f}], random "
-        f"{raise_random.estimate:.2f} [{raise_random.low:.2f}, {raise_random.high:.2f}] ({CONTROL_DRAWS} draws); "
-        f"{heads_note(real)}",
+        note=f"top {fmt(raise_top)}, random {fmt(raise_random)} ({CONTROL_DRAWS} draws); {heads_note(real)}",
     )
 
 
@@ -755,14 +763,14 @@ def test_top_heads_matter_more_than_random_heads_on_natural_text(real, claim):
     ci = bootstrap_ci_diff(a.top["mean"], a.random["mean"].mean(0))
     raise_top = bootstrap_ci(a.top["mean"] - a.clean)
     assert claim(
-        metric=f"loss rise on repeated natural text, top {TOP_K} minus random same-layer heads, mean-ablated (nats)",
+        metric=f"loss rise on repeated natural text, top {TOP_K} minus random same-layer heads, "
+        "mean-ablated (nats)",
         value=ci.estimate,
         ci=ci,
         n=ci.n,
         unit="text windows",
         threshold=0.5,
-        note=f"top alone {raise_top.estimate:.2f} [{raise_top.low:.2f}, {raise_top.high:.2f}]; windows of "
-        f"{len(PARAGRAPHS)} paragraphs",
+        note=f"top alone {fmt(raise_top)}; windows of {len(PARAGRAPHS)} paragraphs",
     )
 
 
@@ -784,8 +792,7 @@ def test_top_heads_alone_suffice_in_their_layers(real, claim):
         n=ci.n,
         unit="sequences",
         threshold=0.5,
-        note=f"random same-layer heads kept instead: {control.estimate:.2f} [{control.low:.2f}, {control.high:.2f}]; "
-        f"whole-layer rise {rise.estimate:.2f} nats",
+        note=f"random same-layer heads kept instead: {fmt(control)}; whole-layer rise {fmt(rise)} nats",
     )
 
 
@@ -808,8 +815,10 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_laye
         unit="sequences",
         threshold=0.0,
         direction="<=",
-        note=f"top {float(e[('top', 'first')].mean()):.2f} -> {float(e[('top', 'repeated')].mean()):.2f}, other "
-        f"{float(e[('other', 'first')].mean()):.2f} -> {float(e[('other', 'repeated')].mean()):.2f} nats",
+        note=", ".join(
+            f"{group} {e[(group, 'first')].mean():.2f} -> {e[(group, 'repeated')].mean():.2f} nats"
+            for group in ("top", "other")
+        ),
     )
 
 

@@ -48,7 +48,8 @@ def attention_patterns(model, tokens: torch.Tensor) -> torch.Tensor:
 def _check_repeated(tokens: torch.Tensor) -> int:
     if tokens.ndim != 2 or tokens.shape[1] % 2 != 1 or tokens.shape[1] < 3:
         raise ValueError(
-            f"tokens must be [batch, 1 + 2*S] (BOS, a sequence, the same again); got shape {tuple(tokens.shape)}"
+            "tokens must be [batch, 1 + 2*S] (BOS, a sequence, the same again); "
+            f"got shape {tuple(tokens.shape)}"
         )
     S = (tokens.shape[1] - 1) // 2
     if not torch.equal(tokens[:, 1 : S + 1], tokens[:, S + 1 :]):
