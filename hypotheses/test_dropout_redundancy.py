@@ -21,7 +21,7 @@ Protocol
    other sequences. Effect = ablated loss - clean loss (nats).
 4. Per model (lib/redundancy.py): circuit type (`canonical` when the head with the highest
    induction score at any offset d = 0..6 peaks at d = 0, `offset-d` when it peaks at d > 0,
-   `none` below CIRCUIT_MIN), the steps it trained, its loss, and
+   `none` below CIRCUIT_MIN = 0.5), the steps it trained, its loss, and
    a. effective heads: exp(entropy) of the shares of positive single-head effects (1 = one head
       carries it all, 12 = all heads equal);
    b. top-head share: the largest single-head effect / the whole effect (every head ablated);
@@ -60,7 +60,7 @@ import torch
 from lib import redundancy as R
 from lib.ensemble import Member, train_to_loss
 from lib.metrics import mean_loss
-from lib.scores import attention_patterns, offset_induction_score_from_pattern
+from lib.scores import attention_patterns, induction_circuit_type, offset_induction_score_from_pattern
 from lib.stats import binomial_ci, bootstrap_ci, bootstrap_ci_two_sample, holm, permutation_test_two_sample
 from lib.tasks import repeat_batch
 from lib.toy import ToyConfig
@@ -76,7 +76,7 @@ KINDS = {"attention": "attn_dropout", "residual": "resid_dropout"}
 SEEDS = tuple(range(8))
 S = BASE.seq_len
 THRESHOLD_FRACTION = 0.9
-CIRCUIT_MIN = 0.3  # induction score (mean attention to the target key) below which no circuit is named
+CIRCUIT_MIN = 0.5  # best offset induction score below which no circuit is named (as test_induction_heads)
 ALPHA = 0.05
 
 pytestmark = pytest.mark.slow
@@ -123,19 +123,16 @@ def configs() -> list[ToyConfig]:
 
 
 def circuit_type(model, tokens: torch.Tensor) -> str:
-    """canonical / offset-d / none, from the head with the highest (offset) induction score."""
-    offsets = range(S - 1)
+    """canonical / offset-d / none (lib.scores.induction_circuit_type) in the layer whose best head has
+    the highest offset induction score."""
     scores = torch.stack(
         [
-            offset_induction_score_from_pattern(p, S, offsets).mean(0)
+            offset_induction_score_from_pattern(p, S, range(S - 1)).mean(0)
             for p in attention_patterns(model, tokens)
         ]
-    )
-    best = scores.flatten(0, 1).max(0).values  # [offset]: the best head's score at each offset
-    d = int(best.argmax())
-    if float(best[d]) < CIRCUIT_MIN:
-        return "none"
-    return "canonical" if d == 0 else f"offset-{d}"
+    )  # [layer, head, offset]
+    best_layer = int(scores.flatten(1).max(1).values.argmax())
+    return induction_circuit_type(scores[best_layer], CIRCUIT_MIN)[0]
 
 
 def measure(model) -> dict:
