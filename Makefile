@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Parallel workers for `make research` where there are 4 or more cores (each module on one worker).
+CORES := $(shell nproc 2>/dev/null || echo 1)
+XDIST := $(if $(filter 1 2 3,$(CORES)),,-n $(shell expr $(CORES) / 2) --dist loadscope)
 
 .PHONY: install research test bench clean-cache report
 
@@ -25,9 +28,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Every hypothesis on every embedded model (`--model all`).
 research: install
-	HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest hypotheses/ --model all $(PYTEST_ARGS)
+	HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest hypotheses/ --model all $(XDIST) $(PYTEST_ARGS)
 
+# Lint, then the whole suite: hypotheses on the default model (smollm2-135m); gemma3-270m in its oracle tests.
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # results/REPORT.md and its forest plots, from results/claims.csv alone (seconds; run the hypotheses first).

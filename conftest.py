@@ -1,11 +1,15 @@
 """Suite-wide options and plugins: which models the hypotheses run on, and the claims ledger."""
 
-from lib.models import DEFAULT_MODEL, DTYPES, EMBEDDED_MODELS
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; set once, before anything imports pyplot
 
 pytest_plugins = ["fixtures.ledger", "fixtures.models", "fixtures.refuted", "fixtures.progress", "pytester"]
 
 
 def pytest_addoption(parser):
+    from lib.models import DEFAULT_MODEL, DTYPES, EMBEDDED_MODELS
+
     group = parser.getgroup("attnclaims", "claims about transformer internals")
     group.addoption(
         "--model",

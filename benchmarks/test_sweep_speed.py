@@ -4,7 +4,9 @@ wall-clock bound), each with equal results (<= 1e-4 of the result's scale).
 - head-out patch sweep (lib.patching, through lib.sweep) vs transformer_lens.patching's
   get_act_patch_attn_head_out_all_pos, on a 25-token prompt pair: >= 5x.
 - final-row redirect sweep (every head, one-hot on an earlier token) vs a per-head
-  `run_with_hooks` loop on a 25-token prompt: >= 40x.
+  `run_with_hooks` loop on a 25-token prompt: >= 40x. The loop is timed on every 5th head (54 of
+  270: each head's run is the same full forward, so its time per head does not depend on the head)
+  and scaled to all heads; results are compared on those heads.
 - one call over a batch of 8 equal-length prompts vs 8 calls of one prompt each: faster.
 """
 
@@ -21,16 +23,17 @@ from lib.patching import all_heads, attention_redirect_sweep, head_out_patch_swe
 from lib.sweep import run_variants
 
 CLEAN = "When it rains I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
-CORRUPTED = "When it snows I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
+CORRUPTED = "When it storms I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
+LOOP_SAMPLE = 5  # the per-head loop is timed on every 5th head
 BATCH = [
     "When it rains I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear",
-    "When it snows I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear",
+    "When it storms I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear",
     "When it rains I carry an umbrella, and when I carry an umbrella I always wear my shoes. So I wear",
-    "When it snows I carry an umbrella, and when I carry an umbrella I always wear my shoes. So I wear",
+    "When it storms I carry an umbrella, and when I carry an umbrella I always wear my shoes. So I wear",
     "When it rains I take an umbrella, and when I take an umbrella I always wear my boots. So I wear",
-    "When it snows I take an umbrella, and when I take an umbrella I always wear my boots. So I wear",
+    "When it storms I take an umbrella, and when I take an umbrella I always wear my boots. So I wear",
     "When it rains I take an umbrella, and when I take an umbrella I always wear my shoes. So I wear",
-    "When it snows I take an umbrella, and when I take an umbrella I always wear my shoes. So I wear",
+    "When it storms I take an umbrella, and when I take an umbrella I always wear my shoes. So I wear",
 ]
 
 
@@ -78,13 +81,17 @@ def test_final_row_redirect_sweep_vs_per_head_loop(benchmark, record_ratio, smol
     tokens = model.to_tokens(CLEAN)
     boots = max(i for i, s in enumerate(model.to_str_tokens(tokens)) if s == " boots")
     metric = boots_metric(model)
-    baseline_s, loop = seconds(lambda: per_head_redirect_loop(model, tokens, boots, metric, all_heads(model)))
+    heads = all_heads(model)
+    sample = heads[::LOOP_SAMPLE]
+    sample_s, loop = seconds(lambda: per_head_redirect_loop(model, tokens, boots, metric, sample))
     ours = benchmark.pedantic(
         lambda: attention_redirect_sweep(model, tokens, boots, metric=metric, progress=False), rounds=1, iterations=1
     )
+    rows, cols = zip(*sample)
     ratio = record_ratio(
         f"final-row redirect sweep, {tokens.shape[1]} tokens", benchmark.stats["mean"],
-        "per-head run_with_hooks loop", baseline_s, rel_diff(ours, loop),
+        f"per-head run_with_hooks loop ({len(sample)} heads timed)", sample_s * len(heads) / len(sample),
+        rel_diff(ours[rows, cols], loop[rows, cols]),
     )
     assert ratio.max_rel_diff <= 1e-4
     assert ratio.speedup >= 40.0, ratio
@@ -97,7 +104,7 @@ def test_prompt_batched_sweep_vs_one_prompt_at_a_time(benchmark, record_ratio, s
     assert len({model.to_tokens(text).shape[1] for text in BATCH}) == 1, "the batch must tokenize to equal lengths"
     metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"), per_prompt=True)
     _, cache = model.run_with_cache(tokens.flip(0), names_filter=lambda name: name.endswith("hook_z"))
-    heads = [(layer, head) for layer in range(0, model.cfg.n_layers, 3) for head in (0, 4, 8)]
+    heads = [(layer, layer % model.cfg.n_heads) for layer in range(0, model.cfg.n_layers, 3)]
     variants = {head: H.patch_heads(model, [head], cache) for head in heads}
 
     def one_at_a_time():

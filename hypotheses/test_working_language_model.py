@@ -32,7 +32,7 @@ import torch
 from prompts.text import PARAGRAPHS
 from lib.scores import attention_patterns, induction_score_from_pattern, induction_scores
 from lib.stats import bootstrap_ci
-from lib.tasks import repeated_tokens
+from lib import tasks
 
 pytestmark = pytest.mark.real_model
 
@@ -53,14 +53,8 @@ def shuffled(text: str, seed: int) -> str:
 
 
 def random_repeats(model, seed: int, repeat: bool = True) -> torch.Tensor:
-    """[BATCH, 1 + 2*SEQ_LEN] BOS + random tokens (+ the same again if `repeat`)."""
-    generator = torch.Generator().manual_seed(seed)
-    bos = model.tokenizer.bos_token_id
-    low, high = 1000, min(model.cfg.d_vocab, 20000)  # ordinary word pieces, no special tokens
-    tokens = repeated_tokens(generator, BATCH, SEQ_LEN, low, high, bos)
-    if not repeat:
-        tokens[:, SEQ_LEN + 1 :] = torch.randint(low, high, (BATCH, SEQ_LEN), generator=generator)
-    return tokens.to(model.cfg.device)
+    """[BATCH, 1 + 2*SEQ_LEN] BOS + random ordinary tokens (+ the same again if `repeat`)."""
+    return tasks.random_repeats(model, tasks.ordinary_token_ids(model), seed, BATCH, SEQ_LEN, repeat)
 
 
 def test_paris_is_top1_after_capital_of_france(model, claim):

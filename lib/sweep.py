@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from contextlib import contextmanager
 from typing import Hashable, Mapping, Sequence
 
 import torch
@@ -39,6 +40,7 @@ BLOCK = re.compile(r"^blocks\.(\d+)\.")
 AFTER_BLOCKS = ("ln_final.", "unembed.", "hook_unembed")
 LOGIT_BUDGET_BYTES = 1 << 30  # largest logits tensor one chunk may build
 MIN_CHUNK = 8  # variants a chunk gathers before it closes at a change of start layer
+MIN_CHUNK_CACHED = 32  # the same for one-token forwards against a KV cache, where each forward's overhead weighs more
 
 
 def check_tokens(model, tokens) -> torch.Tensor:
@@ -109,7 +111,8 @@ def run_variants(
     last_only = tuple(getattr(metric, "positions", ())) == (-1,)
     use_cache = kv_cache and length > 1 and all(is_final_row(h) for h in hooks.values())
     chunk = chunk or _default_chunk(model, batch, 1 if (last_only or use_cache) else length)
-    groups = _chunks(keys, {key: 0 if use_cache else start_layer(model, hooks[key]) for key in keys}, chunk)
+    start = {key: start_layer(model, hooks[key]) for key in keys}
+    groups = _chunks(keys, start, chunk, MIN_CHUNK_CACHED if use_cache else MIN_CHUNK)
     run = _PrefixRunner(model, tokens, last_only) if use_cache else _SkipRunner(model, tokens, last_only)
     out: dict[Hashable, torch.Tensor] = {}
     for group in show_progress(groups, progress or "sweep", disable=progress is None):
@@ -129,14 +132,14 @@ def run_variants(
     return {key: out[key] for key in keys}
 
 
-def _chunks(keys: list, start: dict, size: int) -> list[list]:
+def _chunks(keys: list, start: dict, size: int, min_size: int) -> list[list]:
     """Variants in order of the layer they start at, cut into chunks of at most `size`. A chunk
-    that already holds MIN_CHUNK variants closes when the start layer changes: starting every
-    copy at its own layer saves more than a wider batch gains."""
+    that already holds `min_size` variants closes when the start layer changes: starting every
+    copy near its own layer saves more than a wider batch gains."""
     groups: list[list] = []
     for key in sorted(keys, key=lambda key: start[key]):
         last = groups[-1] if groups else None
-        if last is not None and len(last) < size and (start[last[0]] == start[key] or len(last) < MIN_CHUNK):
+        if last is not None and len(last) < size and (start[last[0]] == start[key] or len(last) < min_size):
             last.append(key)
         else:
             groups.append([key])
@@ -152,36 +155,36 @@ def _last_position_hook() -> Hook:
     return ("unembed.hook_in", lambda x, hook: x[:, -1:])
 
 
-class _SkipRunner:
-    """Full forwards of stacked copies, starting each chunk's copies at its lowest patched layer."""
+def _split_layer(model, variants: list[list[Hook]]) -> int | None:
+    """The block where a chunk's copies split from the one shared copy (None: no shared part)."""
+    if len(variants) == 1 or _before_blocks([hook for variant in variants for hook in variant]):
+        return None
+    # Hooks after the blocks only (ln_final, unembed): the copies split at the last block.
+    return min(model.cfg.n_layers - 1, *(start_layer(model, variant) for variant in variants))
 
-    def __init__(self, model, tokens: torch.Tensor, last_only: bool):
-        self.model, self.tokens, self.last_only = model, tokens, last_only
 
-    def __call__(self, variants: list[list[Hook]]):
-        model, tokens, copies = self.model, self.tokens, len(variants)
-        fwd_hooks = stack_variants(variants, tokens.shape[0])
-        if self.last_only:
-            fwd_hooks.append(_last_position_hook())
-        everything = [hook for variant in variants for hook in variant]
-        if copies == 1 or _before_blocks(everything):
-            return model.run_with_hooks(tokens.repeat(copies, 1), fwd_hooks=fwd_hooks)
-        # Hooks after the blocks only (ln_final, unembed): the copies split at the last block.
-        layer = min(model.cfg.n_layers - 1, *(start_layer(model, variant) for variant in variants))
-        handles = [
-            model.blocks[i].register_forward_pre_hook(_widen(copies, tokens.shape[0], i == layer), with_kwargs=True)
+@contextmanager
+def _widened(model, layer: int | None, copies: int, batch: int):
+    """Blocks >= `layer` run on `copies` copies of the batch; blocks below it on one (see `_widen`)."""
+    handles = (
+        []
+        if layer is None
+        else [
+            model.blocks[i].register_forward_pre_hook(_widen(copies, batch, i == layer), with_kwargs=True)
             for i in range(layer, model.cfg.n_layers)
         ]
-        try:
-            return model.run_with_hooks(tokens, fwd_hooks=fwd_hooks)
-        finally:
-            for handle in handles:
-                handle.remove()
+    )
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _widen(copies: int, batch: int, first: bool):
     """A block pre-hook: the first widened block repeats its input residual to `copies` copies;
-    every widened block repeats its batch-shaped inputs (attention mask, ...) to match."""
+    every widened block repeats its batch-shaped inputs (attention mask, ...) to match. A KV cache
+    is left alone: its layers were repeated beforehand."""
 
     def repeat(value):
         if torch.is_tensor(value) and value.ndim > 0 and value.shape[0] == batch and batch > 1:
@@ -205,8 +208,26 @@ def _widen(copies: int, batch: int, first: bool):
     return hook
 
 
+class _SkipRunner:
+    """Forwards of stacked copies, the copies split from one shared copy at the chunk's lowest
+    patched layer."""
+
+    def __init__(self, model, tokens: torch.Tensor, last_only: bool):
+        self.model, self.tokens, self.last_only = model, tokens, last_only
+
+    def __call__(self, variants: list[list[Hook]]):
+        model, tokens, copies = self.model, self.tokens, len(variants)
+        fwd_hooks = stack_variants(variants, tokens.shape[0])
+        if self.last_only:
+            fwd_hooks.append(_last_position_hook())
+        layer = _split_layer(model, variants)
+        with _widened(model, layer, copies, tokens.shape[0]):
+            return model.run_with_hooks(tokens.repeat(1 if layer is not None else copies, 1), fwd_hooks=fwd_hooks)
+
+
 class _PrefixRunner:
-    """The prefix tokens[:, :-1] once; each chunk runs the last token against its KV cache."""
+    """The prefix tokens[:, :-1] once; each chunk runs the last token against its KV cache, the
+    copies split at the chunk's lowest patched layer (the cache's layers from there on repeated)."""
 
     def __init__(self, model, tokens: torch.Tensor, last_only: bool):
         self.model, self.tokens, self.last_only = model, tokens, last_only
@@ -216,14 +237,17 @@ class _PrefixRunner:
         self.prefix = None if last_only else prefix_logits
 
     def __call__(self, variants: list[list[Hook]]):
-        copies, batch = len(variants), self.tokens.shape[0]
+        model, copies, batch = self.model, len(variants), self.tokens.shape[0]
+        layer = _split_layer(model, variants)
+        first_repeated = 0 if layer is None else layer
         cache = copy.deepcopy(self.cache)
-        for layer in cache.layers:
-            layer.keys = layer.keys.repeat(copies, 1, 1, 1)
-            layer.values = layer.values.repeat(copies, 1, 1, 1)
-        last = self.model.run_with_hooks(
-            self.tokens[:, -1:].repeat(copies, 1), fwd_hooks=stack_variants(variants, batch), past_key_values=cache
-        )
+        for i, cached in enumerate(cache.layers):
+            if i >= first_repeated:
+                cached.keys = cached.keys.repeat(copies, 1, 1, 1)
+                cached.values = cached.values.repeat(copies, 1, 1, 1)
+        last_token = self.tokens[:, -1:].repeat(1 if layer is not None else copies, 1)
+        with _widened(model, layer, copies, batch):
+            last = model.run_with_hooks(last_token, fwd_hooks=stack_variants(variants, batch), past_key_values=cache)
         return last if self.prefix is None else _PrefixedLogits(self.prefix, last)
 
 

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from lib.tasks.entailment import EntailmentTask, ToyEntailmentPrompt
-from lib.tasks.repeat import RepeatTask, repeat_batch, repeat_training_batch, repeat_vocab, repeated_tokens
+from lib.tasks.repeat import (
+    RepeatTask,
+    bos_id,
+    ordinary_token_ids,
+    random_repeats,
+    repeat_batch,
+    repeat_training_batch,
+    repeat_vocab,
+    repeated_tokens,
+)
 from lib.tasks.vocab import BOS, N_SPECIAL, PAD, SPECIAL
 
 if TYPE_CHECKING:
@@ -41,5 +50,6 @@ TASKS: dict[str, Task] = {"repeat": RepeatTask(), "entailment": EntailmentTask(h
 
 __all__ = [
     "BOS", "PAD", "SPECIAL", "N_SPECIAL", "TASKS", "Task", "EntailmentTask", "RepeatTask", "ToyEntailmentPrompt",
-    "repeat_batch", "repeat_training_batch", "repeat_vocab", "repeated_tokens",
+    "repeat_batch", "repeat_training_batch", "repeat_vocab", "repeated_tokens", "ordinary_token_ids", "bos_id",
+    "random_repeats",
 ]

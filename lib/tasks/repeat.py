@@ -82,3 +82,39 @@ class RepeatTask:
                 row[f"offset_induction_L{layer}H{head}"] = float(best_offset[head])
         return row
 
+
+
+def ordinary_token_ids(model, n: int = 2000, seed: int = 0) -> torch.Tensor:
+    """[n] ids of ordinary tokens of a real model's tokenizer, drawn at random from the vocabulary:
+    not special, printable text with a letter, that re-encodes to itself alone (no fixed id range,
+    so any tokenizer works)."""
+    tokenizer = model.tokenizer
+    special = set(tokenizer.all_special_ids)
+    out = []
+    for i in torch.randperm(model.cfg.d_vocab, generator=torch.Generator().manual_seed(seed)).tolist():
+        text = tokenizer.decode([i])
+        if i in special or not text.isprintable() or not any(c.isalpha() for c in text):
+            continue
+        if tokenizer.encode(text, add_special_tokens=False) == [i]:
+            out.append(i)
+            if len(out) == n:
+                return torch.tensor(out)
+    raise ValueError(f"{model.cfg.model_name}'s tokenizer has only {len(out)} ordinary tokens; lower n={n}")
+
+
+def bos_id(model) -> int:
+    """The BOS id of a real model's tokenizer, or a ValueError (repeated prompts start with BOS)."""
+    bos = model.tokenizer.bos_token_id
+    if bos is None:
+        raise ValueError(f"{model.cfg.model_name}'s tokenizer has no BOS token; the repeated prompts start with one")
+    return int(bos)
+
+
+def random_repeats(model, pool: torch.Tensor, seed: int, batch: int, seq_len: int, repeat: bool = True) -> torch.Tensor:
+    """[batch, 1 + 2*seq_len]: BOS, seq_len tokens drawn from `pool` (ordinary_token_ids), the same
+    again (or, with repeat=False, seq_len fresh tokens), on the model's device."""
+    generator = torch.Generator().manual_seed(seed)
+    first = pool[torch.randint(len(pool), (batch, seq_len), generator=generator)]
+    second = first if repeat else pool[torch.randint(len(pool), (batch, seq_len), generator=generator)]
+    bos = torch.full((batch, 1), bos_id(model), dtype=torch.long)
+    return torch.cat([bos, first, second], dim=1).to(model.cfg.device)

@@ -1,0 +1,73 @@
+"""Does the model have a previous-token head: one that attends from each token to the one before it?
+
+The smallest complete hypothesis in the suite, and the template for a new one (README, "Adding a
+hypothesis"). Previous-token heads are the first half of the induction circuit (Olsson et al. 2022).
+
+Protocol
+1. Discovery: previous-token score of every head on 16 sequences of random ordinary tokens
+   (BOS + 40 tokens, no repeats); the head with the highest score is selected.
+2. Confirmation, on text it was not selected on: the selected head's score on each of the six
+   English paragraphs of prompts/text.py (written for the suite).
+3. Control: the mean score of the other heads of the same layer on the same paragraphs (matched
+   layer and attention budget), paired per paragraph.
+
+Measures: previous-token score = mean attention from each query q >= 1 to key q - 1 (lib/scores.py).
+CIs: bootstrap over the 6 paragraphs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from lib.scores import attention_patterns, previous_token_score_from_pattern, previous_token_scores
+from lib.stats import bootstrap_ci
+from lib.tasks import ordinary_token_ids, random_repeats
+from prompts.text import PARAGRAPHS
+
+pytestmark = pytest.mark.real_model
+
+
+@dataclass(frozen=True)
+class Study:
+    head: tuple[int, int]  # selected on random tokens
+    discovery_score: float
+    selected: torch.Tensor  # [paragraphs] the selected head's score on each paragraph
+    same_layer: torch.Tensor  # [paragraphs] mean score of the other heads of its layer
+
+
+@pytest.fixture(scope="module")
+def study(model) -> Study:
+    tokens = random_repeats(model, ordinary_token_ids(model), seed=0, batch=16, seq_len=20, repeat=False)
+    scores = previous_token_scores(model, tokens)  # [layer, head]
+    layer, head = divmod(int(scores.argmax()), model.cfg.n_heads)
+    others = [h for h in range(model.cfg.n_heads) if h != head]
+    per_paragraph = torch.stack(
+        [previous_token_score_from_pattern(attention_patterns(model, model.to_tokens(text))[layer])[0] for text in PARAGRAPHS]
+    )  # [paragraphs, head]
+    return Study((layer, head), float(scores[layer, head]), per_paragraph[:, head], per_paragraph[:, others].mean(1))
+
+
+def test_a_previous_token_head_confirms_on_english(study, claim):
+    ci = bootstrap_ci(study.selected)
+    layer, head = study.head
+    assert claim(
+        metric=f"held-out previous-token score of L{layer}H{head} on English",
+        value=ci.estimate, ci=ci, n=ci.n, unit="paragraphs", threshold=0.5,
+        note=f"selected on random tokens (score {study.discovery_score:.3f})",
+    )
+
+
+def test_the_head_beats_the_other_heads_of_its_layer(study, claim):
+    ci = bootstrap_ci(study.selected - study.same_layer)
+    assert claim(
+        metric="previous-token score, selected head minus the other heads of its layer (paired)",
+        value=ci.estimate, ci=ci, n=ci.n, unit="paragraphs", threshold=0.3,
+        note=f"same-layer heads alone: {float(study.same_layer.mean()):.3f}",
+    )
+
+
+# Log (real models are 4-bit GGUF checkpoints de-quantised to float32)
+# 2026-11-25  written as the suite's worked example; figures in results/claims.csv.
