@@ -44,7 +44,9 @@ def record_ratio(benchmark):
     def record(name: str, ours_s: float, baseline: str, baseline_s: float, max_rel_diff: float) -> Ratio:
         ratio = Ratio(name, ours_s, baseline, baseline_s, max_rel_diff)
         RATIOS.append(ratio)
-        benchmark.extra_info.update({"baseline": baseline, "baseline_s": baseline_s, "speedup": ratio.speedup})
+        benchmark.extra_info.update(
+            {"baseline": baseline, "baseline_s": baseline_s, "speedup": ratio.speedup}
+        )
         return ratio
 
     return record
@@ -55,8 +57,11 @@ def pytest_terminal_summary(terminalreporter):
         return
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     terminalreporter.section(f"speed ratios ({machine})")
-    terminalreporter.write_line(f"{'sweep':<48} {'ours (s)':>9} {'baseline':<40} {'base (s)':>9} {'ratio':>7} {'max rel diff':>12}")
+    terminalreporter.write_line(
+        f"{'sweep':<48} {'ours (s)':>9} {'baseline':<40} {'base (s)':>9} {'ratio':>7} {'max rel diff':>12}"
+    )
     for r in RATIOS:
         terminalreporter.write_line(
-            f"{r.name:<48} {r.ours_s:>9.2f} {r.baseline:<40} {r.baseline_s:>9.2f} {r.speedup:>6.1f}x {r.max_rel_diff:>12.1e}"
+            f"{r.name:<48} {r.ours_s:>9.2f} {r.baseline:<40} {r.baseline_s:>9.2f} "
+            f"{r.speedup:>6.1f}x {r.max_rel_diff:>12.1e}"
         )

@@ -23,7 +23,9 @@ from lib.patching import all_heads, attention_redirect_sweep, head_out_patch_swe
 from lib.sweep import run_variants
 
 CLEAN = "When it rains I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
-CORRUPTED = "When it storms I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
+CORRUPTED = (
+    "When it storms I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
+)
 LOOP_SAMPLE = 5  # the per-head loop is timed on every 5th head
 BATCH = [
     "When it rains I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear",
@@ -55,12 +57,18 @@ def test_head_out_sweep_vs_transformer_lens(benchmark, record_ratio, smollm2):
     _, cache = model.run_with_cache(clean)
     baseline_s, oracle = seconds(lambda: get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric))
     ours = benchmark.pedantic(
-        lambda: head_out_patch_sweep(model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False),
-        rounds=1, iterations=1,
+        lambda: head_out_patch_sweep(
+            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False
+        ),
+        rounds=1,
+        iterations=1,
     )
     ratio = record_ratio(
-        f"head-out patch sweep, {clean.shape[1]} tokens", benchmark.stats["mean"],
-        "transformer_lens get_act_patch_attn_head_out_all_pos", baseline_s, rel_diff(ours, oracle.cpu()),
+        f"head-out patch sweep, {clean.shape[1]} tokens",
+        benchmark.stats["mean"],
+        "transformer_lens get_act_patch_attn_head_out_all_pos",
+        baseline_s,
+        rel_diff(ours, oracle.cpu()),
     )
     assert ratio.max_rel_diff <= 1e-4
     assert ratio.speedup >= 5.0, ratio
@@ -70,7 +78,9 @@ def per_head_redirect_loop(model, tokens, to_pos, metric, heads) -> torch.Tensor
     out = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
     with torch.no_grad():
         for layer, head in heads:
-            logits = model.run_with_hooks(tokens, fwd_hooks=H.redirect_attention(model, [(layer, head)], to_pos))
+            logits = model.run_with_hooks(
+                tokens, fwd_hooks=H.redirect_attention(model, [(layer, head)], to_pos)
+            )
             out[layer, head] = float(metric(logits))
     return out
 
@@ -85,12 +95,16 @@ def test_final_row_redirect_sweep_vs_per_head_loop(benchmark, record_ratio, smol
     sample = heads[::LOOP_SAMPLE]
     sample_s, loop = seconds(lambda: per_head_redirect_loop(model, tokens, boots, metric, sample))
     ours = benchmark.pedantic(
-        lambda: attention_redirect_sweep(model, tokens, boots, metric=metric, progress=False), rounds=1, iterations=1
+        lambda: attention_redirect_sweep(model, tokens, boots, metric=metric, progress=False),
+        rounds=1,
+        iterations=1,
     )
     rows, cols = zip(*sample)
     ratio = record_ratio(
-        f"final-row redirect sweep, {tokens.shape[1]} tokens", benchmark.stats["mean"],
-        f"per-head run_with_hooks loop ({len(sample)} heads timed)", sample_s * len(heads) / len(sample),
+        f"final-row redirect sweep, {tokens.shape[1]} tokens",
+        benchmark.stats["mean"],
+        f"per-head run_with_hooks loop ({len(sample)} heads timed)",
+        sample_s * len(heads) / len(sample),
         rel_diff(ours[rows, cols], loop[rows, cols]),
     )
     assert ratio.max_rel_diff <= 1e-4
@@ -101,7 +115,9 @@ def test_final_row_redirect_sweep_vs_per_head_loop(benchmark, record_ratio, smol
 def test_prompt_batched_sweep_vs_one_prompt_at_a_time(benchmark, record_ratio, smollm2):
     model = smollm2
     tokens = model.to_tokens(BATCH)
-    assert len({model.to_tokens(text).shape[1] for text in BATCH}) == 1, "the batch must tokenize to equal lengths"
+    assert len({model.to_tokens(text).shape[1] for text in BATCH}) == 1, (
+        "the batch must tokenize to equal lengths"
+    )
     metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"), per_prompt=True)
     _, cache = model.run_with_cache(tokens.flip(0), names_filter=lambda name: name.endswith("hook_z"))
     heads = [(layer, layer % model.cfg.n_heads) for layer in range(0, model.cfg.n_layers, 3)]
@@ -110,17 +126,25 @@ def test_prompt_batched_sweep_vs_one_prompt_at_a_time(benchmark, record_ratio, s
     def one_at_a_time():
         out = {head: [] for head in heads}
         for i in range(len(BATCH)):
-            one = {head: H.patch_heads(model, [head], {k: v[i : i + 1] for k, v in cache.items()}) for head in heads}
+            one = {
+                head: H.patch_heads(model, [head], {k: v[i : i + 1] for k, v in cache.items()})
+                for head in heads
+            }
             for head, value in run_variants(model, tokens[i : i + 1], one, metric).items():
                 out[head].append(value)
         return torch.stack([torch.cat(out[head]) for head in heads])
 
     baseline_s, single = seconds(one_at_a_time)
-    batched = benchmark.pedantic(lambda: run_variants(model, tokens, variants, metric), rounds=1, iterations=1)
+    batched = benchmark.pedantic(
+        lambda: run_variants(model, tokens, variants, metric), rounds=1, iterations=1
+    )
     ours = torch.stack([batched[head] for head in heads])
     ratio = record_ratio(
-        f"{len(heads)} head patches x {len(BATCH)} prompts, {tokens.shape[1]} tokens", benchmark.stats["mean"],
-        f"{len(BATCH)} calls of one prompt", baseline_s, rel_diff(ours, single),
+        f"{len(heads)} head patches x {len(BATCH)} prompts, {tokens.shape[1]} tokens",
+        benchmark.stats["mean"],
+        f"{len(BATCH)} calls of one prompt",
+        baseline_s,
+        rel_diff(ours, single),
     )
     assert ratio.max_rel_diff <= 1e-4
     assert ratio.speedup > 1.0, ratio

@@ -45,9 +45,14 @@ def study(model) -> Study:
     layer, head = divmod(int(scores.argmax()), model.cfg.n_heads)
     others = [h for h in range(model.cfg.n_heads) if h != head]
     per_paragraph = torch.stack(
-        [previous_token_score_from_pattern(attention_patterns(model, model.to_tokens(text))[layer])[0] for text in PARAGRAPHS]
+        [
+            previous_token_score_from_pattern(attention_patterns(model, model.to_tokens(text))[layer])[0]
+            for text in PARAGRAPHS
+        ]
     )  # [paragraphs, head]
-    return Study((layer, head), float(scores[layer, head]), per_paragraph[:, head], per_paragraph[:, others].mean(1))
+    return Study(
+        (layer, head), float(scores[layer, head]), per_paragraph[:, head], per_paragraph[:, others].mean(1)
+    )
 
 
 def test_a_previous_token_head_confirms_on_english(study, claim):
@@ -55,7 +60,11 @@ def test_a_previous_token_head_confirms_on_english(study, claim):
     layer, head = study.head
     assert claim(
         metric=f"held-out previous-token score of L{layer}H{head} on English",
-        value=ci.estimate, ci=ci, n=ci.n, unit="paragraphs", threshold=0.5,
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="paragraphs",
+        threshold=0.5,
         note=f"selected on random tokens (score {study.discovery_score:.3f})",
     )
 
@@ -64,7 +73,11 @@ def test_the_head_beats_the_other_heads_of_its_layer(study, claim):
     ci = bootstrap_ci(study.selected - study.same_layer)
     assert claim(
         metric="previous-token score, selected head minus the other heads of its layer (paired)",
-        value=ci.estimate, ci=ci, n=ci.n, unit="paragraphs", threshold=0.3,
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        unit="paragraphs",
+        threshold=0.3,
         note=f"same-layer heads alone: {float(study.same_layer.mean()):.3f}",
     )
 

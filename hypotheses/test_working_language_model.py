@@ -29,10 +29,10 @@ import random
 import pytest
 import torch
 
-from prompts.text import PARAGRAPHS
+from lib import tasks
 from lib.scores import attention_patterns, induction_score_from_pattern, induction_scores
 from lib.stats import bootstrap_ci
-from lib import tasks
+from prompts.text import PARAGRAPHS
 
 pytestmark = pytest.mark.real_model
 
@@ -68,13 +68,19 @@ def test_english_loss_far_below_uniform(model, claim):
     losses = paragraph_losses(model, PARAGRAPHS)
     below = math.log(model.cfg.d_vocab) - losses
     ci = bootstrap_ci(below.numpy())
-    assert claim(metric="nats below uniform loss, per paragraph", value=ci.estimate, ci=ci, n=ci.n, threshold=5.0)
+    assert claim(
+        metric="nats below uniform loss, per paragraph", value=ci.estimate, ci=ci, n=ci.n, threshold=5.0
+    )
 
 
 def test_shuffling_words_raises_loss(model, claim):
-    cost = paragraph_losses(model, [shuffled(t, i) for i, t in enumerate(PARAGRAPHS)]) - paragraph_losses(model, PARAGRAPHS)
+    cost = paragraph_losses(model, [shuffled(t, i) for i, t in enumerate(PARAGRAPHS)]) - paragraph_losses(
+        model, PARAGRAPHS
+    )
     ci = bootstrap_ci(cost.numpy())
-    assert claim(metric="loss(shuffled) - loss(original), nats", value=ci.estimate, ci=ci, n=ci.n, threshold=1.0)
+    assert claim(
+        metric="loss(shuffled) - loss(original), nats", value=ci.estimate, ci=ci, n=ci.n, threshold=1.0
+    )
 
 
 def test_some_head_has_induction_score_above_half(model, claim):
@@ -83,8 +89,14 @@ def test_some_head_has_induction_score_above_half(model, claim):
     pattern = attention_patterns(model, random_repeats(model, seed=2))[layer]
     per_sequence = induction_score_from_pattern(pattern, SEQ_LEN)[:, head]
     ci = bootstrap_ci(per_sequence.numpy())
-    assert claim(metric=f"held-out induction score of L{layer}H{head}", value=ci.estimate, ci=ci, n=ci.n, threshold=0.5,
-                 note=f"selected on a disjoint discovery batch (score {discovery[layer, head]:.3f})")
+    assert claim(
+        metric=f"held-out induction score of L{layer}H{head}",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        threshold=0.5,
+        note=f"selected on a disjoint discovery batch (score {discovery[layer, head]:.3f})",
+    )
 
 
 def test_induction_head_is_silent_without_repeats(model, claim):
@@ -94,8 +106,14 @@ def test_induction_head_is_silent_without_repeats(model, claim):
     pattern = attention_patterns(model, random_repeats(model, seed=3, repeat=False))[layer]
     per_sequence = induction_score_from_pattern(pattern, SEQ_LEN)[:, head]
     ci = bootstrap_ci(per_sequence.numpy())
-    assert claim(metric=f"L{layer}H{head} score at the induction offset, no repeats", value=ci.estimate, ci=ci, n=ci.n,
-                 threshold=0.1, direction="<=")
+    assert claim(
+        metric=f"L{layer}H{head} score at the induction offset, no repeats",
+        value=ci.estimate,
+        ci=ci,
+        n=ci.n,
+        threshold=0.1,
+        direction="<=",
+    )
 
 
 # Log

@@ -93,7 +93,8 @@ class Precondition:
             ok, reason = precondition
         except (TypeError, ValueError):
             raise TypeError(
-                f"precondition must be a Precondition or an (ok: bool, reason: str) pair, got {precondition!r}"
+                "precondition must be a Precondition or an (ok: bool, reason: str) pair, "
+                f"got {precondition!r}"
             ) from None
         return cls(ok=ok, reason=reason)
 
@@ -197,7 +198,8 @@ def round_sig(x, digits: int = SIGNIFICANT_DIGITS) -> str:
 
 def normalise(table: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
     """Any ledger frame (this format or the old one, with `claim_id`, commit, timestamp and run id
-    columns) -> COLUMNS, numbers as floats, rows sorted by (hypothesis, claim, model) unless `sort` is False."""
+    columns) -> COLUMNS, numbers as floats, rows sorted by (hypothesis, claim, model) unless `sort`
+    is False."""
     table = table.copy()
     if "claim_id" in table.columns:  # the old format; history.jsonl may hold rows of both
         old = _text(table.pop("claim_id"))

@@ -39,7 +39,9 @@ def check_heads(model, heads: Heads, n_heads: int | None = None) -> list[tuple[i
         if not 0 <= layer < n_layers:
             raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
         if not 0 <= head < n_heads:
-            raise ValueError(f"head {head} (layer {layer}) is out of range: the model has heads 0..{n_heads - 1}")
+            raise ValueError(
+                f"head {head} (layer {layer}) is out of range: the model has heads 0..{n_heads - 1}"
+            )
     return heads
 
 
@@ -131,12 +133,15 @@ def edit_attention_rows(model, heads: Heads, query_pos, edit: RowEdit) -> list[H
                 raise ValueError(f"query_pos {query_pos} is not among this forward's query positions")
             pattern = pattern.clone()
             rows = torch.arange(batch)
-            future = torch.arange(n_key, device=pattern.device)[None] > (q + n_key - n_query)[:, None].to(pattern.device)
+            future = torch.arange(n_key, device=pattern.device)[None] > (q + n_key - n_query)[:, None].to(
+                pattern.device
+            )
             for head in layer_heads:
                 new = edit(pattern[rows, head, q])
                 if bool((new.masked_fill(~future, 0) != 0).any()):
                     raise ValueError(
-                        f"the edit puts attention of L{layer}H{head} at query position {query_pos} on a later "
+                        f"the edit puts attention of L{layer}H{head} at query position {query_pos} on a "
+                        "later "
                         "key position (acausal); redirect only to positions at or before the query"
                     )
                 pattern[rows, head, q] = new
@@ -203,7 +208,10 @@ def patch_heads(model, heads: Heads, source_cache, component: str = "z", positio
     `positions` (None = all) restricts the patch to some sequence positions.
     """
     if component not in ("z", "q", "rot_q"):
-        raise ValueError(f"component {component!r} is not per query head; use 'z', 'q' or 'rot_q' (and patch_kv_heads for k/v)")
+        raise ValueError(
+            f"component {component!r} is not per query head; use 'z', 'q' or 'rot_q' "
+            "(and patch_kv_heads for k/v)"
+        )
     heads = check_heads(model, heads)
     return _patch_per_head(heads, source_cache, component, positions)
 
@@ -224,7 +232,9 @@ def _patch_per_head(heads, source_cache, component, positions) -> list[Hook]:
 
         def hook(act: torch.Tensor, hook) -> torch.Tensor:
             if act.shape != source.shape:
-                raise ValueError(f"{name}: source activation {tuple(source.shape)} does not match {tuple(act.shape)}")
+                raise ValueError(
+                    f"{name}: source activation {tuple(source.shape)} does not match {tuple(act.shape)}"
+                )
             act = act.clone()
             pos = slice(None) if positions is None else torch.as_tensor(positions)
             act[:, pos, layer_heads] = source[:, pos][:, :, layer_heads].to(act.dtype)
@@ -242,7 +252,9 @@ def patch_activation(model, name: str, source_cache, positions=None) -> list[Hoo
 
     def hook(act: torch.Tensor, hook) -> torch.Tensor:
         if act.shape != source.shape:
-            raise ValueError(f"{name}: source activation {tuple(source.shape)} does not match {tuple(act.shape)}")
+            raise ValueError(
+                f"{name}: source activation {tuple(source.shape)} does not match {tuple(act.shape)}"
+            )
         if positions is None:
             return source.to(act.dtype).clone()
         act = act.clone()
@@ -252,7 +264,9 @@ def patch_activation(model, name: str, source_cache, positions=None) -> list[Hoo
     return [(name, hook)]
 
 
-def edit_head_values(model, heads: Heads, edit: Callable[[torch.Tensor], torch.Tensor], query_pos=None) -> list[Hook]:
+def edit_head_values(
+    model, heads: Heads, edit: Callable[[torch.Tensor], torch.Tensor], query_pos=None
+) -> list[Hook]:
     """Recompute each query head's output from edited values: z_h = pattern_h @ edit(v_kv(h)).
 
     `edit` maps one head's values [batch, key_pos, d_head] to new values of the same shape. The
@@ -262,7 +276,11 @@ def edit_head_values(model, heads: Heads, edit: Callable[[torch.Tensor], torch.T
     forward: under a KV cache `hook_v` sees only the new token's values.
     """
     heads = check_heads(model, heads)
-    return [hook for layer, hs in _by_layer(heads).items() for hook in _value_rewrite(model, layer, hs, edit, query_pos)]
+    return [
+        hook
+        for layer, hs in _by_layer(heads).items()
+        for hook in _value_rewrite(model, layer, hs, edit, query_pos)
+    ]
 
 
 def _value_rewrite(model, layer: int, layer_heads: list[int], edit, query_pos) -> list[Hook]:
@@ -334,7 +352,9 @@ def ablate_heads(model, heads: Heads, how: str = "zero", reference_cache=None, s
 
     def make(layer: int, layer_heads: list[int]):
         name = get_act_name("z", layer)
-        reference = None if how == "zero" else require(reference_cache, name, f"the {how} ablation's reference cache")
+        reference = (
+            None if how == "zero" else require(reference_cache, name, f"the {how} ablation's reference cache")
+        )
 
         def hook(z: torch.Tensor, hook) -> torch.Tensor:  # [batch, pos, head, d_head]
             z = z.clone()
@@ -344,12 +364,16 @@ def ablate_heads(model, heads: Heads, how: str = "zero", reference_cache=None, s
             ref = reference[:, :, layer_heads].to(z.dtype)
             if how == "mean":
                 same_length = ref.shape[1] == z.shape[1]
-                z[:, :, layer_heads] = ref.mean(0, keepdim=True) if same_length else ref.mean((0, 1), keepdim=True)
+                z[:, :, layer_heads] = (
+                    ref.mean(0, keepdim=True) if same_length else ref.mean((0, 1), keepdim=True)
+                )
                 return z
             if ref.shape[0] < 2 or ref.shape[1] != z.shape[1]:
                 raise ValueError("resample ablation needs >= 2 reference prompts of the input's length")
             generator = torch.Generator().manual_seed(seed)
-            pick = (torch.arange(z.shape[0]) + torch.randint(1, ref.shape[0], (z.shape[0],), generator=generator)) % ref.shape[0]
+            pick = (
+                torch.arange(z.shape[0]) + torch.randint(1, ref.shape[0], (z.shape[0],), generator=generator)
+            ) % ref.shape[0]
             z[:, :, layer_heads] = ref[pick]
             return z
 

@@ -32,7 +32,10 @@ def logit_diff(answer, alternative, pos: int = -1, per_prompt: bool = False) -> 
     def metric(logits: torch.Tensor) -> torch.Tensor:
         row = logits[:, pos]  # [batch, d_vocab]
         batch = torch.arange(row.shape[0], device=row.device)
-        diff = row[batch, _ids(answer, len(batch), row.device)] - row[batch, _ids(alternative, len(batch), row.device)]
+        diff = (
+            row[batch, _ids(answer, len(batch), row.device)]
+            - row[batch, _ids(alternative, len(batch), row.device)]
+        )
         return diff if per_prompt else diff.mean()
 
     return reads(pos, metric)

@@ -12,8 +12,8 @@ Every embedded checkpoint takes the same path. The first load checks the GGUF fi
 against the table, de-quantises it to float32 with `transformers` (about 20 s for SmolLM2 and
 50 s for Gemma on 2 cores) and writes a safetensors copy to the verified cache (lib/cache.py),
 keyed by that sha256. Later loads read the copy: about 1.5 s for SmolLM2 and 7 s for Gemma,
-manifest check included (plus ~4 s to import torch, transformers and TransformerLens). Results on these models are results on 4-bit checkpoints
-de-quantised to float32, not on the original bf16 weights.
+manifest check included (plus ~4 s to import torch, transformers and TransformerLens). Results on
+these models are results on 4-bit checkpoints de-quantised to float32, not on the original weights.
 
 Any other name goes to the HuggingFace hub through `TransformerBridge.boot_transformers`. With
 no network and no local copy it fails within seconds with `ModelUnavailableError`.

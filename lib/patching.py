@@ -42,7 +42,8 @@ def _pair(model, clean_tokens, corrupted_tokens) -> tuple[torch.Tensor, torch.Te
     clean, corrupted = check_tokens(model, clean_tokens), check_tokens(model, corrupted_tokens)
     if clean.shape != corrupted.shape:
         raise ValueError(
-            f"clean {tuple(clean.shape)} and corrupted {tuple(corrupted.shape)} tokens differ in shape; patching "
+            f"clean {tuple(clean.shape)} and corrupted {tuple(corrupted.shape)} tokens differ in shape; "
+            "patching "
             "needs prompts of equal length (pad or choose same-length prompt pairs)"
         )
     return clean, corrupted
@@ -50,7 +51,9 @@ def _pair(model, clean_tokens, corrupted_tokens) -> tuple[torch.Tensor, torch.Te
 
 def _require_metric(metric, what: str) -> Metric:
     if metric is None:
-        raise ValueError(f"{what} needs a metric (logits -> scalar), e.g. lib.metrics.logit_diff(answer, alternative)")
+        raise ValueError(
+            f"{what} needs a metric (logits -> scalar), e.g. lib.metrics.logit_diff(answer, alternative)"
+        )
     return metric
 
 
@@ -70,9 +73,17 @@ def head_out_patch_sweep(
 
 @torch.no_grad()
 def attention_row_sweep(
-    model, tokens, edit: RowEdit, query_pos: int = -1, *, metric: Metric, chunk: int | None = None,
-    progress: bool = True, heads: list[tuple[int, int]] | None = None, kv_cache: bool = True,
-) -> torch.Tensor:  # fmt: skip
+    model,
+    tokens,
+    edit: RowEdit,
+    query_pos: int = -1,
+    *,
+    metric: Metric,
+    chunk: int | None = None,
+    progress: bool = True,
+    heads: list[tuple[int, int]] | None = None,
+    kv_cache: bool = True,
+) -> torch.Tensor:
     """[n_layers, n_heads]: metric with one head's attention row at `query_pos` replaced by `edit(row)`.
 
     `edit` maps a [batch, key] row to a new row (lib.hooks.one_hot_row, lib.hooks.move_row). Heads
@@ -83,13 +94,20 @@ def attention_row_sweep(
     variants = {head: edit_attention_rows(model, [head], query_pos, edit) for head in heads}
     label = "attention row sweep" if progress else None
     values = run_variants(
-        model, tokens, variants, _require_metric(metric, "an attention sweep"), chunk=chunk, progress=label,
+        model,
+        tokens,
+        variants,
+        _require_metric(metric, "an attention sweep"),
+        chunk=chunk,
+        progress=label,
         kv_cache=kv_cache,
-    )  # fmt: skip
+    )
     return per_head(model, values)
 
 
-def attention_redirect_sweep(model, tokens, to_pos, query_pos: int = -1, *, metric: Metric, **kwargs) -> torch.Tensor:
+def attention_redirect_sweep(
+    model, tokens, to_pos, query_pos: int = -1, *, metric: Metric, **kwargs
+) -> torch.Tensor:
     """[n_layers, n_heads]: metric with one head's attention row at `query_pos` made one-hot at `to_pos`."""
     return attention_row_sweep(model, tokens, one_hot_row(to_pos), query_pos, metric=metric, **kwargs)
 
@@ -122,14 +140,20 @@ def attribution_patch_sweep(model, *, clean_tokens, corrupted_tokens, metric: Me
         value = check_scalar(metric, logits)
         grads = torch.autograd.grad(value, [saved[name] for name in names])
     return torch.stack(
-        [((clean_cache[name] - saved[name].detach()) * grad).sum(dim=(0, 1, 3)) for name, grad in zip(names, grads)]
+        [
+            ((clean_cache[name] - saved[name].detach()) * grad).sum(dim=(0, 1, 3))
+            for name, grad in zip(names, grads)
+        ]
     ).cpu()
 
 
 @contextmanager
 def split_qkv_input(model):
     """Give every head its own copy of the residual entering its query/key/value (hook_{q,k,v}_input)."""
-    saved_split, saved_attn_in = bool(model.cfg.use_split_qkv_input), bool(getattr(model.cfg, "use_attn_in", False))
+    saved_split, saved_attn_in = (
+        bool(model.cfg.use_split_qkv_input),
+        bool(getattr(model.cfg, "use_attn_in", False)),
+    )
     try:
         if saved_attn_in:
             model.set_use_attn_in(False)
@@ -143,9 +167,15 @@ def split_qkv_input(model):
 
 @torch.no_grad()
 def path_patch_sweep(
-    model, *, clean_tokens, corrupted_tokens, metric: Metric, sender: tuple[int, int], component: str = "q",
+    model,
+    *,
+    clean_tokens,
+    corrupted_tokens,
+    metric: Metric,
+    sender: tuple[int, int],
+    component: str = "q",
     chunk: int | None = None,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """[n_layers, n_heads]: the sender's clean-minus-corrupted output, (z_clean - z_corrupted) @ W_O,
     added at every position to one later head's own `component` input alone; every other reader
     sees the corrupted run. Rows at or before the sender's layer are NaN (no path). On grouped-query

@@ -31,16 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from lib.claims import read_ledger, round_sig
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 STATUS_COLOURS = {"supported": "tab:green", "refuted": "tab:red", "inconclusive": "tab:gray"}
-FIGURES = "figures"
-TOY = "toy:"  # the prefix of toy models' names in the ledger  # the subfolder of the results folder that the report owns
+FIGURES = "figures"  # the subfolder of the results folder that the report owns
+TOY = "toy:"  # the prefix of toy models' names in the ledger
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,8 @@ def render(results: Path, hypotheses: Path) -> str:
         "",
         "Rendered by `make report` from `claims.csv` alone; edit the hypotheses, not this page. "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("supported", "refuted", "inconclusive"))
-        + f" ({len(ledger)} claims on {len(models)} models). A claim is supported when its whole 95% CI lies on "
+        + f" ({len(ledger)} claims on {len(models)} models). "
+        + "A claim is supported when its whole 95% CI lies on "
         "the claimed side of its threshold and its precondition (if any) was met; inconclusive when the "
         "precondition failed.",
         "",

@@ -1,6 +1,7 @@
 """The sweep engine: many interventions on the same prompts, stacked along the batch, exactly.
 
-    values = run_variants(model, tokens, {"clean": [], (23, 7): H.move_attention(model, [(23, 7)], a, b)}, metric)
+    variants = {"clean": [], (23, 7): H.move_attention(model, [(23, 7)], a, b)}
+    values = run_variants(model, tokens, variants, metric)  # {"clean": tensor, (23, 7): tensor}
 
 Every sweep in lib/ and every hypothesis goes through `run_variants`: it is the one place that
 loops over chunks of variants. A variant is a list of lib.hooks (name, fn) pairs; variant i of a
@@ -40,7 +41,9 @@ BLOCK = re.compile(r"^blocks\.(\d+)\.")
 AFTER_BLOCKS = ("ln_final.", "unembed.", "hook_unembed")
 LOGIT_BUDGET_BYTES = 1 << 30  # largest logits tensor one chunk may build
 MIN_CHUNK = 8  # variants a chunk gathers before it closes at a change of start layer
-MIN_CHUNK_CACHED = 32  # the same for one-token forwards against a KV cache, where each forward's overhead weighs more
+MIN_CHUNK_CACHED = (
+    32  # the same for one-token forwards against a KV cache, where each forward's overhead weighs more
+)
 
 
 def check_tokens(model, tokens) -> torch.Tensor:
@@ -104,7 +107,9 @@ def run_variants(
     """
     tokens = check_tokens(model, tokens)
     if metric is None or not callable(metric):
-        raise ValueError("run_variants needs a metric: a callable from logits [batch, pos, d_vocab] to a tensor")
+        raise ValueError(
+            "run_variants needs a metric: a callable from logits [batch, pos, d_vocab] to a tensor"
+        )
     keys = list(variants)
     hooks = {key: list(variants[key]) for key in keys}
     batch, length = tokens.shape
@@ -121,7 +126,8 @@ def run_variants(
             value = torch.as_tensor(metric(logits[i * batch : (i + 1) * batch]))
             if value.ndim > 1 or (value.ndim == 1 and value.shape[0] != batch):
                 raise ValueError(
-                    f"the metric returned shape {tuple(value.shape)}; return a scalar or one value per prompt ([{batch}])"
+                    f"the metric returned shape {tuple(value.shape)}; return a scalar or one value per "
+                    f"prompt ([{batch}])"
                 )
             if bool(torch.isnan(value).any()):
                 raise ValueError(
@@ -222,7 +228,9 @@ class _SkipRunner:
             fwd_hooks.append(_last_position_hook())
         layer = _split_layer(model, variants)
         with _widened(model, layer, copies, tokens.shape[0]):
-            return model.run_with_hooks(tokens.repeat(1 if layer is not None else copies, 1), fwd_hooks=fwd_hooks)
+            return model.run_with_hooks(
+                tokens.repeat(1 if layer is not None else copies, 1), fwd_hooks=fwd_hooks
+            )
 
 
 class _PrefixRunner:
@@ -247,7 +255,9 @@ class _PrefixRunner:
                 cached.values = cached.values.repeat(copies, 1, 1, 1)
         last_token = self.tokens[:, -1:].repeat(1 if layer is not None else copies, 1)
         with _widened(model, layer, copies, batch):
-            last = model.run_with_hooks(last_token, fwd_hooks=stack_variants(variants, batch), past_key_values=cache)
+            last = model.run_with_hooks(
+                last_token, fwd_hooks=stack_variants(variants, batch), past_key_values=cache
+            )
         return last if self.prefix is None else _PrefixedLogits(self.prefix, last)
 
 
@@ -266,6 +276,8 @@ def per_head(model, values: Mapping[tuple[int, int], torch.Tensor]) -> torch.Ten
     out = torch.full((model.cfg.n_layers, model.cfg.n_heads), math.nan)
     for (layer, head), value in values.items():
         if torch.as_tensor(value).ndim != 0:
-            raise ValueError("a per-head sweep needs a metric that must return a scalar; use per_prompt=False")
+            raise ValueError(
+                "a per-head sweep needs a metric that must return a scalar; use per_prompt=False"
+            )
         out[layer, head] = float(value)
     return out

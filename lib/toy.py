@@ -20,18 +20,21 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from lib import tasks
 from lib.cache import cache_root, verified_folder
 from lib.models import check_device
+from lib.progress import progress
 
-FORMAT_VERSION = 3  # bump when training code changes what a config produces (2, 3: offset induction in history)
+FORMAT_VERSION = (
+    3  # bump when training code changes what a config produces (2, 3: offset induction in history)
+)
 
 
 @dataclass(frozen=True)
@@ -131,10 +134,14 @@ def load_toy(folder: Path, device: str = "cpu"):
     model.eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
     # The architecture name only selects TransformerLens's GPT-NeoX adapter; nothing is downloaded.
-    bridge = TransformerBridge.boot_transformers("EleutherAI/pythia-14m", hf_model=model, tokenizer=tokenizer, device=device)
+    bridge = TransformerBridge.boot_transformers(
+        "EleutherAI/pythia-14m", hf_model=model, tokenizer=tokenizer, device=device
+    )
     bridge.cfg.default_prepend_bos = True  # toy tasks always start with BOS
     bridge.eval()
-    bridge.requires_grad_(False)  # analysis only: no autograd bookkeeping (attribution patching builds its own)
+    bridge.requires_grad_(
+        False
+    )  # analysis only: no autograd bookkeeping (attribution patching builds its own)
     return bridge
 
 
@@ -180,7 +187,25 @@ def build_hf_model(config: ToyConfig):
     return model
 
 
+@contextmanager
+def one_thread():
+    """Train on one CPU thread: float sums then run in one fixed order, so the same config gives the
+    same weights on any machine (2 threads differ from 1 by ~5e-7 after 30 steps, enough to change
+    which circuit a seed forms). The toys are small enough that one thread costs little."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _train(config: ToyConfig, device: str = "cpu"):
+    with one_thread():
+        return _train_steps(config, device)
+
+
+def _train_steps(config: ToyConfig, device: str):
     task = tasks.TASKS[config.task]
     model = build_hf_model(config).to(device)
     # Batches are drawn on the CPU, so they are the same on every device.
@@ -189,7 +214,7 @@ def _train(config: ToyConfig, device: str = "cpu"):
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     history = []
-    bar = tqdm(range(config.steps + 1), desc=f"training toy {config.task} {config.key()}", leave=False, mininterval=2.0)
+    bar = progress(range(config.steps + 1), f"training toy {config.task} {config.key()}")
     for step in bar:
         if step % config.log_every == 0 or step == config.steps:
             history.append({"step": step, **_evaluate(task, model, config, eval_tokens)})
@@ -227,7 +252,11 @@ def _save(config: ToyConfig, model, history: list[dict], folder: Path) -> None:
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=tasks.PAD))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token=tasks.BOS, eos_token=tasks.BOS, pad_token=tasks.PAD, unk_token=tasks.PAD
+        tokenizer_object=core,
+        bos_token=tasks.BOS,
+        eos_token=tasks.BOS,
+        pad_token=tasks.PAD,
+        unk_token=tasks.PAD,
     )
     tokenizer.save_pretrained(folder)
     (folder / "history.json").write_text(json.dumps(history))

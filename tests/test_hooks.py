@@ -19,7 +19,12 @@ def toks(model, seed=0, batch=3, length=12):
 
 
 def heads_strategy(n_layers=2, n_heads=4):
-    return st.lists(st.tuples(st.integers(0, n_layers - 1), st.integers(0, n_heads - 1)), min_size=0, max_size=4, unique=True)
+    return st.lists(
+        st.tuples(st.integers(0, n_layers - 1), st.integers(0, n_heads - 1)),
+        min_size=0,
+        max_size=4,
+        unique=True,
+    )
 
 
 @pytest.fixture(params=["toy", "toy_mlp"])
@@ -42,19 +47,29 @@ def test_identity_row_edit_and_self_move_are_identities(toy, heads, q, seed):
     tokens = toks(toy, seed)
     clean = toy(tokens)
     same = toy.run_with_hooks(tokens, fwd_hooks=H.edit_attention_rows(toy, heads, q, lambda row: row))
-    moved = toy.run_with_hooks(tokens, fwd_hooks=H.move_attention(toy, heads, from_pos=q // 2, to_pos=q // 2, query_pos=q))
+    moved = toy.run_with_hooks(
+        tokens, fwd_hooks=H.move_attention(toy, heads, from_pos=q // 2, to_pos=q // 2, query_pos=q)
+    )
     torch.testing.assert_close(same, clean, atol=1e-5, rtol=0)
     torch.testing.assert_close(moved, clean, atol=1e-5, rtol=0)
 
 
 @SETTINGS
-@given(heads=heads_strategy(), q=st.integers(1, 11), a=st.integers(0, 11), b=st.integers(0, 11), swap=st.booleans())
+@given(
+    heads=heads_strategy(),
+    q=st.integers(1, 11),
+    a=st.integers(0, 11),
+    b=st.integers(0, 11),
+    swap=st.booleans(),
+)
 def test_edited_rows_still_sum_to_one_and_respect_causality(toy, heads, q, a, b, swap):
     a, b = min(a, q), min(b, q)
     tokens = toks(toy)
     edits = H.move_attention(toy, heads, from_pos=a, to_pos=b, query_pos=q, swap=swap)
     seen = {}
-    watch = [(f"blocks.{l}.attn.hook_pattern", lambda p, hook: seen.__setitem__(hook.name, p)) for l in range(2)]
+    watch = [
+        (f"blocks.{l}.attn.hook_pattern", lambda p, hook: seen.__setitem__(hook.name, p)) for l in range(2)
+    ]
     toy.run_with_hooks(tokens, fwd_hooks=edits + watch)
     for pattern in seen.values():
         torch.testing.assert_close(pattern.sum(-1), torch.ones(pattern.shape[:-1]), atol=1e-5, rtol=0)
@@ -75,7 +90,9 @@ def test_redirect_puts_all_weight_on_the_target(toy):
 def test_pattern_overwrite_changes_the_output(toy):
     tokens = toks(toy)
     clean = toy(tokens)
-    redirected = toy.run_with_hooks(tokens, fwd_hooks=H.redirect_attention(toy, [(1, h) for h in range(4)], to_pos=0))
+    redirected = toy.run_with_hooks(
+        tokens, fwd_hooks=H.redirect_attention(toy, [(1, h) for h in range(4)], to_pos=0)
+    )
     assert (redirected[:, -1] - clean[:, -1]).abs().max() > 1e-3
 
 
@@ -83,7 +100,9 @@ def test_ablating_no_head_changes_nothing(any_toy):
     tokens = toks(any_toy)
     _, cache = any_toy.run_with_cache(tokens)
     for how in ("zero", "mean", "resample"):
-        torch.testing.assert_close(any_toy.run_with_hooks(tokens, fwd_hooks=H.ablate_heads(any_toy, [], how, cache)), any_toy(tokens))
+        torch.testing.assert_close(
+            any_toy.run_with_hooks(tokens, fwd_hooks=H.ablate_heads(any_toy, [], how, cache)), any_toy(tokens)
+        )
 
 
 def test_ablations_set_the_head_output(toy):
@@ -94,11 +113,15 @@ def test_ablations_set_the_head_output(toy):
         ("mean", lambda r: r[:, :, 1].mean(0, keepdim=True).expand_as(r[:, :, 1])),
     ]:
         seen = {}
-        hooks = H.ablate_heads(toy, [(0, 1)], how, ref) + [("blocks.0.attn.hook_z", lambda z, hook: seen.setdefault("z", z))]
+        hooks = H.ablate_heads(toy, [(0, 1)], how, ref) + [
+            ("blocks.0.attn.hook_z", lambda z, hook, seen=seen: seen.setdefault("z", z))
+        ]
         toy.run_with_hooks(tokens, fwd_hooks=hooks)
         torch.testing.assert_close(seen["z"][:, :, 1], expected(ref["blocks.0.attn.hook_z"]))
     seen = {}
-    hooks = H.ablate_heads(toy, [(0, 1)], "resample", ref, seed=3) + [("blocks.0.attn.hook_z", lambda z, hook: seen.setdefault("z", z))]
+    hooks = H.ablate_heads(toy, [(0, 1)], "resample", ref, seed=3) + [
+        ("blocks.0.attn.hook_z", lambda z, hook: seen.setdefault("z", z))
+    ]
     toy.run_with_hooks(tokens, fwd_hooks=hooks)
     source = ref["blocks.0.attn.hook_z"][:, :, 1]
     for i in range(4):  # every prompt got another prompt's output
@@ -116,7 +139,9 @@ def test_value_edit_identity_and_sibling_isolation_on_gqa(model):
     same = model.run_with_hooks(tokens, fwd_hooks=H.edit_head_values(model, [(layer, head)], lambda v: v))
     torch.testing.assert_close(same, clean_logits, atol=1e-4, rtol=0)
     seen = {}
-    hooks = H.swap_head_values(model, [(layer, head)], 2, 5) + [(f"blocks.{layer}.attn.hook_z", lambda z, hook: seen.setdefault("z", z))]
+    hooks = H.swap_head_values(model, [(layer, head)], 2, 5) + [
+        (f"blocks.{layer}.attn.hook_z", lambda z, hook: seen.setdefault("z", z))
+    ]
     model.run_with_hooks(tokens, fwd_hooks=hooks)
     z0 = cache[f"blocks.{layer}.attn.hook_z"]
     assert (seen["z"][:, :, head] - z0[:, :, head]).abs().max() > 1e-3
@@ -127,7 +152,12 @@ def test_value_edit_identity_and_sibling_isolation_on_gqa(model):
 
 def test_value_edit_identity_on_toy(toy):
     tokens = toks(toy)
-    torch.testing.assert_close(toy.run_with_hooks(tokens, fwd_hooks=H.edit_head_values(toy, [(0, 0), (1, 3)], lambda v: v)), toy(tokens), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        toy.run_with_hooks(tokens, fwd_hooks=H.edit_head_values(toy, [(0, 0), (1, 3)], lambda v: v)),
+        toy(tokens),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ def logits():
 def test_logit_diff_per_prompt_and_mean():
     assert metrics.logit_diff(1, 2, per_prompt=True)(logits()).tolist() == [1.0, -3.0]
     assert metrics.logit_diff(1, 2)(logits()).item() == -1.0
-    assert metrics.logit_diff(torch.tensor([1, 2]), torch.tensor([2, 3]), per_prompt=True)(logits()).tolist() == [1.0, 2.0]
+    assert metrics.logit_diff(torch.tensor([1, 2]), torch.tensor([2, 3]), per_prompt=True)(
+        logits()
+    ).tolist() == [1.0, 2.0]
 
 
 def test_target_prob_and_kl():

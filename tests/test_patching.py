@@ -12,7 +12,12 @@ from transformer_lens.patching import get_act_patch_attn_head_out_all_pos, get_a
 
 from lib import hooks as H
 from lib.metrics import logit_diff
-from lib.patching import attention_redirect_sweep, attribution_patch_sweep, head_out_patch_sweep, path_patch_sweep
+from lib.patching import (
+    attention_redirect_sweep,
+    attribution_patch_sweep,
+    head_out_patch_sweep,
+    path_patch_sweep,
+)
 
 SEED_PROMPT = (
     "When it rains I carry an umbrella. When I carry an umbrella, I wear boots. "
@@ -22,7 +27,13 @@ SEED_PROMPT = (
 
 def toy_pair(model, batch=2, length=14, seed=0):
     g = torch.Generator().manual_seed(seed)
-    clean = torch.cat([torch.zeros(batch, 1, dtype=torch.long), torch.randint(2, model.cfg.d_vocab, (batch, length - 1), generator=g)], 1)
+    clean = torch.cat(
+        [
+            torch.zeros(batch, 1, dtype=torch.long),
+            torch.randint(2, model.cfg.d_vocab, (batch, length - 1), generator=g),
+        ],
+        1,
+    )
     corrupted = clean.clone()
     corrupted[:, 3:6] = torch.randint(2, model.cfg.d_vocab, (batch, 3), generator=g)
     return clean, corrupted
@@ -38,7 +49,9 @@ def test_head_out_sweep_equals_transformer_lens_on_toys(toy, toy_mlp):
         metric = logit_diff(clean[:, -1] * 0 + 5, 7)
         _, cache = model.run_with_cache(clean)
         oracle = get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric)
-        ours = head_out_patch_sweep(model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, chunk=3, progress=False)
+        ours = head_out_patch_sweep(
+            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, chunk=3, progress=False
+        )
         assert (ours - oracle).abs().max() <= 1e-4 * scale(oracle)
 
 
@@ -54,16 +67,27 @@ def test_head_out_sweep_equals_transformer_lens_on_smollm2(model):
     oracle = get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric)
     oracle_s = time.perf_counter() - start
     start = time.perf_counter()
-    ours = head_out_patch_sweep(model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False)
+    ours = head_out_patch_sweep(
+        model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False
+    )
     ours_s = time.perf_counter() - start
     diff = float((ours - oracle).abs().max())
-    print(f"head-out sweep on smollm2 ({clean.shape[1]} tokens): max |ours - TL| = {diff:.2e}; TL {oracle_s:.1f} s, ours {ours_s:.1f} s")
+    print(
+        f"head-out sweep on smollm2 ({clean.shape[1]} tokens): max |ours - TL| = {diff:.2e}; "
+        f"TL {oracle_s:.1f} s, ours {ours_s:.1f} s"
+    )
     assert diff <= 1e-4 * scale(oracle)
 
 
 def per_head_redirect_loop(model, tokens, to_pos, query_pos, metric, heads):
     return {
-        (l, h): float(metric(model.run_with_hooks(tokens, fwd_hooks=H.redirect_attention(model, [(l, h)], to_pos, query_pos))))
+        (l, h): float(
+            metric(
+                model.run_with_hooks(
+                    tokens, fwd_hooks=H.redirect_attention(model, [(l, h)], to_pos, query_pos)
+                )
+            )
+        )
         for l, h in heads
     }
 
@@ -75,8 +99,12 @@ def test_redirect_sweep_equals_the_per_head_loop_on_toy(toy, to_pos, query_pos, 
     q = query_pos % tokens.shape[1]
     to_pos = min(to_pos, q)
     metric = logit_diff(4, 9)
-    sweep = attention_redirect_sweep(toy, tokens, to_pos, query_pos, metric=metric, chunk=chunk, progress=False)
-    loop = per_head_redirect_loop(toy, tokens, to_pos, query_pos, metric, [(l, h) for l in range(2) for h in range(4)])
+    sweep = attention_redirect_sweep(
+        toy, tokens, to_pos, query_pos, metric=metric, chunk=chunk, progress=False
+    )
+    loop = per_head_redirect_loop(
+        toy, tokens, to_pos, query_pos, metric, [(l, h) for l in range(2) for h in range(4)]
+    )
     for (l, h), value in loop.items():
         assert abs(sweep[l, h] - value) <= 1e-4 * max(1.0, abs(value))
 
@@ -98,7 +126,9 @@ def test_attribution_equals_the_directional_derivative(toy_mlp):
     """attribution[l, h] must equal d/de metric(z_corr + e (z_clean - z_corr) in head (l, h)) at e = 0."""
     clean, corrupted = toy_pair(toy_mlp)
     metric = logit_diff(5, 7)
-    attribution = attribution_patch_sweep(toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric)
+    attribution = attribution_patch_sweep(
+        toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric
+    )
     _, clean_cache = toy_mlp.run_with_cache(clean)
     _, corr_cache = toy_mlp.run_with_cache(corrupted)
     eps = 1e-3
@@ -106,7 +136,7 @@ def test_attribution_equals_the_directional_derivative(toy_mlp):
         name = f"blocks.{layer}.attn.hook_z"
         delta = clean_cache[name][:, :, head] - corr_cache[name][:, :, head]
 
-        def nudge(sign):
+        def nudge(sign, name=name, head=head, delta=delta):
             def hook(z, hook):
                 z = z.clone()
                 z[:, :, head] += sign * eps * delta
@@ -122,7 +152,12 @@ def test_attribution_tracks_the_real_sweep(toy_mlp):
     clean, corrupted = toy_pair(toy_mlp, batch=4)
     metric = logit_diff(5, 7)
     base = float(metric(toy_mlp(corrupted)))
-    real = head_out_patch_sweep(toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False) - base
+    real = (
+        head_out_patch_sweep(
+            toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False
+        )
+        - base
+    )
     approx = attribution_patch_sweep(toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric)
     corr = torch.corrcoef(torch.stack([real.flatten(), approx.flatten()]))[0, 1]
     assert corr > 0.5, f"attribution vs real patching: r = {corr:.2f}"
@@ -131,10 +166,14 @@ def test_attribution_tracks_the_real_sweep(toy_mlp):
 def test_path_patch_matches_transformer_lens_and_marks_earlier_layers(toy):
     clean, corrupted = toy_pair(toy)
     metric = logit_diff(5, 7)
-    ours = path_patch_sweep(toy, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, sender=(0, 1), component="k")
+    ours = path_patch_sweep(
+        toy, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, sender=(0, 1), component="k"
+    )
     _, clean_cache = toy.run_with_cache(clean)
     _, corr_cache = toy.run_with_cache(corrupted)
-    oracle = get_act_patch_direct_path(toy, corrupted, clean_cache, corr_cache, metric, 0, 1, "k", verbose=False)
+    oracle = get_act_patch_direct_path(
+        toy, corrupted, clean_cache, corr_cache, metric, 0, 1, "k", verbose=False
+    )
     assert torch.isnan(ours[0]).all()
     torch.testing.assert_close(ours[1], oracle[1])
 
@@ -143,15 +182,34 @@ def test_path_patch_matches_transformer_lens_and_marks_earlier_layers(toy):
 def test_gqa_key_path_patch_is_refused(model):
     tokens = model.to_tokens("a b c")
     with pytest.raises(ValueError, match="grouped-query"):
-        path_patch_sweep(model, clean_tokens=tokens, corrupted_tokens=tokens, metric=logit_diff(1, 2), sender=(0, 0), component="k")
+        path_patch_sweep(
+            model,
+            clean_tokens=tokens,
+            corrupted_tokens=tokens,
+            metric=logit_diff(1, 2),
+            sender=(0, 0),
+            component="k",
+        )
 
 
 def test_bad_inputs_are_named(toy):
     clean, corrupted = toy_pair(toy)
     with pytest.raises(ValueError, match="differ in shape"):
-        head_out_patch_sweep(toy, clean_tokens=clean, corrupted_tokens=corrupted[:, :-1], metric=logit_diff(1, 2), progress=False)
+        head_out_patch_sweep(
+            toy,
+            clean_tokens=clean,
+            corrupted_tokens=corrupted[:, :-1],
+            metric=logit_diff(1, 2),
+            progress=False,
+        )
     with pytest.raises(ValueError, match="must return a scalar"):
-        head_out_patch_sweep(toy, clean_tokens=clean, corrupted_tokens=corrupted, metric=logit_diff(1, 2, per_prompt=True), progress=False)
+        head_out_patch_sweep(
+            toy,
+            clean_tokens=clean,
+            corrupted_tokens=corrupted,
+            metric=logit_diff(1, 2, per_prompt=True),
+            progress=False,
+        )
     with pytest.raises(ValueError, match="needs a metric"):
         attention_redirect_sweep(toy, clean, 2, metric=None)
     with pytest.raises(ValueError, match="outside the sequence"):

@@ -37,19 +37,40 @@ class Task(Protocol):
 
     def n_ctx(self, config: "ToyConfig") -> int: ...
 
-    def train_batch(self, config: "ToyConfig", generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(
+        self, config: "ToyConfig", generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens, labels) [batch, n_ctx]; labels are -100 where no loss is taken."""
 
     def eval_batch(self, config: "ToyConfig", generator: torch.Generator, batch: int) -> torch.Tensor: ...
 
-    def evaluate(self, config: "ToyConfig", tokens: torch.Tensor, logits: torch.Tensor, attentions) -> dict[str, float]:
+    def evaluate(
+        self, config: "ToyConfig", tokens: torch.Tensor, logits: torch.Tensor, attentions
+    ) -> dict[str, float]:
         """Metrics logged during training, from the eval batch's logits and attention patterns."""
 
 
-TASKS: dict[str, Task] = {"repeat": RepeatTask(), "entailment": EntailmentTask(hops=2), "rule-recall": EntailmentTask(hops=1)}
+TASKS: dict[str, Task] = {
+    "repeat": RepeatTask(),
+    "entailment": EntailmentTask(hops=2),
+    "rule-recall": EntailmentTask(hops=1),
+}
 
 __all__ = [
-    "BOS", "PAD", "SPECIAL", "N_SPECIAL", "TASKS", "Task", "EntailmentTask", "RepeatTask", "ToyEntailmentPrompt",
-    "repeat_batch", "repeat_training_batch", "repeat_vocab", "repeated_tokens", "ordinary_token_ids", "bos_id",
+    "BOS",
+    "PAD",
+    "SPECIAL",
+    "N_SPECIAL",
+    "TASKS",
+    "Task",
+    "EntailmentTask",
+    "RepeatTask",
+    "ToyEntailmentPrompt",
+    "repeat_batch",
+    "repeat_training_batch",
+    "repeat_vocab",
+    "repeated_tokens",
+    "ordinary_token_ids",
+    "bos_id",
     "random_repeats",
 ]

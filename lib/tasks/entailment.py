@@ -52,22 +52,33 @@ class EntailmentTask:
     def _ids(self, config, kind: str, index: torch.Tensor) -> torch.Tensor:
         return DOT + 1 + "cba".index(kind) * config.n_content + index
 
-    def sample(self, config, generator: torch.Generator, batch: int, queries: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, config, generator: torch.Generator, batch: int, queries: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens [batch, 1 + 3*rules + 2*queries]: BOS, the rules, then `queries` (condition,
         answer) pairs; and the alternative's id for the first query [batch]."""
         k = config.n_content
-        picks = {kind: torch.stack([torch.randperm(k, generator=generator)[:2] for _ in range(batch)]) for kind in "cba"}
-        c, b, a = (self._ids(config, kind, picks[kind]) for kind in "cba")  # [batch, 2] each: chain 0, chain 1
+        picks = {
+            kind: torch.stack([torch.randperm(k, generator=generator)[:2] for _ in range(batch)])
+            for kind in "cba"
+        }
+        c, b, a = (
+            self._ids(config, kind, picks[kind]) for kind in "cba"
+        )  # [batch, 2] each: chain 0, chain 1
         dot = torch.full((batch,), DOT)
         if self.hops == 2:
             rules = [  # [batch, 3] each
-                torch.stack([c[:, 0], b[:, 0], dot], 1), torch.stack([c[:, 1], b[:, 1], dot], 1),
-                torch.stack([b[:, 0], a[:, 0], dot], 1), torch.stack([b[:, 1], a[:, 1], dot], 1),
-            ]  # fmt: skip
+                torch.stack([c[:, 0], b[:, 0], dot], 1),
+                torch.stack([c[:, 1], b[:, 1], dot], 1),
+                torch.stack([b[:, 0], a[:, 0], dot], 1),
+                torch.stack([b[:, 1], a[:, 1], dot], 1),
+            ]
         else:
             rules = [torch.stack([c[:, 0], a[:, 0], dot], 1), torch.stack([c[:, 1], a[:, 1], dot], 1)]
         order = torch.stack([torch.randperm(self.rules, generator=generator) for _ in range(batch)])
-        body = torch.stack(rules, 1)[torch.arange(batch)[:, None], order].reshape(batch, -1)  # [batch, 3*rules]
+        body = torch.stack(rules, 1)[torch.arange(batch)[:, None], order].reshape(
+            batch, -1
+        )  # [batch, 3*rules]
         chain = torch.randint(0, 2, (batch, queries), generator=generator)
         rows = torch.arange(batch)[:, None]
         query = torch.stack([c[rows, chain], a[rows, chain]], 2).reshape(batch, -1)  # [batch, 2*queries]
@@ -88,7 +99,10 @@ class EntailmentTask:
     def evaluate(self, config, tokens, logits, attentions):
         final = logits[:, -2]  # the prediction made at the query condition
         loss = torch.nn.functional.cross_entropy(final, tokens[:, -1]).item()
-        return {"answer_loss": loss, "answer_accuracy": (final.argmax(-1) == tokens[:, -1]).float().mean().item()}
+        return {
+            "answer_loss": loss,
+            "answer_accuracy": (final.argmax(-1) == tokens[:, -1]).float().mean().item(),
+        }
 
     def prompts(self, config, generator: torch.Generator, n: int) -> list[ToyEntailmentPrompt]:
         """`n` prompts as text (without the answer), with the entailed answer and the alternative."""
@@ -99,6 +113,11 @@ class EntailmentTask:
             words = [vocab[i] for i in row[1:].tolist()]
             answer_at = words.index(words[-1])
             out.append(
-                ToyEntailmentPrompt(" ".join(words[:-1]), " " + words[-1], " " + vocab[int(alt)], answer_at < words.index(vocab[int(alt)]))
+                ToyEntailmentPrompt(
+                    " ".join(words[:-1]),
+                    " " + words[-1],
+                    " " + vocab[int(alt)],
+                    answer_at < words.index(vocab[int(alt)]),
+                )
             )
         return out

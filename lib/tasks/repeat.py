@@ -7,11 +7,9 @@
 
 from __future__ import annotations
 
-
 import torch
 
 from lib.scores import induction_score_from_pattern, offset_induction_score_from_pattern
-
 from lib.tasks.vocab import N_SPECIAL, SPECIAL
 
 
@@ -76,12 +74,13 @@ class RepeatTask:
             "loss_repeated_half": token_loss[:, S + 1 :].mean().item(),  # 2nd..last token of the copy
         }
         for layer, pattern in enumerate(attentions):  # [batch, head, q, k]
-            best_offset = offset_induction_score_from_pattern(pattern, S, range(min(8, S - 1))).mean(0).max(-1).values
+            best_offset = (
+                offset_induction_score_from_pattern(pattern, S, range(min(8, S - 1))).mean(0).max(-1).values
+            )
             for head, score in enumerate(induction_score_from_pattern(pattern, S).mean(0).tolist()):
                 row[f"induction_L{layer}H{head}"] = score
                 row[f"offset_induction_L{layer}H{head}"] = float(best_offset[head])
         return row
-
 
 
 def ordinary_token_ids(model, n: int = 2000, seed: int = 0) -> torch.Tensor:
@@ -106,11 +105,15 @@ def bos_id(model) -> int:
     """The BOS id of a real model's tokenizer, or a ValueError (repeated prompts start with BOS)."""
     bos = model.tokenizer.bos_token_id
     if bos is None:
-        raise ValueError(f"{model.cfg.model_name}'s tokenizer has no BOS token; the repeated prompts start with one")
+        raise ValueError(
+            f"{model.cfg.model_name}'s tokenizer has no BOS token; the repeated prompts start with one"
+        )
     return int(bos)
 
 
-def random_repeats(model, pool: torch.Tensor, seed: int, batch: int, seq_len: int, repeat: bool = True) -> torch.Tensor:
+def random_repeats(
+    model, pool: torch.Tensor, seed: int, batch: int, seq_len: int, repeat: bool = True
+) -> torch.Tensor:
     """[batch, 1 + 2*seq_len]: BOS, seq_len tokens drawn from `pool` (ordinary_token_ids), the same
     again (or, with repeat=False, seq_len fresh tokens), on the model's device."""
     generator = torch.Generator().manual_seed(seed)
