@@ -78,7 +78,7 @@ from lib.protocols import (
 from lib.scores import induction_scores
 from lib.stats import bootstrap_ci, discovery_confirmation_split
 from lib.sweep import run_variants
-from lib.tasks import TASKS, repeated_tokens
+from lib.tasks import TASKS, ordinary_token_ids, random_repeats
 from lib.toy import ToyConfig
 from prompts.entailment import minimal_pairs
 
@@ -278,14 +278,7 @@ def study(model, model_name) -> Study:
     meta = {label(p): meta_of(p, split, swept) for p in minimal_pairs(2) + minimal_pairs(1)}
 
     # Induction (copy) scores on repeated random tokens.
-    rep = repeated_tokens(
-        torch.Generator().manual_seed(0),
-        8,
-        24,
-        1000,
-        min(20000, model.cfg.d_vocab),
-        int(model.to_tokens("")[0, 0]),
-    )
+    rep = random_repeats(model, ordinary_token_ids(model), seed=0, batch=8, seq_len=24)
     induction = induction_scores(model, rep).numpy()
 
     # Clean run: LD, every head's final row, and what later steps freeze or use as a reference.

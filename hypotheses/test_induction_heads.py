@@ -72,7 +72,7 @@ from lib.scores import (
 )
 from lib.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff
 from lib.sweep import run_variants
-from lib.tasks import N_SPECIAL, repeat_batch
+from lib.tasks import N_SPECIAL, bos_id, ordinary_token_ids, random_repeats, repeat_batch
 from lib.toy import ToyConfig, training_history
 from prompts.text import PARAGRAPHS
 
@@ -82,6 +82,7 @@ ONE_LAYER = TWO_LAYER.replace(n_layers=1)
 SEEDS = tuple(range(10))
 ONE_LAYER_SEEDS = (0, 1, 2)
 TOY = "toy:repeat 2L attn-only"
+REAL_BATCH = 16  # sequences per real-model batch
 S = 16  # length of the repeated sequence
 CIRCUIT = 0.5  # a layer-1 head "forms a circuit" when its best offset induction score reaches this
 LAGS = range(9)  # layer-0 lags searched for the offset circuit's head
@@ -542,38 +543,6 @@ def plot_toys(study: ToyStudy, results_dir: Path) -> None:
 # 6. Real models
 
 
-def ordinary_token_ids(model, n: int = 2000, seed: int = 0) -> torch.Tensor:
-    """[n] ids of ordinary tokens, drawn at random from the vocabulary: not special, printable text
-    with a letter, that re-encodes to itself alone (no fixed id range: any tokenizer)."""
-    tokenizer = model.tokenizer
-    special = set(tokenizer.all_special_ids)
-    out = []
-    for i in torch.randperm(model.cfg.d_vocab, generator=torch.Generator().manual_seed(seed)).tolist():
-        text = tokenizer.decode([i])
-        if i in special or not text.isprintable() or not any(c.isalpha() for c in text):
-            continue
-        if tokenizer.encode(text, add_special_tokens=False) == [i]:
-            out.append(i)
-            if len(out) == n:
-                return torch.tensor(out)
-    raise ValueError(f"{model.cfg.model_name}'s tokenizer has only {len(out)} ordinary tokens; lower n={n}")
-
-
-def bos_id(model) -> int:
-    bos = model.tokenizer.bos_token_id
-    if bos is None:
-        raise ValueError(
-            f"{model.cfg.model_name}'s tokenizer has no BOS token; the repeated prompts start with one"
-        )
-    return int(bos)
-
-
-def random_repeats(model, pool: torch.Tensor, seed: int, batch: int = 16) -> torch.Tensor:
-    """[batch, 1 + 2S]: BOS, S tokens drawn from `pool`, the same S again."""
-    half = pool[torch.randint(len(pool), (batch, S), generator=torch.Generator().manual_seed(seed))]
-    return torch.cat([torch.full((batch, 1), bos_id(model)), half, half], dim=1)
-
-
 def natural_repeats(model, windows_per_paragraph: int = 3) -> torch.Tensor:
     """[n, 1 + 2S]: BOS, S consecutive tokens of a paragraph of prompts/text.py, the same S again."""
     rows = []
@@ -688,13 +657,13 @@ def real(model, model_name, results_dir) -> RealStudy:
     discovery = torch.stack(
         [
             induction_score_from_pattern(p, S).mean(0)
-            for p in attention_patterns(model, random_repeats(model, pool, 11))
+            for p in attention_patterns(model, random_repeats(model, pool, 11, REAL_BATCH, S))
         ]
     )
     top = [divmod(int(i), model.cfg.n_heads) for i in discovery.flatten().topk(TOP_K).indices]
     tokens, reference, natural = (
-        random_repeats(model, pool, 12),
-        random_repeats(model, pool, 13),
+        random_repeats(model, pool, 12, REAL_BATCH, S),
+        random_repeats(model, pool, 13, REAL_BATCH, S),
         natural_repeats(model),
     )
     confirm = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
