@@ -55,17 +55,30 @@ def last_position(tokens: torch.Tensor, token_id: int, word: str, model) -> int:
     return int(hits[-1])
 
 
-def locate_answers(model, text: str, answer: str, alternative: str) -> tuple[torch.Tensor, dict]:
+@dataclass(frozen=True)
+class Answers:
+    """A prompt's tokens and where its two answer words are."""
+
+    tokens: torch.Tensor  # [1, pos]
+    answer_id: int
+    alternative_id: int
+    answer_pos: int  # last occurrence of the answer token in the prompt
+    alternative_pos: int
+
+
+def locate_answers(model, text: str, answer: str, alternative: str) -> Answers:
     """Tokens [1, pos] of `text` and the ids and last positions of both answer words."""
     tokens = model.to_tokens(text)
-    ids = {"answer": single_token_id(model, answer), "alternative": single_token_id(model, alternative)}
-    if ids["answer"] == ids["alternative"]:
+    answer_id, alternative_id = single_token_id(model, answer), single_token_id(model, alternative)
+    if answer_id == alternative_id:
         raise ValueError(f"answer and alternative are the same token ({answer!r}, {alternative!r})")
-    pos = {
-        name: last_position(tokens, i, word, model)
-        for (name, i), word in zip(ids.items(), (answer, alternative))
-    }
-    return tokens, {"ids": ids, "pos": pos}
+    return Answers(
+        tokens,
+        answer_id,
+        alternative_id,
+        last_position(tokens, answer_id, answer, model),
+        last_position(tokens, alternative_id, alternative, model),
+    )
 
 
 @dataclass(frozen=True)
@@ -162,13 +175,14 @@ def attention_switch(
     `offset` moves attention between the tokens `offset` places after each answer instead (for a
     model that reads an answer from the token after it, as a toy with a shifted copying circuit does).
     """
-    tokens, where = locate_answers(model, text, answer, alternative)
-    a, b = where["pos"]["answer"] + offset, where["pos"]["alternative"] + offset
+    where = locate_answers(model, text, answer, alternative)
+    tokens = where.tokens
+    a, b = where.answer_pos + offset, where.alternative_pos + offset
     if not 0 <= max(a, b) < tokens.shape[1] - 1:
         raise ValueError(
             f"offset {offset} puts an answer position outside the prompt's context (positions {a}, {b})"
         )
-    metric = logit_diff(where["ids"]["answer"], where["ids"]["alternative"])
+    metric = logit_diff(where.answer_id, where.alternative_id)
     with torch.no_grad():
         clean = float(metric(model(tokens)))
         attention = attention_patterns(model, tokens)[:, 0, :, -1]  # [layer, head, key]

@@ -29,10 +29,10 @@ def label(p) -> str:
 def test_switch_table_matches_a_direct_intervention(model):
     table = attention_switch(model, SEED, " boots", " shoes", heads=[(23, 2), (3, 4)])
     assert list(table[["layer", "head"]].itertuples(index=False, name=None)) == [(3, 4), (23, 2)]
-    tokens, where = locate_answers(model, SEED, " boots", " shoes")
-    a, b = where["pos"]["answer"], where["pos"]["alternative"]
+    where = locate_answers(model, SEED, " boots", " shoes")
+    tokens, a, b = where.tokens, where.answer_pos, where.alternative_pos
     logits = model.run_with_hooks(tokens, fwd_hooks=H.move_attention(model, [(23, 2)], a, b))
-    direct = float(logits[0, -1, where["ids"]["answer"]] - logits[0, -1, where["ids"]["alternative"]])
+    direct = float(logits[0, -1, where.answer_id] - logits[0, -1, where.alternative_id])
     row = table.set_index(["layer", "head"]).loc[(23, 2)]
     assert abs(row.ld_to_alternative - direct) < 1e-3
     assert abs(row.delta_to_alternative - (row.ld_to_alternative - row.clean_ld)) < 1e-6
