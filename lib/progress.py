@@ -51,10 +51,13 @@ def note(message: str) -> None:
         _sink(message)
 
 
-def progress(iterable: Iterable, desc: str, total: int | None = None, *, disable: bool = False) -> Progress:
+def progress(
+    iterable: Iterable, desc: str, total: int | None = None, *, disable: bool = False, quiet: bool = False
+) -> Progress:
     """Iterate over `iterable`, reporting progress as `desc` (see the module docstring).
-    `total` defaults to len(iterable); `disable=True` iterates silently."""
-    return Progress(iterable, desc, total, disable=disable)
+    `total` defaults to len(iterable); `disable=True` iterates silently; `quiet=True` reports only
+    a task that lasts longer than RATE_S (for steps that are usually short, such as one sweep)."""
+    return Progress(iterable, desc, total, disable=disable, quiet=quiet)
 
 
 class Progress:
@@ -67,11 +70,13 @@ class Progress:
         total: int | None = None,
         *,
         disable: bool = False,
+        quiet: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ):
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self.iterable, self.desc, self.total, self.disable, self.clock = iterable, desc, total, disable, clock
+        self.quiet = quiet
         self.postfix = ""
         self._bar = None
 
@@ -88,7 +93,7 @@ class Progress:
 
     def __iter__(self) -> Iterator:
         sink = _sink
-        if self.disable:
+        if self.disable or (self.quiet and sink is None):
             yield from self.iterable
         elif sink is None:
             self._bar = tqdm(self.iterable, desc=self.desc, total=self.total, leave=False, mininterval=2.0)
@@ -102,7 +107,9 @@ class Progress:
 
     def _report(self, sink: Sink) -> Iterator:
         start = last = self.clock()
-        sink(f"{self.desc}: started" + (f" ({self.total} steps)" if self.total is not None else ""))
+        spoken = not self.quiet
+        if spoken:
+            sink(f"{self.desc}: started" + (f" ({self.total} steps)" if self.total is not None else ""))
         done, finished = 0, False
         try:
             for item in self.iterable:
@@ -110,14 +117,15 @@ class Progress:
                 done += 1
                 now = self.clock()
                 if now - last >= RATE_S:
-                    last = now
+                    last, spoken = now, True
                     sink(self._line(done, now - start))
             finished = True
         finally:
-            elapsed = self.clock() - start
-            ending = "done" if finished else "stopped"
-            extra = f", {self.postfix}" if self.postfix else ""
-            sink(f"{self.desc}: {ending} after {done} steps in {elapsed:.1f} s{extra}")
+            if spoken:
+                elapsed = self.clock() - start
+                ending = "done" if finished else "stopped"
+                extra = f", {self.postfix}" if self.postfix else ""
+                sink(f"{self.desc}: {ending} after {done} steps in {elapsed:.1f} s{extra}")
 
     def _line(self, done: int, elapsed: float) -> str:
         line = f"{self.desc}: {done}"

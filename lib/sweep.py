@@ -103,7 +103,7 @@ def run_variants(
     tokens: [batch, pos] ids (equal-length prompts). `chunk` variants run per forward (default:
     as many as keep the logits under ~1 GiB, at most 64). `kv_cache=False` runs full forwards even
     for final-row edits (the baseline that path is checked against). `progress` names the sweep in
-    the progress shown while it runs.
+    the progress shown while it runs (unnamed, a sweep reports only when it lasts more than a few seconds).
     """
     tokens = check_tokens(model, tokens)
     if metric is None or not callable(metric):
@@ -120,7 +120,7 @@ def run_variants(
     groups = _chunks(keys, start, chunk, MIN_CHUNK_CACHED if use_cache else MIN_CHUNK)
     run = _PrefixRunner(model, tokens, last_only) if use_cache else _SkipRunner(model, tokens, last_only)
     out: dict[Hashable, torch.Tensor] = {}
-    for group in show_progress(groups, progress or "sweep", disable=progress is None):
+    for group in show_progress(groups, progress or f"sweep of {len(keys)} variants", quiet=progress is None):
         logits = run([hooks[key] for key in group])
         for i, key in enumerate(group):
             value = torch.as_tensor(metric(logits[i * batch : (i + 1) * batch]))

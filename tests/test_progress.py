@@ -42,6 +42,18 @@ def test_a_loop_left_early_says_so_and_a_disabled_one_says_nothing():
     assert len(lines) == 2
 
 
+def test_a_quiet_task_speaks_only_when_it_lasts():
+    lines, clock = [], Clock()
+    with using_sink(lines.append):
+        for _ in Progress(range(3), "short sweep", quiet=True, clock=clock):
+            clock.now += RATE_S / 10
+        for _ in Progress(range(20), "long sweep", quiet=True, clock=clock):
+            clock.now += RATE_S / 4
+    assert lines[0] == "long sweep: 4/20 (20%), 5 s elapsed, ~20 s left"
+    assert lines[-1] == "long sweep: done after 20 steps in 25.0 s"
+    assert not any(line.startswith("short sweep") for line in lines)
+
+
 def test_without_a_sink_it_is_tqdm(capsys):
     with using_sink(None):
         assert list(progress(range(5), "plain")) == list(range(5))
