@@ -270,7 +270,8 @@ def plot(study: Study, results_dir: Path) -> None:
         ax.title.set_fontsize(7)
     axes[0].legend(fontsize=6)
     fig.suptitle(
-        f"{MODEL}: redundancy vs dropout at matched loss ({TARGET} nats), mean and 95% CI over 8 seeds",
+        f"{MODEL}: redundancy vs dropout, each model trained to {TARGET} nats or {CAP} steps "
+        f"({int(study.table.reached.sum())}/{len(study.table)} reached it); mean and 95% CI over 8 seeds",
         fontsize=8,
     )
     fig.tight_layout()
