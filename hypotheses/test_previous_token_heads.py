@@ -83,4 +83,5 @@ def test_the_head_beats_the_other_heads_of_its_layer(study, claim):
 
 
 # Log (real models are 4-bit GGUF checkpoints de-quantised to float32)
-# 2026-11-25  written as the suite's worked example; figures in results/claims.csv.
+# 2026-11-25  smollm2-135m: held-out score 0.75 [0.74, 0.76], 0.61 [0.61, 0.62] above the other heads
+#   of its layer (supported). gemma3-270m: 0.65 [0.64, 0.66], 0.45 [0.45, 0.46] above (supported).

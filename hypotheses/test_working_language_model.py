@@ -35,6 +35,10 @@ from lib.stats import bootstrap_ci
 from prompts.text import PARAGRAPHS
 
 pytestmark = pytest.mark.real_model
+# Claims the data refuted (see the log); each runs as a strict xfail, so a change in the science fails CI.
+REFUTED = {
+    "test_paris_is_top1_after_capital_of_france@gemma3-270m": "' Paris' ranks 2 (after ' the' and ' a')",
+}
 
 SEQ_LEN = 20  # S, the length of the random sequence that repeats
 BATCH = 16
@@ -116,5 +120,12 @@ def test_induction_head_is_silent_without_repeats(model, claim):
     )
 
 
-# Log
-# 2026-11-24  smollm2-135m (Q4_1 de-quantised): see results/claims.csv for the figures of this commit.
+# Log (4-bit GGUF checkpoints de-quantised to float32)
+# 2026-11-24  smollm2-135m (Q4_1): see results/claims.csv for the figures of this commit.
+# 2026-11-25  Random tokens now come from each tokenizer's ordinary vocabulary (lib.tasks), not ids
+#   1000-20000. smollm2-135m: loss 6.94 [6.82, 7.07] nats below uniform, shuffle cost 3.69 [3.52,
+#   3.88], held-out induction score 0.82 [0.79, 0.86], silent without repeats 0.005, ' Paris' top-1.
+#   gemma3-270m (Q4_K_M, base): 9.35 [9.25, 9.45] nats below uniform, shuffle cost 4.01 [3.78, 4.23],
+#   held-out induction score 0.81 [0.80, 0.82], silent without repeats 0.004; ' Paris' ranks 2 after
+#   ' the' and ' a' (refuted: a base model continues with an article), so the factual-recall claim
+#   holds on smollm2-135m only.

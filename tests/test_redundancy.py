@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from lib import hooks as H
 from lib import redundancy as R
 from lib.metrics import mean_loss
-from lib.tasks import repeat_batch
 from lib.presets import ATTN_ONLY
+from lib.tasks import repeat_batch
 
 
 def repeat_tokens(seed: int, batch: int = 6) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Statistics: bootstrap and binomial CIs, effect sizes, permutation tests, Holm, the discovery/confirmation split."""
+"""Statistics: bootstrap and binomial CIs, effect sizes, permutation tests, Holm, the discovery/
+confirmation split."""
 
 from __future__ import annotations
 
