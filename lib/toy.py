@@ -219,7 +219,7 @@ def _train_steps(config: ToyConfig, device: str):
             history.append({"step": step, **_evaluate(task, model, config, eval_tokens)})
             model.train()
         if step == config.steps:
-            break
+            continue  # the last step only evaluates; the loop ends here (progress reads "done")
         tokens, labels = (t.to(device) for t in task.train_batch(config, data))
         loss = model(tokens, labels=labels).loss
         optimiser.zero_grad(set_to_none=True)
