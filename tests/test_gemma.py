@@ -15,14 +15,13 @@ import random
 import pandas as pd
 import pytest
 import torch
-from transformer_lens.head_detector import detect_head
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 from transformer_lens.utilities import get_act_name
 
 from lib import hooks as H
-from lib import scores
 from lib.metrics import logit_diff
 from lib.patching import attention_row_sweep, head_out_patch_sweep
+from tests.oracles import assert_scores_equal_head_detector
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
@@ -126,13 +125,7 @@ def test_induction_and_previous_token_scores_equal_head_detector(gemma):
     """head_detector's "mul" measure divides by all rows: ours = TL * (2S+1)/S (induction) and
     TL * L/(L-1) (previous token), as in tests/test_scores.py."""
     text, tokens = repeated_words(gemma, seed=0)
-    ours = scores.induction_scores(gemma, tokens)
-    oracle = detect_head(gemma, text, "induction_head") * (2 * S + 1) / S
-    assert (ours - oracle).abs().max() <= 1e-4
-    length = tokens.shape[1]
-    ours_prev = scores.previous_token_scores(gemma, tokens)
-    oracle_prev = detect_head(gemma, text, "previous_token_head") * length / (length - 1)
-    assert (ours_prev - oracle_prev).abs().max() <= 1e-4
+    ours = assert_scores_equal_head_detector(gemma, text, tokens)
     assert ours.max() > 0.5, (
         "Gemma has induction heads (L5H1 scores 0.83 on random tokens): a vacuous check otherwise"
     )

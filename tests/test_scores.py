@@ -19,6 +19,7 @@ from lib import hooks as H
 from lib import scores
 from lib.tasks import repeat_batch
 from prompts.text import PARAGRAPHS
+from tests.oracles import assert_scores_equal_head_detector
 
 S = 7  # head_detector needs 1 + 2S < the toy's context of 17
 
@@ -52,13 +53,7 @@ def test_induction_and_previous_token_scores_equal_head_detector(request, which)
         assert torch.equal(model.to_tokens(text), tokens)
     else:
         text, tokens = repeated_text(model, seed=0)
-    ours = scores.induction_scores(model, tokens)
-    oracle = detect_head(model, text, "induction_head") * (2 * S + 1) / S
-    assert (ours - oracle).abs().max() <= 1e-4
-    length = tokens.shape[1]
-    ours_prev = scores.previous_token_scores(model, tokens)
-    oracle_prev = detect_head(model, text, "previous_token_head") * length / (length - 1)
-    assert (ours_prev - oracle_prev).abs().max() <= 1e-4
+    assert_scores_equal_head_detector(model, text, tokens)
 
 
 @pytest.mark.real_model
