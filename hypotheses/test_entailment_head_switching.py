@@ -1048,3 +1048,7 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 #   Verdict: copying with a positional shortcut, not entailment. The switch heads move LD because they
 #   write whatever answer they look at; where they look does not depend on the fact.
 #   Runtime: 13 min 16 s wall, 684 s user CPU on 2 cores shared with five other jobs (load ~10).
+# 2026-11-25  Cold run on a fresh clone, idle 2 cores: the smollm2-135m study's setup took 74 s (the sweep
+#   engine now starts each chunk at its patched layer); every figure above reproduced to 3 digits.
+#   gemma3-270m: 22 of 24 families tokenize position-matched ("zorp", "blick" split differently); the
+#   study has not been run on it yet, so no gemma figures or REFUTED keys exist.
