@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,29 +88,39 @@ def test_shuffling_words_raises_loss(model, claim):
     )
 
 
-def test_some_head_has_induction_score_above_half(model, claim):
+@pytest.fixture(scope="module")
+def best_induction_head(model) -> tuple[int, int, float]:
+    """(layer, head, score) of the head with the highest induction score on the discovery batch."""
     discovery = induction_scores(model, random_repeats(model, seed=1))
     layer, head = divmod(int(discovery.argmax()), model.cfg.n_heads)
-    pattern = attention_patterns(model, random_repeats(model, seed=2))[layer]
-    per_sequence = induction_score_from_pattern(pattern, SEQ_LEN)[:, head]
-    ci = bootstrap_ci(per_sequence.numpy())
+    return layer, head, float(discovery[layer, head])
+
+
+def held_out_scores(model, head: tuple[int, int, float], tokens: torch.Tensor) -> np.ndarray:
+    """[sequences] the head's induction score on each sequence of `tokens`."""
+    layer, index, _ = head
+    return induction_score_from_pattern(attention_patterns(model, tokens)[layer], SEQ_LEN)[:, index].numpy()
+
+
+def test_some_head_has_induction_score_above_half(model, best_induction_head, claim):
+    layer, head, discovery = best_induction_head
+    ci = bootstrap_ci(held_out_scores(model, best_induction_head, random_repeats(model, seed=2)))
     assert claim(
         metric=f"held-out induction score of L{layer}H{head}",
         value=ci.estimate,
         ci=ci,
         n=ci.n,
         threshold=0.5,
-        note=f"selected on a disjoint discovery batch (score {discovery[layer, head]:.3f})",
+        note=f"selected on a disjoint discovery batch (score {discovery:.3f})",
     )
 
 
-def test_induction_head_is_silent_without_repeats(model, claim):
+def test_induction_head_is_silent_without_repeats(model, best_induction_head, claim):
     """Control: the best induction head's score on random tokens that never repeat."""
-    discovery = induction_scores(model, random_repeats(model, seed=1))
-    layer, head = divmod(int(discovery.argmax()), model.cfg.n_heads)
-    pattern = attention_patterns(model, random_repeats(model, seed=3, repeat=False))[layer]
-    per_sequence = induction_score_from_pattern(pattern, SEQ_LEN)[:, head]
-    ci = bootstrap_ci(per_sequence.numpy())
+    layer, head, _ = best_induction_head
+    ci = bootstrap_ci(
+        held_out_scores(model, best_induction_head, random_repeats(model, seed=3, repeat=False))
+    )
     assert claim(
         metric=f"L{layer}H{head} score at the induction offset, no repeats",
         value=ci.estimate,
