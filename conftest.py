@@ -4,7 +4,14 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; set once, before anything imports pyplot
 
-pytest_plugins = ["fixtures.ledger", "fixtures.models", "fixtures.refuted", "fixtures.progress", "pytester"]
+pytest_plugins = [
+    "fixtures.ledger",
+    "fixtures.models",
+    "fixtures.refuted",
+    "fixtures.replication",
+    "fixtures.progress",
+    "pytester",
+]
 
 
 def pytest_addoption(parser):
