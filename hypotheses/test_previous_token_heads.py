@@ -82,6 +82,18 @@ def test_the_head_beats_the_other_heads_of_its_layer(study, claim):
     )
 
 
+# Replication (fixtures/replication.py): each claim above, held on every model the run selects.
+REPLICATION = [
+    "test_a_previous_token_head_confirms_on_english",
+    "test_the_head_beats_the_other_heads_of_its_layer",
+]
+
+
+@pytest.mark.parametrize("of", REPLICATION)
+def test_replicates_in_every_model(of, replicate):
+    assert replicate(of)
+
+
 # Log (real models are 4-bit GGUF checkpoints de-quantised to float32)
 # 2026-11-25  smollm2-135m: held-out score 0.75 [0.74, 0.76], 0.61 [0.61, 0.62] above the other heads
 #   of its layer (supported). gemma3-270m: 0.65 [0.64, 0.66], 0.45 [0.45, 0.46] above (supported).

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.real_model
 # Claims the data refuted (see the log); each runs as a strict xfail, so a change in the science fails CI.
 REFUTED = {
     "test_paris_is_top1_after_capital_of_france@gemma3-270m": "' Paris' ranks 2 (after ' the' and ' a')",
+    "test_replicates_in_every_model[test_paris_is_top1_after_capital_of_france]": "rank 2 on gemma3-270m",
 }
 
 SEQ_LEN = 20  # S, the length of the random sequence that repeats
@@ -129,6 +130,21 @@ def test_induction_head_is_silent_without_repeats(model, best_induction_head, cl
         threshold=0.1,
         direction="<=",
     )
+
+
+# Replication (fixtures/replication.py): each claim above, held on every model the run selects.
+REPLICATION = [
+    "test_paris_is_top1_after_capital_of_france",
+    "test_english_loss_far_below_uniform",
+    "test_shuffling_words_raises_loss",
+    "test_some_head_has_induction_score_above_half",
+    "test_induction_head_is_silent_without_repeats",
+]
+
+
+@pytest.mark.parametrize("of", REPLICATION)
+def test_replicates_in_every_model(of, replicate):
+    assert replicate(of)
 
 
 # Log (4-bit GGUF checkpoints de-quantised to float32)
