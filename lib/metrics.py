@@ -2,8 +2,9 @@
 
 Each factory takes the token ids or clean logits it needs and returns the metric. `per_prompt=True`
 versions return [batch] instead of the batch mean, for confidence intervals over prompts. A metric
-that reads one position declares it (`metric.positions = (pos,)`); lib.sweep then unembeds only the
-final position when that is all a metric reads.
+that reads one position declares it (`metric.positions = (pos,)`), and a metric that reads a few logits
+declares their ids (`metric.vocab`); lib.sweep then unembeds only the final position, and only those ids,
+when that is all a metric reads (every other logit is NaN, so a metric that reads one fails loudly).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ def _ids(ids, batch: int, device) -> torch.Tensor:
     return ids.expand(batch) if ids.numel() == 1 else ids
 
 
-def reads(pos: int, metric: Metric) -> Metric:
-    """Declare the one logit position `metric` reads (see the module docstring)."""
+def reads(pos: int, metric: Metric, vocab=None) -> Metric:
+    """Declare the one logit position `metric` reads, and the vocabulary ids it reads there when it
+    reads only a few (see the module docstring)."""
     metric.positions = (pos,)
+    if vocab is not None:
+        metric.vocab = torch.unique(torch.cat([torch.as_tensor(v).reshape(-1).long().cpu() for v in vocab]))
     return metric
 
 
@@ -38,7 +42,7 @@ def logit_diff(answer, alternative, pos: int = -1, per_prompt: bool = False) -> 
         )
         return diff if per_prompt else diff.mean()
 
-    return reads(pos, metric)
+    return reads(pos, metric, vocab=(answer, alternative))
 
 
 def target_prob(target, pos: int = -1, per_prompt: bool = False) -> Metric:

@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos, get_act_patch_direct_path
 
 from lib import hooks as H
-from lib.metrics import logit_diff
+from lib.metrics import logit_diff, reads
 from lib.patching import (
     attention_redirect_sweep,
     attribution_patch_sweep,
     head_out_patch_sweep,
     path_patch_sweep,
 )
+from lib.sweep import run_variants
 
 SEED_PROMPT = (
     "When it rains I carry an umbrella. When I carry an umbrella, I wear boots. "
@@ -120,6 +121,24 @@ def test_redirect_sweep_kv_cache_path_is_exact_on_smollm2(model):
     loop = per_head_redirect_loop(model, tokens, boots, -1, metric, heads)
     for (l, h), value in loop.items():
         assert abs(sweep[l, h] - value) <= 1e-4 * scale(sweep)
+
+
+@pytest.mark.parametrize("kv_cache", [True, False], ids=["kv-path", "full-forwards"])
+def test_a_metric_that_declares_its_ids_gets_only_those_logits_and_the_same_values(toy_mlp, kv_cache):
+    tokens, _ = toy_pair(toy_mlp)
+    variants = {
+        "clean": [],
+        **{(l, h): H.redirect_attention(toy_mlp, [(l, h)], 2) for l in (0, 1) for h in (0, 3)},
+    }
+    declared = logit_diff(4, 9, per_prompt=True)  # declares ids 4 and 9: only they are unembedded
+    undeclared = reads(-1, lambda logits: logits[:, -1, 4] - logits[:, -1, 9])  # the full unembedding
+    partial = run_variants(toy_mlp, tokens, variants, declared, kv_cache=kv_cache)
+    full = run_variants(toy_mlp, tokens, variants, undeclared, kv_cache=kv_cache)
+    for key in variants:
+        assert torch.allclose(partial[key], full[key], atol=1e-5, rtol=1e-5), key
+    liar = reads(-1, lambda logits: logits[:, -1, 7].mean(), vocab=[4])
+    with pytest.raises(ValueError, match="outside the ids it declares"):
+        run_variants(toy_mlp, tokens, variants, liar, kv_cache=kv_cache)
 
 
 def test_attribution_equals_the_directional_derivative(toy_mlp):
