@@ -29,6 +29,7 @@ CORRUPTED = (
     "When it storms I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
 )
 LOOP_SAMPLE = 5  # the per-head loop is timed on every 5th head
+ROUNDS = 3  # our sweeps: the mean of 3 rounds after one warm-up round (the baselines' many forwards warm up)
 BATCH = [
     "When it rains I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear",
     "When it storms I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear",
@@ -62,8 +63,9 @@ def test_head_out_sweep_vs_transformer_lens(benchmark, record_ratio, smollm2):
         lambda: head_out_patch_sweep(
             model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False
         ),
-        rounds=1,
+        rounds=ROUNDS,
         iterations=1,
+        warmup_rounds=1,
     )
     ratio = record_ratio(
         f"head-out patch sweep, {clean.shape[1]} tokens",
@@ -98,8 +100,9 @@ def test_final_row_redirect_sweep_vs_per_head_loop(benchmark, record_ratio, smol
     sample_s, loop = seconds(lambda: per_head_redirect_loop(model, tokens, boots, metric, sample))
     ours = benchmark.pedantic(
         lambda: attention_redirect_sweep(model, tokens, boots, metric=metric, progress=False),
-        rounds=1,
+        rounds=ROUNDS,
         iterations=1,
+        warmup_rounds=1,
     )
     rows, cols = zip(*sample)
     ratio = record_ratio(
@@ -138,7 +141,7 @@ def test_prompt_batched_sweep_vs_one_prompt_at_a_time(benchmark, record_ratio, s
 
     baseline_s, single = seconds(one_at_a_time)
     batched = benchmark.pedantic(
-        lambda: run_variants(model, tokens, variants, metric), rounds=1, iterations=1
+        lambda: run_variants(model, tokens, variants, metric), rounds=ROUNDS, iterations=1, warmup_rounds=1
     )
     ours = torch.stack([batched[head] for head in heads])
     ratio = record_ratio(
