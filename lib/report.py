@@ -4,8 +4,10 @@
     python -m lib.report --results DIR --hypotheses DIR
 
 The page holds, in order:
-1. a claims x models table (rows: claims; columns: the real models, and one column for the toy
-   models, whose cells name the toy; cells: status and value);
+1. a claims x models table (rows: claims; columns: the real models, one column for the toy
+   models, whose cells name the toy, and, where the ledger holds replication claims
+   (fixtures/replication.py), a column "every model" with the replication claim's status and figure;
+   cells: status and value);
 2. one section per hypothesis: its question (the first paragraph of the module docstring of
    hypotheses/test_<hypothesis>.py, read with `ast`, nothing imported), its protocol (the numbered
    steps of the docstring's "Protocol" paragraph, in brief, and in full when unfolded), a table of
@@ -41,6 +43,8 @@ IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 STATUS_COLOURS = {"supported": "tab:green", "refuted": "tab:red", "inconclusive": "tab:gray"}
 FIGURES = "figures"  # the subfolder of the results folder that the report owns
 TOY = "toy:"  # the prefix of toy models' names in the ledger
+REPLICATION = re.compile(r"^test_replicates_in_every_model\[(.*)\]$")  # fixtures/replication.py
+EVERY_MODEL = "every model"
 
 
 @dataclass(frozen=True)
@@ -170,13 +174,25 @@ def render(results: Path, hypotheses: Path) -> str:
         "",
     ]
     # One column per real model; the toy models (a different one for nearly every claim) share one column.
-    real = [m for m in models if not m.startswith(TOY)]
-    columns = real + (["toy model"] if len(real) < len(models) else [])
+    replicated = {
+        (r.hypothesis, match.group(1)): f"{r.status} {round_sig(r.value)}"
+        for r in ledger.itertuples()
+        if (match := REPLICATION.match(r.claim))
+    }
+    real = [m for m in models if not m.startswith(TOY) and "+" not in m]
+    toys = [m for m in models if m.startswith(TOY)]
+    columns = real + (["toy model"] if toys else []) + ([EVERY_MODEL] if replicated else [])
     grid = []
     for (hypothesis, claim), group in ledger.groupby(["hypothesis", "claim"], sort=True):
+        if REPLICATION.match(claim):
+            continue
         cells = dict.fromkeys(columns, "")
+        if replicated:
+            cells[EVERY_MODEL] = replicated.get((hypothesis, claim), "")
         for r in group.itertuples():
             figure = f"{r.status} {round_sig(r.value)}"
+            if "+" in r.model:
+                continue
             if r.model.startswith(TOY):
                 cells["toy model"] = "; ".join(filter(None, [cells["toy model"], f"{figure} ({r.model})"]))
             else:

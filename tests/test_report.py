@@ -47,6 +47,9 @@ def results(tmp_path):
     record(ledger, "test_heads_copy[a]", "tiny-lm", 2.5, ci=(2.0, 3.0), n=8, unit="seeds")
     record(ledger, "test_heads_copy[a]", "other-lm", 0.5, ci=(0.1, 0.9), n=8, unit="seeds")
     record(ledger, "test_unlearned", "toy:copy 2L", 3.0, precondition=(False, "loss 3.6 nats > 1"))
+    record(
+        ledger, "test_replicates_in_every_model[test_heads_copy[a]]", "other-lm+tiny-lm", 0.5, ci=(0.1, 0.9)
+    )
     (tmp_path / "hypotheses").mkdir()
     (tmp_path / "hypotheses" / "test_copying.py").write_text(HYPOTHESIS)
     (tmp_path / "results" / "copying_heatmap.png").write_bytes(b"png")
@@ -59,8 +62,11 @@ def test_the_report_renders_from_the_ledger_alone(results):
     out = write_report(results, results.parent / "hypotheses")
     text = out.read_text()
     assert text.index("## Claims x models") < text.index("## copying")
-    assert "| hypothesis | claim | other-lm | tiny-lm | toy model |" in text
-    assert "| [copying](#copying) | test_heads_copy[a] | refuted 0.5 | supported 2.5 |  |" in text
+    assert "| hypothesis | claim | other-lm | tiny-lm | toy model | every model |" in text
+    assert (
+        "| [copying](#copying) | test_heads_copy[a] | refuted 0.5 | supported 2.5 |  | refuted 0.5 |" in text
+    )
+    assert "| test_replicates_in_every_model" not in text.split("## copying")[0]  # a column, not a row
     assert "inconclusive 3 (toy:copy 2L)" in text
     assert (
         "**Question.** Do toy heads copy?" in text
@@ -74,6 +80,7 @@ def test_the_report_renders_from_the_ledger_alone(results):
     assert "failed: loss 3.6 nats > 1" in text
     figures = sorted(p.name for p in (results / "figures").iterdir())
     assert figures == [
+        "copying__other-lm-tiny-lm.png",
         "copying__other-lm.png",
         "copying__tiny-lm.png",
         "copying__toy-copy-2L.png",
