@@ -10,7 +10,8 @@ writes "the token before me" into each position, and the layer-1 head's keys rea
 Protocol
 1. Toys (lib/toy.py: GPT-NeoX blocks with rotary positions, MLPs fixed at zero, 4 heads, d_model 64):
    2-layer models over SEEDS (10 seeds) and 1-layer models over ONE_LAYER_SEEDS, trained on in-context
-   copying (lib/tasks `repeat`). Evaluated on BOS + S=16 random tokens + the same 16 again.
+   copying (lib/tasks `repeat`). Evaluated on BOS + S=16 random tokens + the same 16 again. The code
+   of steps 1-5 is lib/studies/induction_toys.py; the `toys` fixture runs it once on TOY_DESIGN.
 2. Circuit type, recorded per seed: from the layer-1 offset induction scores, "canonical" (the best
    head attends to the induction target), "offset-d" (to d tokens after it) or "none" (no layer-1
    head reaches 0.5). Claims over seeds are counts k/n with a Clopper-Pearson 95% CI.
@@ -27,10 +28,11 @@ Protocol
 5. Phase change: from the training log, the steps over which the loss on the repeated half falls
    from 10% to 90% of its total drop, and the step where the best layer-1 offset induction score is
    half-way to its final value.
-6. Real models (the `model` fixture; smollm2-135m by default): induction scores of every head on a
-   discovery batch of repeated random tokens (drawn from the tokenizer's ordinary vocabulary); the
-   top 5 confirmed on a disjoint batch, and on repeated natural text (prompts/text.py). Ablation of
-   the top 5 by zero, mean and resample (reference: another batch) against 5 random heads of the
+6. Real models (the `model` fixture; smollm2-135m by default; code: lib/studies/induction_real.py,
+   run once by the `real` fixture on REAL_DESIGN): induction scores of every head on a discovery
+   batch of repeated random tokens (drawn from the tokenizer's ordinary vocabulary); the top 5
+   confirmed on a disjoint batch, and on repeated natural text (prompts/text.py). Ablation of the
+   top 5 by zero, mean and resample (reference: another batch) against 5 random heads of the
    same layers (5 draws, never a top head; nearest layers fill in where a layer has too few other
    heads). On natural text, mean ablation only, the mean taken over the text windows themselves.
    Sufficiency: only the top heads kept, every other head of their layers mean-ablated. Entropy: the
@@ -46,34 +48,12 @@ tops their row of the OV circuit. CIs over prompts are percentile bootstraps (20
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 import pytest
-import torch
-from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib.metrics import per_position_loss
-from lib.patching import path_patch_sweep
-from lib.scores import (
-    attention_patterns,
-    copying_score,
-    entropy_from_pattern,
-    induction_circuit_type,
-    induction_score_from_pattern,
-    lag_scores_from_pattern,
-    offset_induction_score_from_pattern,
-    ov_circuit,
-)
-from lib.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff
-from lib.sweep import run_variants
-from lib.tasks import N_SPECIAL, bos_id, ordinary_token_ids, random_repeats, repeat_batch
-from lib.toy import ToyConfig, training_history
+from lib.stats import bootstrap_ci, bootstrap_ci_diff
+from lib.studies.induction_real import RealDesign, RealStudy, real_study, recovered
+from lib.studies.induction_toys import ToyDesign, ToyStudy, offset_copying, phase_change, share, toy_study
+from lib.toy import ToyConfig
 from prompts.text import PARAGRAPHS
 
 # 600 steps, not 1000: the loss drop ended by step 540 in every seed of the 1000-step run (see the log).
@@ -90,6 +70,20 @@ PATHS = ("k", "q", "v")
 TOP_K = 5
 CONTROL_DRAWS = 5
 ABLATIONS = ("zero", "mean", "resample")
+
+TOY_DESIGN = ToyDesign(
+    two_layer=TWO_LAYER,
+    one_layer=ONE_LAYER,
+    seeds=SEEDS,
+    one_layer_seeds=ONE_LAYER_SEEDS,
+    seq_len=S,
+    circuit=CIRCUIT,
+    lags=LAGS,
+    paths=PATHS,
+)
+REAL_DESIGN = RealDesign(
+    seq_len=S, batch=REAL_BATCH, top_k=TOP_K, control_draws=CONTROL_DRAWS, ablations=ABLATIONS
+)
 
 REFUTED = {
     "test_top_induction_heads_confirm_on_heldout_sequences[natural]@smollm2-135m": (
@@ -109,145 +103,19 @@ REFUTED = {
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Toys: one record per trained model
-
-
-def toy_eval_tokens(seed: int, batch: int = 64) -> torch.Tensor:
-    return repeat_batch(torch.Generator().manual_seed(seed), batch, S, TWO_LAYER.n_content)
-
-
-def repeated_half_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """[batch] mean next-token loss on the 2nd..last token of the second copy."""
-    return per_position_loss(tokens)(logits)[:, S + 1 :].mean(1)
-
-
-@dataclass(frozen=True)
-class ToySeed:
-    config: ToyConfig
-    circuit: str  # "canonical", "offset-d" or "none"
-    offset: int | None  # the circuit's offset d (0 for canonical)
-    head: int | None  # the layer-1 head with the best offset induction score
-    offset_scores: torch.Tensor  # [layer, head, offset] offset induction scores, mean over sequences
-    lag_scores: torch.Tensor  # [batch, head, lag] layer-0 attention from q to q-d, per sequence
-    loss: float  # loss on the repeated half (nats)
-    path_effect: dict[str, float]  # {"k"|"q"|"v": loss rise of the strongest layer-0 -> layer-1 path (nats)}
-    history: pd.DataFrame  # training log
-
-    @property
-    def previous_token(self) -> float:
-        return float(self.lag_scores[:, :, 1].mean(0).max())
-
-    @property
-    def has_circuit(self) -> bool:
-        return self.circuit != "none"
-
-
-@dataclass(frozen=True)
-class ToyStudy:
-    two_layer: tuple[ToySeed, ...]
-    one_layer: tuple[ToySeed, ...]
-
-    def seed(self, seed: int) -> ToySeed:
-        return next(t for t in self.two_layer if t.config.seed == seed)
-
-    def of_type(self, kind: str) -> list[ToySeed]:
-        return [
-            t
-            for t in self.two_layer
-            if t.circuit == kind or (kind == "offset" and t.circuit.startswith("offset"))
-        ]
-
-
-def path_effects(model, tokens: torch.Tensor, source: torch.Tensor) -> dict[str, float]:
-    """{component: largest loss rise over (layer-0 sender, layer-1 receiver) when the sender's output
-    on `source` replaces its output on `tokens` along that component's path alone}."""
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return repeated_half_loss(logits, tokens).mean()
-
-    with torch.no_grad():
-        base = float(metric(model(tokens)))
-    out = {}
-    for component in PATHS:
-        sweeps = [
-            path_patch_sweep(
-                model,
-                clean_tokens=source,
-                corrupted_tokens=tokens,
-                metric=metric,
-                sender=(0, h),
-                component=component,
-            )[1]
-            for h in range(model.cfg.n_heads)
-        ]
-        out[component] = float(torch.stack(sweeps).max()) - base
-    return out
-
-
-def measure_toy(model, config: ToyConfig) -> ToySeed:
-    tokens, source = toy_eval_tokens(seed=123), toy_eval_tokens(seed=321)
-    patterns = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
-    offsets = torch.stack([offset_induction_score_from_pattern(p, S).mean(0) for p in patterns])
-    circuit, offset, head = induction_circuit_type(offsets[-1], CIRCUIT)
-    with torch.no_grad():
-        loss = float(repeated_half_loss(model(tokens), tokens).mean())
-    two_layer = config.n_layers == 2
-    return ToySeed(
-        config=config,
-        circuit=circuit,
-        offset=offset,
-        head=head,
-        offset_scores=offsets,
-        lag_scores=lag_scores_from_pattern(patterns[0], LAGS),
-        loss=loss,
-        path_effect=path_effects(model, tokens, source) if two_layer else {},
-        history=training_history(config),
-    )
+# 1. The studies, computed once per module (lib/studies/induction_toys.py, induction_real.py)
 
 
 @pytest.fixture(scope="module")
 def toys(toy_model, results_dir) -> ToyStudy:
-    study = ToyStudy(
-        two_layer=tuple(
-            measure_toy(toy_model(TWO_LAYER.replace(seed=s)), TWO_LAYER.replace(seed=s)) for s in SEEDS
-        ),
-        one_layer=tuple(
-            measure_toy(toy_model(ONE_LAYER.replace(seed=s)), ONE_LAYER.replace(seed=s))
-            for s in ONE_LAYER_SEEDS
-        ),
-    )
-    plot_toys(study, results_dir)
-    seed_table(study).to_csv(
-        results_dir / "induction_toy-repeat-2L_seeds.csv", index=False, float_format="%.4g"
-    )
-    return study
+    """Every toy of TOY_DESIGN trained (cached) and measured; writes the figure and the seed table."""
+    return toy_study(toy_model, TOY_DESIGN, results_dir)
 
 
-def seed_table(study: ToyStudy) -> pd.DataFrame:
-    """One row per trained toy: its circuit type and the figures behind it."""
-    return pd.DataFrame(
-        {
-            "layers": t.config.n_layers,
-            "seed": t.config.seed,
-            "circuit": t.circuit,
-            "last_layer_head": t.head,
-            "best_offset_score": float(t.offset_scores[-1].max()),
-            "previous_token_score": t.previous_token,
-            "loss_repeated_half": t.loss,
-            **{f"{c}_path_effect": t.path_effect.get(c, float("nan")) for c in PATHS},
-        }
-        for t in study.two_layer + study.one_layer
-    )
-
-
-def share(k: int, n: int) -> dict:
-    """A count claim's figures: value k/n with its Clopper-Pearson CI."""
-    ci = binomial_ci(k, n)
-    return {"value": ci.estimate, "ci": ci, "n": n, "unit": "seeds"}
-
-
-def circuit_table(seeds) -> str:
-    return ", ".join(f"s{t.config.seed}:{t.circuit}" for t in seeds)
+@pytest.fixture(scope="module")
+def real(model, model_name, results_dir) -> RealStudy:
+    """Discovery, confirmation, entropies and ablations on `model`; writes its figure."""
+    return real_study(model, model_name, REAL_DESIGN, results_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +128,7 @@ def test_most_seeds_form_an_induction_circuit(toys, claim):
         model=TOY,
         metric="share of seeds whose layer 1 forms an induction circuit (any offset)",
         threshold=0.5,
-        note=circuit_table(toys.two_layer),
+        note=toys.circuit_table,
         **share(k, len(toys.two_layer)),
     )
 
@@ -274,7 +142,7 @@ def test_most_seeds_form_a_canonical_induction_head(toys, claim):
         model=TOY,
         metric="share of seeds whose best layer-1 head is a canonical induction head (offset 0)",
         threshold=0.5,
-        note=circuit_table(toys.two_layer),
+        note=toys.circuit_table,
         **share(k, len(toys.two_layer)),
     )
 
@@ -285,7 +153,7 @@ def test_the_offset_circuit_recurs_across_seeds(toys, claim):
         model=TOY,
         metric="share of seeds forming an offset-d circuit (d > 0)",
         threshold=0.05,
-        note=circuit_table(toys.two_layer),
+        note=toys.circuit_table,
         **share(k, len(toys.two_layer)),
     )
 
@@ -309,7 +177,7 @@ def test_canonical_heads_come_with_a_previous_token_head(toys, claim):
 
 def test_keys_carry_layer0_into_the_induction_head(toys, claim):
     """Per seed with a circuit: the key path's loss rise exceeds both the query and the value path's."""
-    formed = [t for t in toys.two_layer if t.has_circuit]
+    formed = toys.formed
     k = sum(t.path_effect["k"] > max(t.path_effect["q"], t.path_effect["v"]) for t in formed)
     note = "; ".join(
         f"s{t.config.seed} {t.circuit}: " + " ".join(f"{c} {t.path_effect[c]:.2f}" for c in PATHS)
@@ -329,24 +197,14 @@ def test_keys_carry_layer0_into_the_induction_head(toys, claim):
 # 4. The offset circuit, per seed
 
 
-def offset_precondition(t: ToySeed) -> tuple[bool, str]:
-    return t.circuit.startswith("offset"), f"seed {t.config.seed} formed circuit '{t.circuit}'"
-
-
-def d_back_head(t: ToySeed) -> int:
-    return int(t.lag_scores[:, :, t.offset].mean(0).argmax())
-
-
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
 def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim, seed):
     t = toys.seed(seed)
-    ok, reason = offset_precondition(t)
-    head = d_back_head(t) if ok else 0
+    ok, reason = t.offset_precondition
+    head = t.d_back_head if ok else 0
     d = t.offset or 0
     ci = bootstrap_ci(t.lag_scores[:, head, d])
-    others = {
-        h: round(float(t.lag_scores[:, h, d].mean()), 2) for h in range(t.lag_scores.shape[1]) if h != head
-    }
+    others = {h: score for h, score in t.lag_profile(d).items() if h != head}
     assert claim(
         model=f"{TOY} seed {seed}",
         metric=f"lag-d attention of the layer-0 head reading d back (L0H{head}, d={d})",
@@ -365,9 +223,9 @@ def test_offset_circuit_keys_come_from_a_head_reading_d_plus_1_back(toys, claim,
     """The layer-1 head attends from x_i's second occurrence to position i+1+d; for the key there to
     match x_i, a layer-0 head must bring x_i from d+1 tokens back (K-composition)."""
     t = toys.seed(seed)
-    ok, reason = offset_precondition(t)
+    ok, reason = t.offset_precondition
     lag = (t.offset or 0) + 1
-    head = int(t.lag_scores[:, :, lag].mean(0).argmax())
+    head = t.lag_head(lag)
     ci = bootstrap_ci(t.lag_scores[:, head, lag])
     assert claim(
         model=f"{TOY} seed {seed}",
@@ -378,58 +236,35 @@ def test_offset_circuit_keys_come_from_a_head_reading_d_plus_1_back(toys, claim,
         unit="sequences",
         threshold=0.5,
         precondition=(ok, reason),
-        note=f"layer-0 heads at lag {lag}: "
-        + str({h: round(float(t.lag_scores[:, h, lag].mean()), 2) for h in range(t.lag_scores.shape[1])}),
+        note=f"layer-0 heads at lag {lag}: {t.lag_profile(lag)}",
     )
 
 
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
 def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim, seed):
     """The d-back head moves token x_{i+1} to position i+1+d, where the layer-1 head reads it as a
-    value: its OV circuit, read through the layer-1 head's, should copy (V-composition)."""
+    value: its OV circuit, read through the layer-1 head's, should copy (V-composition). Control:
+    the layer-0 head that reads d back least."""
     t = toys.seed(seed)
-    ok, reason = offset_precondition(t)
-    model = toy_model(t.config)
-    head = d_back_head(t) if ok else 0
-    receiver = t.head if t.head is not None else 0
-    content = torch.arange(N_SPECIAL, N_SPECIAL + t.config.n_content)
-    copies = {
-        h: copying_score(ov_circuit(model, [(0, h), (1, receiver)]), content).float()
-        for h in range(t.config.n_heads)
-    }
-    control = int(t.lag_scores[:, :, t.offset or 0].mean(0).argmin())  # the head that reads d back least
-    ci = bootstrap_ci_diff(copies[head], copies[control])
-    by_head = {h: round(float(c.mean()), 2) for h, c in copies.items()}
-    direct = float(copying_score(ov_circuit(model, [(0, head)]), content).float().mean())
+    ok, reason = t.offset_precondition
+    c = offset_copying(toy_model(t.config), t, head=t.d_back_head if ok else 0)
+    ci = bootstrap_ci_diff(c.through[c.head], c.through[c.control])
     assert claim(
         model=f"{TOY} seed {seed}",
-        metric=f"copying score of L0H{head} through L1H{receiver}'s OV, minus the layer-0 "
-        f"head that reads d back least (L0H{control})",
+        metric=f"copying score of L0H{c.head} through L1H{c.receiver}'s OV, minus the layer-0 "
+        f"head that reads d back least (L0H{c.control})",
         value=ci.estimate,
         ci=ci,
         n=ci.n,
         unit="tokens",
         threshold=0.3,
         precondition=(ok, reason),
-        note=f"copying through L1H{receiver}: {by_head}; direct OV of L0H{head}: {direct:.2f}",
+        note=f"copying through L1H{c.receiver}: {c.by_head}; direct OV of L0H{c.head}: {c.direct:.2f}",
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # 5. Phase change and the one-layer control
-
-
-def phase_change(history: pd.DataFrame) -> dict:
-    """Loss 10%->90% drop window, and the step where the best layer-1 offset score is half-way to its
-    final value."""
-    loss = history.loss_repeated_half.to_numpy()
-    steps = history.step.to_numpy()
-    drop = loss[0] - loss[-1]
-    start = steps[np.argmax(loss <= loss[0] - 0.1 * drop)]
-    end = steps[np.argmax(loss <= loss[0] - 0.9 * drop)]
-    score = history.filter(like="offset_induction_L1").max(axis=1).to_numpy()
-    half = steps[np.argmax(score >= score[0] + 0.5 * (score[-1] - score[0]))]
-    return {"start": int(start), "end": int(end), "score_step": int(half)}
 
 
 @pytest.mark.xfail(
@@ -440,7 +275,7 @@ def phase_change(history: pd.DataFrame) -> dict:
 def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
     """Per seed with a circuit: the loss falls (10%->90%) in fewer steps than the plateau before it,
     and the layer-1 score is half-way within that window (+- 2 log intervals)."""
-    formed = [t for t in toys.two_layer if t.has_circuit]
+    formed = toys.formed
     slack = 2 * TWO_LAYER.log_every
     changes = [phase_change(t.history) for t in formed]
     k = sum(
@@ -477,7 +312,7 @@ def test_one_layer_toys_form_no_induction_head(toys, claim):
 def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
     """Every 1-layer seed against every 2-layer seed with a circuit: the smallest gap."""
     one = [t.loss for t in toys.one_layer]
-    two = [t.loss for t in toys.two_layer if t.has_circuit]
+    two = [t.loss for t in toys.formed]
     assert claim(
         model="toy:repeat 1L vs 2L",
         metric="smallest 1-layer loss minus largest 2-layer loss, repeated half (nats)",
@@ -490,202 +325,8 @@ def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
     )
 
 
-COLOURS = {"canonical": "tab:blue", "none": "tab:grey"}
-
-
-def plot_toys(study: ToyStudy, results_dir: Path) -> None:
-
-    def colour(t: ToySeed) -> str:
-        return COLOURS.get(t.circuit, "tab:orange")  # offset circuits in orange
-
-    fig, (ax_loss, ax_score, ax_path) = plt.subplots(1, 3, figsize=(15, 4))
-    for t in study.two_layer:
-        label = f"seed {t.config.seed}: {t.circuit}"
-        ax_loss.plot(t.history.step, t.history.loss_repeated_half, color=colour(t), label=label)
-        ax_score.plot(
-            t.history.step, t.history.filter(like="offset_induction_L1").max(axis=1), color=colour(t)
-        )
-    for t in study.one_layer:
-        ax_loss.plot(
-            t.history.step,
-            t.history.loss_repeated_half,
-            color="black",
-            ls=":",
-            label=f"1L seed {t.config.seed}",
-        )
-    ax_loss.set(
-        xlabel="training step",
-        ylabel="loss on repeated half (nats)",
-        title="toy:repeat 2L attn-only: training",
-    )
-    ax_score.set(xlabel="training step", ylabel="best layer-1 offset induction score")
-    ax_loss.legend(fontsize=6)
-    x = np.arange(len(study.two_layer))
-    for i, component in enumerate(PATHS):
-        ax_path.bar(
-            x + (i - 1) * 0.27,
-            [t.path_effect[component] for t in study.two_layer],
-            0.27,
-            label=f"{component} path",
-        )
-    ax_path.set_xticks(x, [f"s{t.config.seed} {t.circuit}" for t in study.two_layer], fontsize=7, rotation=90)
-    ax_path.set(
-        ylabel="loss rise, strongest L0->L1 path resampled (nats)",
-        title="toy:repeat 2L: K vs Q vs V composition",
-    )
-    ax_path.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(results_dir / "induction_toy-repeat-2L.png", dpi=120)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------------
 # 6. Real models
-
-
-def natural_repeats(model, windows_per_paragraph: int = 3) -> torch.Tensor:
-    """[n, 1 + 2S]: BOS, S consecutive tokens of a paragraph of prompts/text.py, the same S again."""
-    rows = []
-    for paragraph in PARAGRAPHS:
-        ids = model.to_tokens(paragraph, prepend_bos=False)[0]
-        rows += [ids[i * S : (i + 1) * S] for i in range(min(windows_per_paragraph, len(ids) // S))]
-    half = torch.stack(rows)
-    return torch.cat([torch.full((len(rows), 1), bos_id(model)), half, half], dim=1)
-
-
-def same_layer_draws(
-    model, top: list[tuple[int, int]], draws: int, seed: int = 0
-) -> list[list[tuple[int, int]]]:
-    """`draws` sets of random heads with the top heads' layer counts, never a top head. Where a layer
-    has too few other heads (few heads per layer), the rest come from the nearest layers."""
-    rng = random.Random(seed)
-    per_layer = pd.Series([layer for layer, _ in top]).value_counts().to_dict()
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    out = []
-    for _ in range(draws):
-        heads: list[tuple[int, int]] = []
-        for layer, count in sorted(per_layer.items()):
-            for near in sorted(range(n_layers), key=lambda other: abs(other - layer)):
-                pool = [(near, h) for h in range(n_heads) if (near, h) not in top and (near, h) not in heads]
-                picked = rng.sample(pool, min(count, len(pool)))
-                heads += picked
-                count -= len(picked)
-                if count == 0:
-                    break
-        out.append(heads)
-    return out
-
-
-@dataclass(frozen=True)
-class Ablations:
-    """Loss on the repeated half [batch] per prompt, under each intervention."""
-
-    clean: torch.Tensor
-    top: dict  # {how: [batch]} the top heads ablated
-    random: dict  # {how: [draws, batch]} random same-layer heads ablated
-    layers_ablated: torch.Tensor | None = None  # every head of the top heads' layers mean-ablated
-    top_kept: torch.Tensor | None = None  # only the top heads kept, the rest of their layers mean-ablated
-    random_kept: torch.Tensor | None = None  # [draws, batch] random same-layer heads kept instead
-
-
-def ablations(model, tokens, reference, top, draws, hows=ABLATIONS, sufficiency: bool = True) -> Ablations:
-    """Every intervention in one call of the sweep engine: the top heads and each draw of random
-    same-layer heads ablated (`hows`), and (`sufficiency`) whole layers mean-ablated but for the
-    top heads or a draw of random heads."""
-    names = {get_act_name("z", layer) for layer, _ in [*top, *(h for heads in draws for h in heads)]}
-    _, ref_cache = model.run_with_cache(reference, names_filter=lambda n: n in names)
-    layers = sorted({layer for layer, _ in top})
-    every = [(layer, h) for layer in layers for h in range(model.cfg.n_heads)]
-
-    def keep(kept) -> list:
-        return H.ablate_heads(model, [h for h in every if h not in kept], "mean", ref_cache)
-
-    variants = {"clean": []}
-    for how in hows:
-        variants[("top", how)] = H.ablate_heads(model, top, how, ref_cache)
-        for i, heads in enumerate(draws):
-            variants[("random", how, i)] = H.ablate_heads(model, heads, how, ref_cache)
-    if sufficiency:
-        variants["layers"] = H.ablate_heads(model, every, "mean", ref_cache)
-        variants["top_kept"] = keep(top)
-        for i, heads in enumerate(draws):
-            variants[("random_kept", i)] = keep(heads)
-    loss = run_variants(
-        model,
-        tokens,
-        variants,
-        lambda logits: repeated_half_loss(logits, tokens),
-        progress="induction ablations",
-    )
-    kept = (
-        {
-            "layers_ablated": loss["layers"],
-            "top_kept": loss["top_kept"],
-            "random_kept": torch.stack([loss[("random_kept", i)] for i in range(len(draws))]),
-        }
-        if sufficiency
-        else {}
-    )
-    return Ablations(
-        clean=loss["clean"],
-        top={how: loss[("top", how)] for how in hows},
-        random={how: torch.stack([loss[("random", how, i)] for i in range(len(draws))]) for how in hows},
-        **kept,
-    )
-
-
-@dataclass(frozen=True)
-class RealStudy:
-    discovery: torch.Tensor  # [layer, head] induction scores on the discovery batch
-    top: tuple[tuple[int, int], ...]
-    confirm: torch.Tensor  # [batch] held-out induction score of the top heads (mean over them), per sequence
-    natural_confirm: torch.Tensor  # [n] the same on repeated natural text
-    entropy: dict  # {("top"|"other", "first"|"repeated"): [batch]} mean entropy per sequence (nats)
-    random: Ablations  # repeated random tokens
-    natural: Ablations  # repeated natural text (mean ablation only)
-
-
-def top_head_score(patterns: torch.Tensor, top) -> torch.Tensor:
-    return torch.stack(
-        [induction_score_from_pattern(patterns[layer], S)[:, head] for layer, head in top]
-    ).mean(0)
-
-
-@pytest.fixture(scope="module")
-def real(model, model_name, results_dir) -> RealStudy:
-    pool = ordinary_token_ids(model)
-    discovery = torch.stack(
-        [
-            induction_score_from_pattern(p, S).mean(0)
-            for p in attention_patterns(model, random_repeats(model, pool, 11, REAL_BATCH, S))
-        ]
-    )
-    top = [divmod(int(i), model.cfg.n_heads) for i in discovery.flatten().topk(TOP_K).indices]
-    tokens, reference, natural = (
-        random_repeats(model, pool, 12, REAL_BATCH, S),
-        random_repeats(model, pool, 13, REAL_BATCH, S),
-        natural_repeats(model),
-    )
-    confirm = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
-    layers = sorted({layer for layer, _ in top})
-    entropy = {}
-    rows = {layer: entropy_from_pattern(confirm[layer]) for layer in layers}  # [batch, head, query]
-    for half, queries in (("first", slice(1, S + 1)), ("repeated", slice(S + 1, None))):
-        per_head = {(l, h): rows[l][:, h, queries].mean(-1) for l in layers for h in range(model.cfg.n_heads)}
-        entropy[("top", half)] = torch.stack([per_head[h] for h in top]).mean(0)
-        entropy[("other", half)] = torch.stack([v for h, v in per_head.items() if h not in top]).mean(0)
-    draws = same_layer_draws(model, top, CONTROL_DRAWS)
-    study = RealStudy(
-        discovery=discovery,
-        top=tuple(top),
-        confirm=top_head_score(confirm, top),
-        natural_confirm=top_head_score(attention_patterns(model, natural), top),
-        entropy=entropy,
-        random=ablations(model, tokens, reference, top, draws),
-        natural=ablations(model, natural, natural, top, draws, hows=("mean",), sufficiency=False),
-    )
-    plot_real(study, model_name, results_dir)
-    return study
 
 
 def fmt(ci) -> str:
@@ -749,11 +390,6 @@ def test_top_heads_matter_more_than_random_heads_on_natural_text(real, claim):
     )
 
 
-def recovered(a: Ablations, kept: torch.Tensor) -> torch.Tensor:
-    """[batch] share of the loss rise from mean-ablating the whole layers that keeping `kept` heads undoes."""
-    return (a.layers_ablated - kept) / (a.layers_ablated - a.clean)
-
-
 @pytest.mark.real_model
 def test_top_heads_alone_suffice_in_their_layers(real, claim):
     a = real.random
@@ -795,35 +431,6 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_laye
             for group in ("top", "other")
         ),
     )
-
-
-def plot_real(study: RealStudy, model_name: str, results_dir: Path) -> None:
-    fig, (ax_map, ax_bar) = plt.subplots(1, 2, figsize=(10, 6), gridspec_kw={"width_ratios": [1, 2]})
-    image = ax_map.imshow(study.discovery.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    ax_map.set(xlabel="head", ylabel="layer", title=f"induction score, {model_name}")
-    fig.colorbar(image, ax=ax_map)
-    a = study.random
-    labels, values = [], []
-    for how in ABLATIONS:
-        labels += [f"top {how}", f"random {how}"]
-        values += [a.top[how] - a.clean, a.random[how].mean(0) - a.clean]
-    labels += ["whole layers", "top kept", "random kept"]
-    values += [a.layers_ablated - a.clean, a.top_kept - a.clean, a.random_kept.mean(0) - a.clean]
-    cis = [bootstrap_ci(v) for v in values]
-    ax_bar.bar(
-        range(len(cis)),
-        [c.estimate for c in cis],
-        yerr=[[c.estimate - c.low for c in cis], [c.high - c.estimate for c in cis]],
-        capsize=3,
-    )
-    ax_bar.set_xticks(range(len(cis)), labels, rotation=45, ha="right", fontsize=8)
-    ax_bar.set(
-        ylabel="loss rise on the repeated half (nats, 95% CI)",
-        title=f"ablations of the top {TOP_K} heads, {model_name}",
-    )
-    fig.tight_layout()
-    fig.savefig(results_dir / f"induction_{model_name}.png", dpi=120)
-    plt.close(fig)
 
 
 # Log (smollm2-135m is the Q4_1 GGUF checkpoint de-quantised to float32, not the original weights)

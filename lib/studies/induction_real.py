@@ -1,0 +1,233 @@
+"""The real-model part of the induction-heads study, computed once: hypotheses/test_induction_heads.py
+claims.
+
+    study = real_study(model, "smollm2-135m", RealDesign(seq_len=16, batch=16, top_k=5, ...), results_dir)
+    study.top, study.confirm.mean(), study.random.top["mean"] - study.random.clean
+
+Steps, in the order they run:
+1. Discovery: induction scores of every head on a batch of repeated random tokens drawn from the
+   tokenizer's ordinary vocabulary (lib.tasks.random_repeats, seed 11); the top `top_k` heads.
+2. Confirmation on a disjoint batch (seed 12) and on repeated natural text (prompts/text.py): the
+   top heads' induction score per sequence, and the entropy of the top heads and of the other heads
+   of their layers on the first and on the repeated half.
+3. Controls: `control_draws` sets of random heads with the top heads' layer counts, never a top head
+   (random.Random(0); nearest layers fill in where a layer has too few other heads).
+4. Ablations, one call of the sweep engine (lib.sweep.run_variants) per text: the top heads and each
+   draw ablated by every kind (reference: another batch, seed 13), and whole layers mean-ablated but
+   for the top heads or a draw. On natural text, mean ablation only, the mean over the windows.
+Then the figure (discovery map, loss rises with 95% CIs) goes to `results_dir`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from transformer_lens.utilities import get_act_name
+
+from lib import hooks as H
+from lib.scores import attention_patterns, entropy_from_pattern, induction_score_from_pattern
+from lib.stats import bootstrap_ci
+from lib.studies.induction_toys import repeated_half_loss
+from lib.sweep import run_variants
+from lib.tasks import bos_id, ordinary_token_ids, random_repeats
+from prompts.text import PARAGRAPHS
+
+
+@dataclass(frozen=True)
+class RealDesign:
+    """What the real-model study measures; the hypothesis file states the values."""
+
+    seq_len: int  # S, length of the repeated sequence
+    batch: int  # sequences per batch of repeated random tokens
+    top_k: int  # heads selected on the discovery batch
+    control_draws: int  # draws of random same-layer heads
+    ablations: tuple[str, ...]  # ablation kinds on repeated random tokens ("zero", "mean", "resample")
+
+
+def natural_repeats(model, seq_len: int, windows_per_paragraph: int = 3) -> torch.Tensor:
+    """[n, 1 + 2S]: BOS, S consecutive tokens of a paragraph of prompts/text.py, the same S again."""
+    S = seq_len
+    rows = []
+    for paragraph in PARAGRAPHS:
+        ids = model.to_tokens(paragraph, prepend_bos=False)[0]
+        rows += [ids[i * S : (i + 1) * S] for i in range(min(windows_per_paragraph, len(ids) // S))]
+    half = torch.stack(rows)
+    return torch.cat([torch.full((len(rows), 1), bos_id(model)), half, half], dim=1)
+
+
+def same_layer_draws(
+    model, top: list[tuple[int, int]], draws: int, seed: int = 0
+) -> list[list[tuple[int, int]]]:
+    """`draws` sets of random heads with the top heads' layer counts, never a top head. Where a layer
+    has too few other heads (few heads per layer), the rest come from the nearest layers."""
+    rng = random.Random(seed)
+    per_layer = pd.Series([layer for layer, _ in top]).value_counts().to_dict()
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    out = []
+    for _ in range(draws):
+        heads: list[tuple[int, int]] = []
+        for layer, count in sorted(per_layer.items()):
+            for near in sorted(range(n_layers), key=lambda other: abs(other - layer)):
+                pool = [(near, h) for h in range(n_heads) if (near, h) not in top and (near, h) not in heads]
+                picked = rng.sample(pool, min(count, len(pool)))
+                heads += picked
+                count -= len(picked)
+                if count == 0:
+                    break
+        out.append(heads)
+    return out
+
+
+@dataclass(frozen=True)
+class Ablations:
+    """Loss on the repeated half [batch] per prompt, under each intervention."""
+
+    clean: torch.Tensor
+    top: dict  # {how: [batch]} the top heads ablated
+    random: dict  # {how: [draws, batch]} random same-layer heads ablated
+    layers_ablated: torch.Tensor | None = None  # every head of the top heads' layers mean-ablated
+    top_kept: torch.Tensor | None = None  # only the top heads kept, the rest of their layers mean-ablated
+    random_kept: torch.Tensor | None = None  # [draws, batch] random same-layer heads kept instead
+
+
+def ablations(
+    model, tokens, reference, top, draws, seq_len: int, hows: tuple[str, ...], sufficiency: bool = True
+) -> Ablations:
+    """Every intervention in one call of the sweep engine: the top heads and each draw of random
+    same-layer heads ablated (`hows`), and (`sufficiency`) whole layers mean-ablated but for the
+    top heads or a draw of random heads."""
+    names = {get_act_name("z", layer) for layer, _ in [*top, *(h for heads in draws for h in heads)]}
+    _, ref_cache = model.run_with_cache(reference, names_filter=lambda n: n in names)
+    layers = sorted({layer for layer, _ in top})
+    every = [(layer, h) for layer in layers for h in range(model.cfg.n_heads)]
+
+    def keep(kept) -> list:
+        return H.ablate_heads(model, [h for h in every if h not in kept], "mean", ref_cache)
+
+    variants = {"clean": []}
+    for how in hows:
+        variants[("top", how)] = H.ablate_heads(model, top, how, ref_cache)
+        for i, heads in enumerate(draws):
+            variants[("random", how, i)] = H.ablate_heads(model, heads, how, ref_cache)
+    if sufficiency:
+        variants["layers"] = H.ablate_heads(model, every, "mean", ref_cache)
+        variants["top_kept"] = keep(top)
+        for i, heads in enumerate(draws):
+            variants[("random_kept", i)] = keep(heads)
+    loss = run_variants(
+        model,
+        tokens,
+        variants,
+        lambda logits: repeated_half_loss(logits, tokens, seq_len),
+        progress="induction ablations",
+    )
+    kept = (
+        {
+            "layers_ablated": loss["layers"],
+            "top_kept": loss["top_kept"],
+            "random_kept": torch.stack([loss[("random_kept", i)] for i in range(len(draws))]),
+        }
+        if sufficiency
+        else {}
+    )
+    return Ablations(
+        clean=loss["clean"],
+        top={how: loss[("top", how)] for how in hows},
+        random={how: torch.stack([loss[("random", how, i)] for i in range(len(draws))]) for how in hows},
+        **kept,
+    )
+
+
+def recovered(a: Ablations, kept: torch.Tensor) -> torch.Tensor:
+    """[batch] share of the loss rise from mean-ablating the whole layers that keeping `kept` heads undoes."""
+    return (a.layers_ablated - kept) / (a.layers_ablated - a.clean)
+
+
+@dataclass(frozen=True)
+class RealStudy:
+    discovery: torch.Tensor  # [layer, head] induction scores on the discovery batch
+    top: tuple[tuple[int, int], ...]
+    confirm: torch.Tensor  # [batch] held-out induction score of the top heads (mean over them), per sequence
+    natural_confirm: torch.Tensor  # [n] the same on repeated natural text
+    entropy: dict  # {("top"|"other", "first"|"repeated"): [batch]} mean entropy per sequence (nats)
+    random: Ablations  # repeated random tokens
+    natural: Ablations  # repeated natural text (mean ablation only)
+
+
+def top_head_score(patterns: torch.Tensor, top, seq_len: int) -> torch.Tensor:
+    """[batch] induction score of the `top` heads, mean over them; patterns [layer, batch, head, q, k]."""
+    return torch.stack(
+        [induction_score_from_pattern(patterns[layer], seq_len)[:, head] for layer, head in top]
+    ).mean(0)
+
+
+def real_study(model, model_name: str, design: RealDesign, results_dir: Path) -> RealStudy:
+    """The steps of the module docstring on `model`; writes the figure induction_<model_name>.png."""
+    S, n_heads = design.seq_len, model.cfg.n_heads
+    pool = ordinary_token_ids(model)
+    discovery = torch.stack(
+        [
+            induction_score_from_pattern(p, S).mean(0)
+            for p in attention_patterns(model, random_repeats(model, pool, 11, design.batch, S))
+        ]
+    )
+    top = [divmod(int(i), n_heads) for i in discovery.flatten().topk(design.top_k).indices]
+    tokens, reference, natural = (
+        random_repeats(model, pool, 12, design.batch, S),
+        random_repeats(model, pool, 13, design.batch, S),
+        natural_repeats(model, S),
+    )
+    confirm = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
+    layers = sorted({layer for layer, _ in top})
+    entropy = {}
+    rows = {layer: entropy_from_pattern(confirm[layer]) for layer in layers}  # [batch, head, query]
+    for half, queries in (("first", slice(1, S + 1)), ("repeated", slice(S + 1, None))):
+        per_head = {(l, h): rows[l][:, h, queries].mean(-1) for l in layers for h in range(n_heads)}
+        entropy[("top", half)] = torch.stack([per_head[h] for h in top]).mean(0)
+        entropy[("other", half)] = torch.stack([v for h, v in per_head.items() if h not in top]).mean(0)
+    draws = same_layer_draws(model, top, design.control_draws)
+    study = RealStudy(
+        discovery=discovery,
+        top=tuple(top),
+        confirm=top_head_score(confirm, top, S),
+        natural_confirm=top_head_score(attention_patterns(model, natural), top, S),
+        entropy=entropy,
+        random=ablations(model, tokens, reference, top, draws, S, design.ablations),
+        natural=ablations(model, natural, natural, top, draws, S, ("mean",), sufficiency=False),
+    )
+    plot_real(study, model_name, design, results_dir)
+    return study
+
+
+def plot_real(study: RealStudy, model_name: str, design: RealDesign, results_dir: Path) -> None:
+    fig, (ax_map, ax_bar) = plt.subplots(1, 2, figsize=(10, 6), gridspec_kw={"width_ratios": [1, 2]})
+    image = ax_map.imshow(study.discovery.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    ax_map.set(xlabel="head", ylabel="layer", title=f"induction score, {model_name}")
+    fig.colorbar(image, ax=ax_map)
+    a = study.random
+    labels, values = [], []
+    for how in design.ablations:
+        labels += [f"top {how}", f"random {how}"]
+        values += [a.top[how] - a.clean, a.random[how].mean(0) - a.clean]
+    labels += ["whole layers", "top kept", "random kept"]
+    values += [a.layers_ablated - a.clean, a.top_kept - a.clean, a.random_kept.mean(0) - a.clean]
+    cis = [bootstrap_ci(v) for v in values]
+    ax_bar.bar(
+        range(len(cis)),
+        [c.estimate for c in cis],
+        yerr=[[c.estimate - c.low for c in cis], [c.high - c.estimate for c in cis]],
+        capsize=3,
+    )
+    ax_bar.set_xticks(range(len(cis)), labels, rotation=45, ha="right", fontsize=8)
+    ax_bar.set(
+        ylabel="loss rise on the repeated half (nats, 95% CI)",
+        title=f"ablations of the top {design.top_k} heads, {model_name}",
+    )
+    fig.tight_layout()
+    fig.savefig(results_dir / f"induction_{model_name}.png", dpi=120)
+    plt.close(fig)

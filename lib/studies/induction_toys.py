@@ -1,0 +1,319 @@
+"""The toy part of the induction-heads study, computed once: hypotheses/test_induction_heads.py claims.
+
+    study = toy_study(toy_model, ToyDesign(two_layer=TWO_LAYER, one_layer=ONE_LAYER, ...), results_dir)
+    study.seed(3).circuit, study.of_type("offset"), seed_table(study, paths=("k", "q", "v"))
+
+Steps, in the order they run, per trained toy (2-layer seeds, then 1-layer seeds):
+1. Evaluation batch: BOS + S random content tokens + the same S again (lib.tasks.repeat_batch,
+   generator seed 123); a second batch (seed 321) is the resample source of the path patching.
+2. Offset induction scores of every head (lib.scores), the circuit type of the last layer
+   (lib.scores.induction_circuit_type), the layer-0 lag scores per sequence, and the loss on the
+   repeated half (the 2nd..last token of the second copy).
+3. 2-layer toys: path patching of every layer-0 head into every layer-1 head's keys, queries and
+   values (lib.patching.path_patch_sweep); the largest loss rise per path.
+4. The training log (lib.toy.training_history).
+Then the figure (training curves, K/Q/V path effects) and the per-seed table go to `results_dir`.
+The offset circuit's copying (`offset_copying`) and the phase change (`phase_change`) are read off a
+`ToySeed` by the claims that need them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from lib.metrics import per_position_loss
+from lib.patching import path_patch_sweep
+from lib.scores import (
+    attention_patterns,
+    copying_score,
+    induction_circuit_type,
+    lag_scores_from_pattern,
+    offset_induction_score_from_pattern,
+    ov_circuit,
+)
+from lib.stats import binomial_ci
+from lib.tasks import N_SPECIAL, repeat_batch
+from lib.toy import ToyConfig, training_history
+
+
+@dataclass(frozen=True)
+class ToyDesign:
+    """What the toy study trains and measures; the hypothesis file states the values."""
+
+    two_layer: ToyConfig  # the 2-layer config; each seed replaces its `seed`
+    one_layer: ToyConfig  # the 1-layer control's config
+    seeds: tuple[int, ...]  # 2-layer seeds
+    one_layer_seeds: tuple[int, ...]
+    seq_len: int  # S, length of the repeated sequence
+    circuit: float  # a layer-1 head "forms a circuit" when its best offset induction score reaches this
+    lags: range  # layer-0 lags searched for the offset circuit's head
+    paths: tuple[str, ...]  # path-patched components of the layer-1 heads ("k", "q", "v")
+
+
+def toy_eval_tokens(config: ToyConfig, seq_len: int, seed: int, batch: int = 64) -> torch.Tensor:
+    """[batch, 1 + 2S]: BOS, S random content tokens of `config`'s vocabulary, the same S again."""
+    return repeat_batch(torch.Generator().manual_seed(seed), batch, seq_len, config.n_content)
+
+
+def repeated_half_loss(logits: torch.Tensor, tokens: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """[batch] mean next-token loss on the 2nd..last token of the second copy."""
+    return per_position_loss(tokens)(logits)[:, seq_len + 1 :].mean(1)
+
+
+@dataclass(frozen=True)
+class ToySeed:
+    config: ToyConfig
+    circuit: str  # "canonical", "offset-d" or "none"
+    offset: int | None  # the circuit's offset d (0 for canonical)
+    head: int | None  # the layer-1 head with the best offset induction score
+    offset_scores: torch.Tensor  # [layer, head, offset] offset induction scores, mean over sequences
+    lag_scores: torch.Tensor  # [batch, head, lag] layer-0 attention from q to q-d, per sequence
+    loss: float  # loss on the repeated half (nats)
+    path_effect: dict[str, float]  # {"k"|"q"|"v": loss rise of the strongest layer-0 -> layer-1 path (nats)}
+    history: pd.DataFrame  # training log
+
+    @property
+    def previous_token(self) -> float:
+        return float(self.lag_scores[:, :, 1].mean(0).max())
+
+    @property
+    def has_circuit(self) -> bool:
+        return self.circuit != "none"
+
+    @property
+    def offset_precondition(self) -> tuple[bool, str]:
+        """(premise, reason) of the offset-circuit claims: this seed formed an offset-d circuit."""
+        return self.circuit.startswith("offset"), f"seed {self.config.seed} formed circuit '{self.circuit}'"
+
+    def lag_head(self, lag: int) -> int:
+        """The layer-0 head with the most attention `lag` tokens back (mean over sequences)."""
+        return int(self.lag_scores[:, :, lag].mean(0).argmax())
+
+    @property
+    def d_back_head(self) -> int:
+        """The layer-0 head reading d (the circuit's offset) tokens back."""
+        return self.lag_head(self.offset)
+
+    def lag_profile(self, lag: int) -> dict[int, float]:
+        """{layer-0 head: its lag-`lag` attention, mean over sequences, to 2 places} (for notes)."""
+        n_heads = self.lag_scores.shape[1]
+        return {h: round(float(self.lag_scores[:, h, lag].mean()), 2) for h in range(n_heads)}
+
+
+@dataclass(frozen=True)
+class ToyStudy:
+    two_layer: tuple[ToySeed, ...]
+    one_layer: tuple[ToySeed, ...]
+
+    def seed(self, seed: int) -> ToySeed:
+        return next(t for t in self.two_layer if t.config.seed == seed)
+
+    @property
+    def formed(self) -> list[ToySeed]:
+        """The 2-layer seeds whose layer 1 forms a circuit (any offset)."""
+        return [t for t in self.two_layer if t.has_circuit]
+
+    @property
+    def circuit_table(self) -> str:
+        """The 2-layer seeds' circuit types, for notes: "s0:offset-4, s1:canonical, ..."."""
+        return ", ".join(f"s{t.config.seed}:{t.circuit}" for t in self.two_layer)
+
+    def of_type(self, kind: str) -> list[ToySeed]:
+        return [
+            t
+            for t in self.two_layer
+            if t.circuit == kind or (kind == "offset" and t.circuit.startswith("offset"))
+        ]
+
+
+def path_effects(
+    model, tokens: torch.Tensor, source: torch.Tensor, seq_len: int, paths: tuple[str, ...]
+) -> dict[str, float]:
+    """{component: largest loss rise over (layer-0 sender, layer-1 receiver) when the sender's output
+    on `source` replaces its output on `tokens` along that component's path alone}."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return repeated_half_loss(logits, tokens, seq_len).mean()
+
+    with torch.no_grad():
+        base = float(metric(model(tokens)))
+    out = {}
+    for component in paths:
+        sweeps = [
+            path_patch_sweep(
+                model,
+                clean_tokens=source,
+                corrupted_tokens=tokens,
+                metric=metric,
+                sender=(0, h),
+                component=component,
+            )[1]
+            for h in range(model.cfg.n_heads)
+        ]
+        out[component] = float(torch.stack(sweeps).max()) - base
+    return out
+
+
+def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
+    S = design.seq_len
+    tokens, source = toy_eval_tokens(config, S, seed=123), toy_eval_tokens(config, S, seed=321)
+    patterns = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
+    offsets = torch.stack([offset_induction_score_from_pattern(p, S).mean(0) for p in patterns])
+    circuit, offset, head = induction_circuit_type(offsets[-1], design.circuit)
+    with torch.no_grad():
+        loss = float(repeated_half_loss(model(tokens), tokens, S).mean())
+    two_layer = config.n_layers == 2
+    return ToySeed(
+        config=config,
+        circuit=circuit,
+        offset=offset,
+        head=head,
+        offset_scores=offsets,
+        lag_scores=lag_scores_from_pattern(patterns[0], design.lags),
+        loss=loss,
+        path_effect=path_effects(model, tokens, source, S, design.paths) if two_layer else {},
+        history=training_history(config),
+    )
+
+
+def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> ToyStudy:
+    """Every toy of `design` trained (or loaded) by `toy_model(config)` and measured; writes the
+    figure induction_toy-repeat-2L.png and the table induction_toy-repeat-2L_seeds.csv."""
+
+    def measured(config: ToyConfig, seeds: tuple[int, ...]) -> tuple[ToySeed, ...]:
+        configs = [config.replace(seed=s) for s in seeds]
+        return tuple(measure_toy(toy_model(c), c, design) for c in configs)
+
+    study = ToyStudy(
+        two_layer=measured(design.two_layer, design.seeds),
+        one_layer=measured(design.one_layer, design.one_layer_seeds),
+    )
+    plot_toys(study, design.paths, results_dir)
+    seed_table(study, design.paths).to_csv(
+        results_dir / "induction_toy-repeat-2L_seeds.csv", index=False, float_format="%.4g"
+    )
+    return study
+
+
+def seed_table(study: ToyStudy, paths: tuple[str, ...]) -> pd.DataFrame:
+    """One row per trained toy: its circuit type and the figures behind it."""
+    return pd.DataFrame(
+        {
+            "layers": t.config.n_layers,
+            "seed": t.config.seed,
+            "circuit": t.circuit,
+            "last_layer_head": t.head,
+            "best_offset_score": float(t.offset_scores[-1].max()),
+            "previous_token_score": t.previous_token,
+            "loss_repeated_half": t.loss,
+            **{f"{c}_path_effect": t.path_effect.get(c, float("nan")) for c in paths},
+        }
+        for t in study.two_layer + study.one_layer
+    )
+
+
+def share(k: int, n: int) -> dict:
+    """A count claim's figures: value k/n with its Clopper-Pearson CI."""
+    ci = binomial_ci(k, n)
+    return {"value": ci.estimate, "ci": ci, "n": n, "unit": "seeds"}
+
+
+# The offset circuit, per seed
+
+
+@dataclass(frozen=True)
+class OffsetCopying:
+    head: int  # the layer-0 head reading d back
+    receiver: int  # the layer-1 circuit head
+    control: int  # the layer-0 head that reads d back least
+    through: dict[int, torch.Tensor]  # {layer-0 head: [content] 1 where a token copies through L1}
+    direct: float  # copying score of `head`'s own OV circuit
+
+    @property
+    def by_head(self) -> dict[int, float]:
+        return {h: round(float(c.mean()), 2) for h, c in self.through.items()}
+
+
+def offset_copying(model, t: ToySeed, head: int) -> OffsetCopying:
+    """Copying scores of every layer-0 head's OV circuit read through the layer-1 circuit head's
+    (embedding -> L0 OV -> L1 OV -> unembedding), over the content tokens."""
+    receiver = t.head if t.head is not None else 0
+    content = torch.arange(N_SPECIAL, N_SPECIAL + t.config.n_content)
+    return OffsetCopying(
+        head=head,
+        receiver=receiver,
+        control=int(t.lag_scores[:, :, t.offset or 0].mean(0).argmin()),
+        through={
+            h: copying_score(ov_circuit(model, [(0, h), (1, receiver)]), content).float()
+            for h in range(t.config.n_heads)
+        },
+        direct=float(copying_score(ov_circuit(model, [(0, head)]), content).float().mean()),
+    )
+
+
+def phase_change(history: pd.DataFrame) -> dict:
+    """Loss 10%->90% drop window, and the step where the best layer-1 offset score is half-way to its
+    final value."""
+    loss = history.loss_repeated_half.to_numpy()
+    steps = history.step.to_numpy()
+    drop = loss[0] - loss[-1]
+    start = steps[np.argmax(loss <= loss[0] - 0.1 * drop)]
+    end = steps[np.argmax(loss <= loss[0] - 0.9 * drop)]
+    score = history.filter(like="offset_induction_L1").max(axis=1).to_numpy()
+    half = steps[np.argmax(score >= score[0] + 0.5 * (score[-1] - score[0]))]
+    return {"start": int(start), "end": int(end), "score_step": int(half)}
+
+
+COLOURS = {"canonical": "tab:blue", "none": "tab:grey"}
+
+
+def plot_toys(study: ToyStudy, paths: tuple[str, ...], results_dir: Path) -> None:
+
+    def colour(t: ToySeed) -> str:
+        return COLOURS.get(t.circuit, "tab:orange")  # offset circuits in orange
+
+    fig, (ax_loss, ax_score, ax_path) = plt.subplots(1, 3, figsize=(15, 4))
+    for t in study.two_layer:
+        label = f"seed {t.config.seed}: {t.circuit}"
+        ax_loss.plot(t.history.step, t.history.loss_repeated_half, color=colour(t), label=label)
+        ax_score.plot(
+            t.history.step, t.history.filter(like="offset_induction_L1").max(axis=1), color=colour(t)
+        )
+    for t in study.one_layer:
+        ax_loss.plot(
+            t.history.step,
+            t.history.loss_repeated_half,
+            color="black",
+            ls=":",
+            label=f"1L seed {t.config.seed}",
+        )
+    ax_loss.set(
+        xlabel="training step",
+        ylabel="loss on repeated half (nats)",
+        title="toy:repeat 2L attn-only: training",
+    )
+    ax_score.set(xlabel="training step", ylabel="best layer-1 offset induction score")
+    ax_loss.legend(fontsize=6)
+    x = np.arange(len(study.two_layer))
+    for i, component in enumerate(paths):
+        ax_path.bar(
+            x + (i - 1) * 0.27,
+            [t.path_effect[component] for t in study.two_layer],
+            0.27,
+            label=f"{component} path",
+        )
+    ax_path.set_xticks(x, [f"s{t.config.seed} {t.circuit}" for t in study.two_layer], fontsize=7, rotation=90)
+    ax_path.set(
+        ylabel="loss rise, strongest L0->L1 path resampled (nats)",
+        title="toy:repeat 2L: K vs Q vs V composition",
+    )
+    ax_path.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(results_dir / "induction_toy-repeat-2L.png", dpi=120)
+    plt.close(fig)
