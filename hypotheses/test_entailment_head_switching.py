@@ -27,7 +27,8 @@ them; (d) the seed's switch, rebuilt: top heads by discovery switch effect, held
 matched controls, dose-response, additivity, the seed's one-hot redirect, flips of the top-1 token;
 (e) where vs what, and the switch's direct vs total effect.
 
-Protocol (lib.protocols, lib.sweep.run_variants; every stacked forward goes through run_variants)
+Protocol (lib/studies/entailment_study.py run_study, on lib.protocols and lib.sweep.run_variants;
+every stacked forward goes through run_variants; family statistics: lib/studies/entailment_stats.py)
 1. Pairs whose texts tokenize to equal length with single-token answers on the model; families are
    split once into discovery (1/3) and confirmation (2/3) (lib.stats.discovery_confirmation_split).
 2. Clean run of every prompt: LD, final-row attention of every head, and the activations the later
@@ -51,44 +52,39 @@ each claim's note.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 from scipy.stats import spearmanr
-from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib.metrics import logit_diff, reads, target_prob
-from lib.patching import split_qkv_input
-from lib.protocols import (
-    PairTokens,
-    freeze_after,
-    move_fraction,
-    partner_row,
-    path_to_queries,
-    tokenize_pairs,
-    watch,
+from lib.stats import bootstrap_ci
+from lib.studies.entailment_figures import write_figures
+from lib.studies.entailment_stats import (
+    answers_attention,
+    by_family,
+    deltas,
+    entails,
+    family_ci,
+    flip_rate,
+    fmt,
+    heads_label,
+    mean_of_draws,
+    ratio_ci,
 )
-from lib.scores import induction_scores
-from lib.stats import bootstrap_ci, discovery_confirmation_split
-from lib.sweep import run_variants
-from lib.tasks import TASKS, ordinary_token_ids, random_repeats
+from lib.studies.entailment_study import EntailmentDesign, Study, run_study
+from lib.studies.entailment_sweep import sensitivity_by_pair
+from lib.studies.entailment_toy import ToyStudy, run_toy_study
 from lib.toy import ToyConfig
-from prompts.entailment import minimal_pairs
 
-K = 3  # heads switched together (the seed's choice)
-DOSE_K = (1, 3, 5, 10)
-DOSE_ALPHA = (0.0, 0.25, 0.5, 0.75, 1.0)
-CONTROL_DRAWS = 3
-N_INDUCTION = 5  # top induction heads mean-ablated
-DISCOVERY_FRACTION = 1 / 3
-ORDER_SETS = (("ab/ab", "ab/ba"), ("ba/ba", "ba/ab"))  # per family, alternating: one same, one crossed
+DESIGN = EntailmentDesign(
+    k=3,  # heads switched together (the seed's choice)
+    dose_k=(1, 3, 5, 10),  # top switch heads moved together in the dose-response; 10 = the switch heads kept
+    dose_alpha=(0.0, 0.25, 0.5, 0.75, 1.0),  # fraction of the entailed answer's weight moved
+    control_draws=3,
+    n_induction=5,  # top induction heads mean-ablated
+    discovery_fraction=1 / 3,
+    order_sets=(("ab/ab", "ab/ba"), ("ba/ba", "ba/ab")),  # per family, alternating: one same, one crossed
+)
+K, DOSE_K, DOSE_ALPHA, CONTROL_DRAWS = DESIGN.k, DESIGN.dose_k, DESIGN.dose_alpha, DESIGN.control_draws
 TOY = ToyConfig(task="rule-recall", n_layers=2, n_content=16, steps=600, log_every=50)
 TOY_OFFSET = 1  # the toy's layer-1 heads read each answer from the token after it (log, 2026-11-24)
 TOY_PROMPTS = 48
@@ -107,473 +103,16 @@ REFUTED = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# Prompts as position-matched buckets
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """Pairs of one token length, stacked: row 2i is pair i's text a, row 2i+1 its text b."""
-
-    tokens: torch.Tensor  # [2n, pos]
-    entailed_id: torch.Tensor  # [2n]
-    alternative_id: torch.Tensor  # [2n]
-    entailed_pos: torch.Tensor  # [2n]
-    alternative_pos: torch.Tensor  # [2n]
-    rows: pd.DataFrame  # one row per prompt: pair, family, words, order, crossed, text ("a"/"b")
-
-
-def buckets(pairs: list[PairTokens], meta: dict[str, dict]) -> list[Bucket]:
-    """Stack pairs of equal length (and equal split, hops and `swept`, when `meta` has them);
-    `meta[pair.label]` gives each pair's table columns."""
-    by_length: dict[tuple, list[PairTokens]] = {}
-    for p in pairs:
-        key = (meta[p.label].get("split"), meta[p.label].get("hops"), meta[p.label].get("swept"), p.length)
-        by_length.setdefault(key, []).append(p)
-    out = []
-    for group in by_length.values():
-        ids = [(p.ids[0], p.ids[1]) for p in group]
-        pos = [(p.answer_pos[0], p.answer_pos[1]) for p in group]
-
-        def rows_of(values, entailed: bool) -> torch.Tensor:  # text a entails a, text b entails b
-            flat = [(a, b) if entailed else (b, a) for a, b in values]
-            return torch.tensor([x for pair in flat for x in pair])
-
-        rows = pd.DataFrame(
-            [{"pair": p.label, **meta[p.label], "text": text} for p in group for text in ("a", "b")]
-        )
-        out.append(
-            Bucket(
-                torch.cat([p.tokens for p in group]),
-                rows_of(ids, True),
-                rows_of(ids, False),
-                rows_of(pos, True),
-                rows_of(pos, False),
-                rows,
-            )
-        )
-    return out
-
-
-def ld_metric(bucket: Bucket):
-    return logit_diff(bucket.entailed_id, bucket.alternative_id, per_prompt=True)
-
-
-def top1_metric(bucket: Bucket):
-    return reads(-1, lambda logits: logits[:, -1].argmax(-1).float())
-
-
-def p_alternative_metric(bucket: Bucket):
-    return target_prob(bucket.alternative_id, per_prompt=True)
-
-
-def sweep(model, bucket_list, variants: Callable, metric=ld_metric, split_q: bool = False):
-    """(one row per prompt and variant with its `value`, one capture store per bucket).
-
-    `variants(bucket, index, store)` returns {key: hooks}; hooks may write captures to `store`."""
-    frames, stores = [], []
-    for index, bucket in enumerate(bucket_list):
-        store: dict = {}
-        hooks = variants(bucket, index, store)
-        if split_q:
-            with split_qkv_input(model):
-                values = run_variants(model, bucket.tokens, hooks, metric(bucket))
-        else:
-            values = run_variants(model, bucket.tokens, hooks, metric(bucket))
-        for key, value in values.items():
-            frames.append(bucket.rows.assign(variant=[key] * len(bucket.rows), value=value.numpy()))
-        stores.append(store)
-    return pd.concat(frames, ignore_index=True), stores
-
-
-# ---------------------------------------------------------------------------------------------
-# The study, computed once per model
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str  # the model, as the ledger records it
-    skipped: dict  # pairs this model cannot use, with the reason
-    behaviour: pd.DataFrame  # per pair: family, words, hops, order, crossed, split, sensitivity
-    attention: pd.DataFrame  # per prompt x head: entailed / alternative / later-answer attention
-    induction: np.ndarray  # [layer, head] induction scores
-    switch_by_family: pd.DataFrame  # discovery: per family x head, mean delta LD of the single-head switch
-    fact_heads: list  # top K by discovery fact-following score
-    switch_heads: list  # top 10 by discovery switch effect (most negative first)
-    seed_heads: list  # top K by discovery attention to the entailed answer (the seed's selection)
-    induction_heads: list  # top N_INDUCTION by induction score, outside the switch heads
-    same_layer: list  # CONTROL_DRAWS draws of K heads in the switch heads' layers
-    decile: list  # CONTROL_DRAWS draws of K heads from the top attention decile
-    confirm: pd.DataFrame  # confirmation: per prompt x variant, LD / top-1 / p(alternative)
-    captures: pd.DataFrame  # confirmation: switch heads' attention per prompt x variant
-
-
-def label(p) -> str:
-    return f"{p.family}/{p.hops}/{p.order}"
-
-
-def meta_of(p, split: dict, swept: dict) -> dict:
-    return {
-        "family": p.family,
-        "words": p.words,
-        "hops": p.hops,
-        "order": p.order,
-        "crossed": p.crossed,
-        "split": split.get(p.family, "confirmation"),
-        "swept": p.hops == 2 and p.order in swept[p.family],
-    }
-
-
-def attention_frame(bucket_list, stores, key, layers, offset: int = 0) -> pd.DataFrame:
-    """Per prompt x head: final-row attention on the entailed and alternative answers (+offset)."""
-    frames = []
-    for bucket, store in zip(bucket_list, stores):
-        rows = torch.arange(len(bucket.rows))
-        e, a = bucket.entailed_pos + offset, bucket.alternative_pos + offset
-        later = torch.maximum(bucket.entailed_pos, bucket.alternative_pos) + offset
-        earlier = torch.minimum(bucket.entailed_pos, bucket.alternative_pos) + offset
-        for layer in layers:
-            pattern = store[(key, get_act_name("pattern", layer))]  # [batch, head, key]
-            for head in range(pattern.shape[1]):
-                frames.append(
-                    bucket.rows.assign(
-                        layer=layer,
-                        head=head,
-                        entailed=pattern[rows, head, e].numpy(),
-                        alternative=pattern[rows, head, a].numpy(),
-                        later=pattern[rows, head, later].numpy(),
-                        earlier=pattern[rows, head, earlier].numpy(),
-                    )
-                )
-    frame = pd.concat(frames, ignore_index=True)
-    frame["follows"] = frame.entailed - frame.alternative
-    return frame
-
-
-def top_heads(series: pd.Series, k: int, largest: bool = True) -> list[tuple[int, int]]:
-    picked = series.nlargest(k) if largest else series.nsmallest(k)
-    return [tuple(map(int, index)) for index in picked.index]
-
-
-def sensitivity_by_pair(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
-    """Per pair: LD_entailed(a) + LD_entailed(b) = LD(text a) - LD(text b), the sensitivity."""
-    keys = [
-        c for c in ("variant", "pair", "family", "words", "hops", "order", "crossed", "split") if c in frame
-    ]
-    return frame.groupby(keys, as_index=False)[column].sum()
-
-
 @pytest.fixture(scope="module")
 def study(model, model_name) -> Study:
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    every_head = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    families = sorted({p.family for p in minimal_pairs(2)})
-    discovery, _ = discovery_confirmation_split(families, confirm_fraction=1 - DISCOVERY_FRACTION, seed=0)
-    split = {f: "discovery" for f in discovery}
-    orders = {f: ORDER_SETS[i % 2] for i, f in enumerate(families)}
-    two_hop_pairs = [p for p in minimal_pairs(2) if p.order in orders[p.family]]
-    two_hop, skipped = tokenize_pairs(model, two_hop_pairs, label)
-    one_hop, skipped_1 = tokenize_pairs(model, minimal_pairs(1), label)
-    swept = {f: orders[f] if f not in split else (orders[f][i % 2],) for i, f in enumerate(families)}
-    meta = {label(p): meta_of(p, split, swept) for p in minimal_pairs(2) + minimal_pairs(1)}
-
-    # Induction (copy) scores on repeated random tokens.
-    rep = random_repeats(model, ordinary_token_ids(model), seed=0, batch=8, seq_len=24)
-    induction = induction_scores(model, rep).numpy()
-
-    # Clean run: LD, every head's final row, and what later steps freeze or use as a reference.
-    patterns = [get_act_name("pattern", layer) for layer in range(n_layers)]
-    finals = [get_act_name(kind, layer) for layer in range(n_layers) for kind in ("z", "mlp_out")] + [
-        "ln_final.hook_scale"
-    ]
-    top_induction = top_heads(
-        pd.Series(induction.flatten(), index=pd.MultiIndex.from_tuples(every_head)), 3 * N_INDUCTION
-    )
-    full_z = sorted({get_act_name("z", layer) for layer, _ in top_induction})
-
-    def clean_variant(bucket, index, store):
-        hooks = [watch(store, "clean", name) for name in patterns + finals]
-        return {"clean": hooks + [watch(store, "clean_full", name, final=False) for name in full_z]}
-
-    all_buckets = buckets(two_hop, meta) + buckets(one_hop, meta)
-    clean, clean_stores = sweep(model, all_buckets, clean_variant)
-    behaviour = sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"})
-    attention = attention_frame(all_buckets, clean_stores, "clean", range(n_layers))
-    two = attention.query("hops == 2")
-    disc_attention = two.query("split == 'discovery'").groupby(["layer", "head"])
-    fact_heads = top_heads(disc_attention.follows.mean(), K)
-    seed_heads = top_heads(disc_attention.entailed.mean(), K)
-
-    # Discovery: every head's single switch, one rule order per family.
-    disc_pairs = [p for p in two_hop if meta[p.label]["split"] == "discovery" and meta[p.label]["swept"]]
-
-    def single_switches(bucket, index, store):
-        e, a = bucket.entailed_pos, bucket.alternative_pos
-        return {"clean": [], **{head: H.move_attention(model, [head], e, a) for head in every_head}}
-
-    disc, _ = sweep(model, buckets(disc_pairs, meta), single_switches)
-    disc["prompt"] = disc.pair + ":" + disc.text
-    clean_disc = disc[disc.variant == "clean"].set_index("prompt").value
-    disc = disc[disc.variant != "clean"].copy()
-    disc["delta"] = disc.value - disc.prompt.map(clean_disc)
-    disc["layer"], disc["head"] = disc.variant.str[0], disc.variant.str[1]
-    switch_by_family = disc.groupby(["family", "layer", "head"], as_index=False).delta.mean()
-    per_head = switch_by_family.groupby(["layer", "head"]).delta.mean()
-    switch_heads = top_heads(per_head, max(DOSE_K), largest=False)
-    top = switch_heads[:K]
-    induction_heads = [
-        h for h in top_induction if h not in switch_heads and h[0] < min(lyr for lyr, _ in top)
-    ][:N_INDUCTION]
-
-    rng = random.Random(0)
-    layers = sorted({layer for layer, _ in top})
-    pool = [
-        (layer, head) for layer in layers for head in range(n_heads) if (layer, head) not in switch_heads[:K]
-    ]
-    same_layer = [rng.sample(pool, K) for _ in range(CONTROL_DRAWS)]
-    attention_rank = disc_attention.entailed.mean()
-    decile_pool = [h for h in top_heads(attention_rank, max(len(every_head) // 10, 2 * K)) if h not in top]
-    decile = [rng.sample(decile_pool, K) for _ in range(CONTROL_DRAWS)]
-    fact_control = rng.sample(
-        [h for h in every_head if h[0] in {lyr for lyr, _ in fact_heads} and h not in fact_heads], K
-    )
-    seed_control = rng.sample(
-        [h for h in every_head if h[0] in {lyr for lyr, _ in seed_heads} and h not in seed_heads], K
-    )
-
-    # Confirmation: two-hop pairs of held-out families, all rule orders.
-    confirmation = [
-        i
-        for i, b in enumerate(all_buckets)
-        if b.rows.split.iloc[0] == "confirmation" and b.rows.hops.iloc[0] == 2 and b.rows.swept.iloc[0]
-    ]
-    conf_buckets, conf_stores = (
-        [all_buckets[i] for i in confirmation],
-        [clean_stores[i] for i in confirmation],
-    )
-
-    def switch(heads, bucket, alpha=1.0):
-        return H.edit_attention_rows(
-            model, heads, -1, move_fraction(bucket.entailed_pos, bucket.alternative_pos, alpha)
-        )
-
-    def final_row_variants(bucket, index, store):
-        variants = {"clean": []}
-        for k in DOSE_K:
-            for alpha in DOSE_ALPHA[1:]:
-                variants[("switch", k, alpha)] = switch(switch_heads[:k], bucket, alpha)
-        variants.update({("single", head): switch([head], bucket) for head in switch_heads})
-        variants.update({("same_layer", i): switch(heads, bucket) for i, heads in enumerate(same_layer)})
-        variants.update({("decile", i): switch(heads, bucket) for i, heads in enumerate(decile)})
-        variants["seed_redirect"] = H.redirect_attention(model, seed_heads, bucket.alternative_pos)
-        variants["seed_redirect_control"] = H.redirect_attention(model, seed_control, bucket.alternative_pos)
-        variants["fact_cross"] = H.edit_attention_rows(model, fact_heads, -1, partner_row)
-        variants["fact_cross_control"] = H.edit_attention_rows(model, fact_control, -1, partner_row)
-        variants["switch_cross"] = H.edit_attention_rows(model, top, -1, partner_row)
-        variants["switch_direct"] = switch(top, bucket) + freeze_after(
-            model, top, conf_stores[index], "clean"
-        )
-        return variants
-
-    confirm, _ = sweep(model, conf_buckets, final_row_variants)
-    flip_keys = [
-        "clean",
-        ("switch", K, 1.0),
-        *[("same_layer", i) for i in range(CONTROL_DRAWS)],
-        "seed_redirect",
-        "seed_redirect_control",
-    ]
-
-    def flip_variants(bucket, index, store):
-        every = final_row_variants(bucket, index, store)
-        return {key: every[key] for key in flip_keys}
-
-    top1, _ = sweep(model, conf_buckets, flip_variants, metric=top1_metric)
-    p_alt, _ = sweep(model, conf_buckets, flip_variants, metric=p_alternative_metric)
-    confirm = confirm.rename(columns={"value": "ld"})
-    for frame, column in ((top1, "top1"), (p_alt, "p_alternative")):
-        confirm = confirm.merge(
-            frame.rename(columns={"value": column})[["pair", "text", "variant", column]],
-            on=["pair", "text", "variant"],
-            how="left",
-        )
-
-    # Copy account and "what": full forwards from the lowest edited layer.
-    watched = sorted({get_act_name("pattern", layer) for layer, _ in top})
-
-    def full_variants(bucket, index, store):
-        reference = {name: conf_stores[index][("clean_full", name)] for name in full_z}
-        look = lambda key: [watch(store, key, name) for name in watched]
-        values = lambda v: v.reshape(-1, 2, *v.shape[1:]).flip(1).reshape(v.shape)
-        return {
-            "ablate_induction": H.ablate_heads(model, induction_heads, "mean", reference_cache=reference)
-            + look("ablate_induction"),
-            "switch_value_cross": H.edit_head_values(model, top, values, query_pos=-1),
-        }
-
-    def path_variant(bucket, index, store):
-        reference = {name: conf_stores[index][("clean_full", name)] for name in full_z}
-        hooks = path_to_queries(model, induction_heads, top, reference)
-        return {"path_q": hooks + [watch(store, "path_q", name) for name in watched]}
-
-    full, full_stores = sweep(model, conf_buckets, full_variants)
-    path, path_stores = sweep(model, conf_buckets, path_variant, split_q=True)
-    full_stores = [{**a, **b} for a, b in zip(full_stores, path_stores)]
-    confirm = pd.concat([confirm, full.rename(columns={"value": "ld"}), path.rename(columns={"value": "ld"})])
-    confirm = confirm.reset_index(drop=True)
-    captures = pd.concat(
-        [attention_frame(conf_buckets, conf_stores, "clean", layers).assign(variant="clean")]
-        + [
-            attention_frame(conf_buckets, full_stores, key, layers).assign(variant=key)
-            for key in ("ablate_induction", "path_q")
-        ],
-        ignore_index=True,
-    )
-    captures = captures[[(lyr, h) in top for lyr, h in zip(captures.layer, captures["head"])]]
-    return Study(
-        model_name,
-        {**skipped, **skipped_1},
-        behaviour,
-        attention,
-        induction,
-        switch_by_family,
-        fact_heads,
-        switch_heads,
-        seed_heads,
-        induction_heads,
-        same_layer,
-        decile,
-        confirm,
-        captures,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Family-level statistics
-
-
-def by_family(frame: pd.DataFrame, column: str) -> pd.Series:
-    return frame.groupby("family")[column].mean()
-
-
-def family_ci(frame: pd.DataFrame, column: str):
-    return bootstrap_ci(by_family(frame, column).to_numpy())
-
-
-def ratio_ci(numerator: pd.Series, denominator: pd.Series):
-    """CI of sum(numerator) / sum(denominator) over families, resampling families."""
-    num, den = numerator.to_numpy(), denominator.loc[numerator.index].to_numpy()
-    return bootstrap_ci(
-        np.arange(len(num)), statistic=lambda i: num[i.astype(int)].sum() / den[i.astype(int)].sum()
-    )
-
-
-def deltas(study: Study, variant) -> pd.DataFrame:
-    """Per confirmation prompt: LD under `variant` minus clean."""
-    c = study.confirm
-    clean = c[c.variant.map(lambda v: v == "clean")].set_index(["pair", "text"]).ld
-    v = c[c.variant.map(lambda x: x == variant)].copy()
-    v["delta"] = v.ld.to_numpy() - clean.loc[list(zip(v.pair, v.text))].to_numpy()
-    return v
-
-
-def mean_of_draws(study: Study, kind: str) -> pd.DataFrame:
-    frames = [deltas(study, (kind, i)) for i in range(CONTROL_DRAWS)]
-    out = frames[0].copy()
-    out["delta"] = np.mean([f.delta.to_numpy() for f in frames], axis=0)
-    return out
-
-
-def entails(study: Study, hops: int = 2, split: str | None = "confirmation") -> tuple[bool, str]:
-    """The premise of claims about entailment: two-hop sensitivity > 0 on these families."""
-    rows = study.behaviour.query(f"hops == {hops}" + (f" and split == '{split}'" if split else ""))
-    ci = family_ci(rows, "sensitivity")
-    return (
-        ci.low > 0,
-        f"the model does not follow the fact here: sensitivity {fmt(ci)}",
-    )
-
-
-def heads_label(heads) -> str:
-    return ",".join(f"L{lyr}H{h}" for lyr, h in heads)
-
-
-def fmt(ci) -> str:
-    return f"{ci.estimate:.3g} [{ci.low:.3g}, {ci.high:.3g}]"
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures (written once per model)
+    """Steps 1-4 of the protocol on `model`, computed once per model."""
+    return run_study(model, model_name, DESIGN)
 
 
 @pytest.fixture(scope="module")
 def figures(study, results_dir):
-    name = study.name
-    n_layers = int(study.attention.layer.max()) + 1
-    effect = (
-        study.switch_by_family.groupby(["layer", "head"])
-        .delta.mean()
-        .unstack()
-        .reindex(range(n_layers))
-        .to_numpy()
-    )
-    fig, ax = plt.subplots(figsize=(6, 8))
-    image = ax.imshow(
-        effect, cmap="RdBu", vmin=-np.abs(effect).max(), vmax=np.abs(effect).max(), aspect="auto"
-    )
-    marks = [
-        (study.switch_heads[:K], "x", "top heads"),
-        (study.same_layer[0], "o", "same-layer control"),
-        (study.decile[0], "s", "attention-decile control"),
-        (study.fact_heads, "^", "fact heads"),
-    ]
-    for heads, marker, text in marks:
-        style = {"color": "k"} if marker == "x" else {"facecolors": "none", "edgecolors": "k"}
-        ax.scatter([h for _, h in heads], [lyr for lyr, _ in heads], marker=marker, label=text, **style)
-    ax.set(xlabel="head", ylabel="layer", title=f"{name}: switch effect per head (discovery, nats)")
-    ax.legend(fontsize=7, loc="lower left")
-    fig.colorbar(image)
-    fig.savefig(results_dir / f"entailment_switch_per_head_{name}.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for k in DOSE_K:
-        means = [0.0] + [deltas(study, ("switch", k, a)).delta.mean() for a in DOSE_ALPHA[1:]]
-        ax.plot(DOSE_ALPHA, means, marker="o", label=f"K={k}")
-    ax.set(
-        xlabel="fraction of the entailed answer's weight moved",
-        ylabel="delta LD (nats)",
-        title=f"{name}: dose-response, held-out families",
-    )
-    ax.legend()
-    fig.savefig(results_dir / f"entailment_dose_response_{name}.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-    two = study.attention.query("hops == 2 and split == 'confirmation'")
-    fig, ax = plt.subplots(figsize=(7, 4))
-    heads = list(dict.fromkeys(study.fact_heads + study.switch_heads[:K]))
-    for i, (layer, head) in enumerate(heads):
-        rows = two[(two.layer == layer) & (two["head"] == head)]
-        on_a = np.where(rows.text == "a", rows.entailed, rows.alternative)  # attention on answer a
-        ax.bar(i - 0.2, on_a[rows.text == "a"].mean(), 0.4, color="C0", label="fact a" if i == 0 else None)
-        ax.bar(i + 0.2, on_a[rows.text == "b"].mean(), 0.4, color="C1", label="fact b" if i == 0 else None)
-    ax.set_xticks(range(len(heads)), [f"L{lyr}H{h}" for lyr, h in heads])
-    ax.set(
-        ylabel="final-row attention on answer a", title=f"{name}: attention on answer a by fact (held out)"
-    )
-    ax.legend()
-    fig.savefig(results_dir / f"entailment_attention_by_fact_{name}.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.scatter(study.induction.flatten(), effect.flatten(), s=8)
-    ax.set(
-        xlabel="induction score",
-        ylabel="discovery switch effect (nats)",
-        title=f"{name}: copy score vs switch effect",
-    )
-    fig.savefig(results_dir / f"entailment_induction_vs_switch_{name}.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    """The study's four figures, entailment_*_<model>.png in the results folder (written once per model)."""
+    write_figures(study, results_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -678,18 +217,9 @@ def test_switch_effect_tracks_induction_score(study, figures, claim):
     )
 
 
-def _answers_attention(study: Study, variant: str) -> pd.Series:
-    c = study.captures[study.captures.variant == variant]
-    return (
-        c.assign(both=c.entailed + c.alternative, recency=c.later - c.earlier)
-        .groupby("family")[["both", "recency"]]
-        .mean()
-    )
-
-
 @pytest.mark.real_model
 def test_ablating_induction_heads_removes_switch_heads_attention_on_answers(study, claim):
-    clean, ablated = _answers_attention(study, "clean"), _answers_attention(study, "ablate_induction")
+    clean, ablated = answers_attention(study, "clean"), answers_attention(study, "ablate_induction")
     ci = ratio_ci(clean.both - ablated.both, clean.both)
     assert claim(
         metric="share of switch heads' attention on both answers removed by mean-ablating "
@@ -706,7 +236,7 @@ def test_ablating_induction_heads_removes_switch_heads_attention_on_answers(stud
 
 @pytest.mark.real_model
 def test_ablating_induction_heads_removes_switch_heads_recency_bias(study, claim):
-    clean, ablated = _answers_attention(study, "clean"), _answers_attention(study, "ablate_induction")
+    clean, ablated = answers_attention(study, "clean"), answers_attention(study, "ablate_induction")
     """Premise: the switch heads' attention favours the later-mentioned answer at all."""
     ci = ratio_ci(clean.recency - ablated.recency, clean.recency)
     bias = bootstrap_ci(clean.recency.to_numpy())
@@ -727,7 +257,7 @@ def test_ablating_induction_heads_removes_switch_heads_recency_bias(study, claim
 @pytest.mark.real_model
 def test_induction_heads_reach_switch_heads_through_queries(study, claim):
     """Premise: the full ablation lowers the switch heads' attention on the answers at all."""
-    clean, ablated, path = (_answers_attention(study, v) for v in ("clean", "ablate_induction", "path_q"))
+    clean, ablated, path = (answers_attention(study, v) for v in ("clean", "ablate_induction", "path_q"))
     drop = bootstrap_ci((clean.both - ablated.both).to_numpy())
     ci = ratio_ci(clean.both - path.both, clean.both - ablated.both)
     premise = (
@@ -838,14 +368,6 @@ def test_single_head_effects_add_up_to_the_joint_switch(study, claim):
     )
 
 
-def flip_rate(study: Study, variant) -> pd.Series:
-    c = study.confirm
-    clean = c[c.variant.map(lambda v: v == "clean")].set_index(["pair", "text"]).top1
-    v = c[c.variant.map(lambda x: x == variant)].copy()
-    v["flip"] = (v.top1.to_numpy() != clean.loc[list(zip(v.pair, v.text))].to_numpy()).astype(float)
-    return v
-
-
 @pytest.mark.real_model
 @pytest.mark.parametrize("intervention", ["switch", "seed_redirect"])
 def test_intervention_flips_the_top1_token_beyond_its_control(study, intervention, claim):
@@ -921,59 +443,10 @@ def test_switch_effect_is_mostly_direct(study, claim):
 # Toy positive control: a model that must route the queried rule's answer
 
 
-@dataclass(frozen=True)
-class ToyStudy:
-    name: str
-    behaviour: pd.DataFrame
-    fact_heads: list
-    crossed: pd.DataFrame  # per prompt: delta LD with the fact heads' pattern from the other query
-
-
-@dataclass(frozen=True)
-class ToyPair:
-    texts: tuple[str, str]
-    answers: tuple[str, str]
-
-
 @pytest.fixture(scope="module")
 def toy_study(toy_model) -> ToyStudy:
-    model = toy_model(TOY)
-    pairs = []
-    for p in TASKS[TOY.task].prompts(TOY, torch.Generator().manual_seed(7), TOY_PROMPTS):
-        words = (
-            p.text.split()
-        )  # "c1 a7 . c3 a2 . c3": the other query is the condition before the alternative
-        other = words[words.index(p.alternative.strip()) - 1]
-        pairs.append(ToyPair((p.text, " ".join(words[:-1] + [other])), (p.answer, p.alternative)))
-    labels = {id(p): f"toy{i}" for i, p in enumerate(pairs)}
-    kept, skipped = tokenize_pairs(model, pairs, lambda p: labels[id(p)])
-    if skipped:
-        raise RuntimeError(f"toy pairs failed to tokenize: {skipped}")
-    meta = {
-        f"toy{i}": {"family": f"toy{i}", "split": "discovery" if i % 3 == 0 else "confirmation"}
-        for i in range(len(pairs))
-    }
-    bucket_list = buckets(kept, meta)
-    layers = range(model.cfg.n_layers)
-    clean, stores = sweep(
-        model,
-        bucket_list,
-        lambda b, i, s: {"clean": [watch(s, "clean", get_act_name("pattern", lyr)) for lyr in layers]},
-    )
-    attention = attention_frame(bucket_list, stores, "clean", layers, offset=TOY_OFFSET)
-    fact_heads = top_heads(
-        attention.query("split == 'discovery'").groupby(["layer", "head"]).follows.mean(), K
-    )
-    crossed, _ = sweep(
-        model,
-        bucket_list,
-        lambda b, i, s: {"cross": H.edit_attention_rows(model, fact_heads, -1, partner_row)},
-    )
-    crossed["delta"] = crossed.value.to_numpy() - clean.value.to_numpy()
-    behaviour = sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"})
-    return ToyStudy(
-        f"toy:{TOY.task}-{TOY.key()}", behaviour, fact_heads, crossed.query("split == 'confirmation'")
-    )
+    """Step 5: the toy positive control, trained (or loaded) and measured once."""
+    return run_toy_study(toy_model(TOY), TOY, n_prompts=TOY_PROMPTS, offset=TOY_OFFSET, k=K)
 
 
 def test_toy_answer_follows_the_query(toy_study, claim):

@@ -1,0 +1,280 @@
+"""The entailment study of one model, computed once: hypotheses/test_entailment_head_switching.py claims.
+
+    study = run_study(model, "smollm2-135m", EntailmentDesign(k=3, dose_k=(1, 3, 5, 10), ...))
+    study.switch_heads[:3], study.confirm.query("variant == 'clean'").ld
+
+Steps, in the order they run (each stacked forward goes through lib.sweep.run_variants):
+1. Minimal pairs (prompts/entailment.py) that tokenize position-matched on the model; families split
+   once into discovery and confirmation (lib.stats.discovery_confirmation_split), each family used in
+   one same and one crossed rule order (design.order_sets, alternating between families).
+2. Induction scores of every head on repeated random tokens (lib.scores.induction_scores).
+3. Clean run of every prompt: LD, every head's final-row attention, and the activations later steps
+   freeze (the direct effect) or use as the mean-ablation reference.
+4. Discovery: fact-following score and single-head switch effect of every head; from them the fact,
+   switch, seed and induction heads, and the control draws (random.Random(0)).
+5. Confirmation families: every intervention of the claims against its controls, as LD, top-1 token
+   and p(alternative) per prompt x variant, and the switch heads' attention under the ablations.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from transformer_lens.utilities import get_act_name
+
+from lib import hooks as H
+from lib.protocols import freeze_after, move_fraction, partner_row, path_to_queries, tokenize_pairs, watch
+from lib.scores import induction_scores
+from lib.stats import discovery_confirmation_split
+from lib.studies.entailment_sweep import (
+    attention_frame,
+    buckets,
+    p_alternative_metric,
+    sensitivity_by_pair,
+    sweep,
+    top1_metric,
+    top_heads,
+)
+from lib.tasks import ordinary_token_ids, random_repeats
+from prompts.entailment import minimal_pairs
+
+
+@dataclass(frozen=True)
+class EntailmentDesign:
+    """What the study varies and how many of each; the hypothesis file states the values."""
+
+    k: int  # heads switched together
+    dose_k: tuple[int, ...]  # numbers of top switch heads in the dose-response (max: switch heads kept)
+    dose_alpha: tuple[float, ...]  # fractions of the entailed answer's weight moved (0 first)
+    control_draws: int  # draws of K control heads, per kind of control
+    n_induction: int  # top induction heads mean-ablated
+    discovery_fraction: float  # share of families in the discovery split
+    order_sets: tuple[tuple[str, str], ...]  # rule orders per family, alternating between families
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str  # the model, as the ledger records it
+    design: EntailmentDesign  # the design it was computed under
+    skipped: dict  # pairs this model cannot use, with the reason
+    behaviour: pd.DataFrame  # per pair: family, words, hops, order, crossed, split, sensitivity
+    attention: pd.DataFrame  # per prompt x head: entailed / alternative / later-answer attention
+    induction: np.ndarray  # [layer, head] induction scores
+    switch_by_family: pd.DataFrame  # discovery: per family x head, mean delta LD of the single-head switch
+    fact_heads: list  # top K by discovery fact-following score
+    switch_heads: list  # top max(dose_k) by discovery switch effect (most negative first)
+    seed_heads: list  # top K by discovery attention to the entailed answer (the seed's selection)
+    induction_heads: list  # top n_induction by induction score, outside the switch heads
+    same_layer: list  # control_draws draws of K heads in the switch heads' layers
+    decile: list  # control_draws draws of K heads from the top attention decile
+    confirm: pd.DataFrame  # confirmation: per prompt x variant, LD / top-1 / p(alternative)
+    captures: pd.DataFrame  # confirmation: switch heads' attention per prompt x variant
+
+
+def label(p) -> str:
+    return f"{p.family}/{p.hops}/{p.order}"
+
+
+def meta_of(p, split: dict, swept: dict) -> dict:
+    """A pair's table columns; `swept`: a two-hop pair in one of its family's swept rule orders."""
+    return {
+        "family": p.family,
+        "words": p.words,
+        "hops": p.hops,
+        "order": p.order,
+        "crossed": p.crossed,
+        "split": split.get(p.family, "confirmation"),
+        "swept": p.hops == 2 and p.order in swept[p.family],
+    }
+
+
+def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
+    """The study of `model` (recorded as `model_name`): steps 1-5 of the module docstring."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    every_head = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    families = sorted({p.family for p in minimal_pairs(2)})
+    discovery, _ = discovery_confirmation_split(
+        families, confirm_fraction=1 - design.discovery_fraction, seed=0
+    )
+    split = {f: "discovery" for f in discovery}
+    orders = {f: design.order_sets[i % 2] for i, f in enumerate(families)}
+    two_hop_pairs = [p for p in minimal_pairs(2) if p.order in orders[p.family]]
+    two_hop, skipped = tokenize_pairs(model, two_hop_pairs, label)
+    one_hop, skipped_1 = tokenize_pairs(model, minimal_pairs(1), label)
+    swept = {f: orders[f] if f not in split else (orders[f][i % 2],) for i, f in enumerate(families)}
+    meta = {label(p): meta_of(p, split, swept) for p in minimal_pairs(2) + minimal_pairs(1)}
+
+    # Induction (copy) scores on repeated random tokens.
+    rep = random_repeats(model, ordinary_token_ids(model), seed=0, batch=8, seq_len=24)
+    induction = induction_scores(model, rep).numpy()
+
+    # Clean run: LD, every head's final row, and what later steps freeze or use as a reference.
+    patterns = [get_act_name("pattern", layer) for layer in range(n_layers)]
+    finals = [get_act_name(kind, layer) for layer in range(n_layers) for kind in ("z", "mlp_out")] + [
+        "ln_final.hook_scale"
+    ]
+    top_induction = top_heads(
+        pd.Series(induction.flatten(), index=pd.MultiIndex.from_tuples(every_head)), 3 * design.n_induction
+    )
+    full_z = sorted({get_act_name("z", layer) for layer, _ in top_induction})
+
+    def clean_variant(bucket, index, store):
+        hooks = [watch(store, "clean", name) for name in patterns + finals]
+        return {"clean": hooks + [watch(store, "clean_full", name, final=False) for name in full_z]}
+
+    all_buckets = buckets(two_hop, meta) + buckets(one_hop, meta)
+    clean, clean_stores = sweep(model, all_buckets, clean_variant)
+    behaviour = sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"})
+    attention = attention_frame(all_buckets, clean_stores, "clean", range(n_layers))
+    two = attention.query("hops == 2")
+    disc_attention = two.query("split == 'discovery'").groupby(["layer", "head"])
+    fact_heads = top_heads(disc_attention.follows.mean(), design.k)
+    seed_heads = top_heads(disc_attention.entailed.mean(), design.k)
+
+    # Discovery: every head's single switch, one rule order per family.
+    disc_pairs = [p for p in two_hop if meta[p.label]["split"] == "discovery" and meta[p.label]["swept"]]
+
+    def single_switches(bucket, index, store):
+        e, a = bucket.entailed_pos, bucket.alternative_pos
+        return {"clean": [], **{head: H.move_attention(model, [head], e, a) for head in every_head}}
+
+    disc, _ = sweep(model, buckets(disc_pairs, meta), single_switches)
+    disc["prompt"] = disc.pair + ":" + disc.text
+    clean_disc = disc[disc.variant == "clean"].set_index("prompt").value
+    disc = disc[disc.variant != "clean"].copy()
+    disc["delta"] = disc.value - disc.prompt.map(clean_disc)
+    disc["layer"], disc["head"] = disc.variant.str[0], disc.variant.str[1]
+    switch_by_family = disc.groupby(["family", "layer", "head"], as_index=False).delta.mean()
+    per_head = switch_by_family.groupby(["layer", "head"]).delta.mean()
+    switch_heads = top_heads(per_head, max(design.dose_k), largest=False)
+    top = switch_heads[: design.k]
+    induction_heads = [
+        h for h in top_induction if h not in switch_heads and h[0] < min(lyr for lyr, _ in top)
+    ][: design.n_induction]
+
+    # Controls: K heads of the same layers, or of the top attention decile, never a top head.
+    rng = random.Random(0)
+    layers = sorted({layer for layer, _ in top})
+    pool = [(layer, head) for layer in layers for head in range(n_heads) if (layer, head) not in top]
+    same_layer = [rng.sample(pool, design.k) for _ in range(design.control_draws)]
+    attention_rank = disc_attention.entailed.mean()
+    decile_pool = [
+        h for h in top_heads(attention_rank, max(len(every_head) // 10, 2 * design.k)) if h not in top
+    ]
+    decile = [rng.sample(decile_pool, design.k) for _ in range(design.control_draws)]
+    fact_control = rng.sample(
+        [h for h in every_head if h[0] in {lyr for lyr, _ in fact_heads} and h not in fact_heads], design.k
+    )
+    seed_control = rng.sample(
+        [h for h in every_head if h[0] in {lyr for lyr, _ in seed_heads} and h not in seed_heads], design.k
+    )
+
+    # Confirmation: two-hop pairs of held-out families, all rule orders.
+    confirmation = [
+        i
+        for i, b in enumerate(all_buckets)
+        if b.rows.split.iloc[0] == "confirmation" and b.rows.hops.iloc[0] == 2 and b.rows.swept.iloc[0]
+    ]
+    conf_buckets, conf_stores = (
+        [all_buckets[i] for i in confirmation],
+        [clean_stores[i] for i in confirmation],
+    )
+
+    def switch(heads, bucket, alpha=1.0):
+        return H.edit_attention_rows(
+            model, heads, -1, move_fraction(bucket.entailed_pos, bucket.alternative_pos, alpha)
+        )
+
+    def final_row_variants(bucket, index, store):
+        variants = {"clean": []}
+        for k in design.dose_k:
+            for alpha in design.dose_alpha[1:]:
+                variants[("switch", k, alpha)] = switch(switch_heads[:k], bucket, alpha)
+        variants.update({("single", head): switch([head], bucket) for head in switch_heads})
+        variants.update({("same_layer", i): switch(heads, bucket) for i, heads in enumerate(same_layer)})
+        variants.update({("decile", i): switch(heads, bucket) for i, heads in enumerate(decile)})
+        variants["seed_redirect"] = H.redirect_attention(model, seed_heads, bucket.alternative_pos)
+        variants["seed_redirect_control"] = H.redirect_attention(model, seed_control, bucket.alternative_pos)
+        variants["fact_cross"] = H.edit_attention_rows(model, fact_heads, -1, partner_row)
+        variants["fact_cross_control"] = H.edit_attention_rows(model, fact_control, -1, partner_row)
+        variants["switch_cross"] = H.edit_attention_rows(model, top, -1, partner_row)
+        variants["switch_direct"] = switch(top, bucket) + freeze_after(
+            model, top, conf_stores[index], "clean"
+        )
+        return variants
+
+    confirm, _ = sweep(model, conf_buckets, final_row_variants)
+    flip_keys = [
+        "clean",
+        ("switch", design.k, 1.0),
+        *[("same_layer", i) for i in range(design.control_draws)],
+        "seed_redirect",
+        "seed_redirect_control",
+    ]
+
+    def flip_variants(bucket, index, store):
+        every = final_row_variants(bucket, index, store)
+        return {key: every[key] for key in flip_keys}
+
+    top1, _ = sweep(model, conf_buckets, flip_variants, metric=top1_metric)
+    p_alt, _ = sweep(model, conf_buckets, flip_variants, metric=p_alternative_metric)
+    confirm = confirm.rename(columns={"value": "ld"})
+    for frame, column in ((top1, "top1"), (p_alt, "p_alternative")):
+        confirm = confirm.merge(
+            frame.rename(columns={"value": column})[["pair", "text", "variant", column]],
+            on=["pair", "text", "variant"],
+            how="left",
+        )
+
+    # Copy account and "what": full forwards from the lowest edited layer.
+    watched = sorted({get_act_name("pattern", layer) for layer, _ in top})
+
+    def full_variants(bucket, index, store):
+        reference = {name: conf_stores[index][("clean_full", name)] for name in full_z}
+        look = lambda key: [watch(store, key, name) for name in watched]
+        values = lambda v: v.reshape(-1, 2, *v.shape[1:]).flip(1).reshape(v.shape)
+        return {
+            "ablate_induction": H.ablate_heads(model, induction_heads, "mean", reference_cache=reference)
+            + look("ablate_induction"),
+            "switch_value_cross": H.edit_head_values(model, top, values, query_pos=-1),
+        }
+
+    def path_variant(bucket, index, store):
+        reference = {name: conf_stores[index][("clean_full", name)] for name in full_z}
+        hooks = path_to_queries(model, induction_heads, top, reference)
+        return {"path_q": hooks + [watch(store, "path_q", name) for name in watched]}
+
+    full, full_stores = sweep(model, conf_buckets, full_variants)
+    path, path_stores = sweep(model, conf_buckets, path_variant, split_q=True)
+    full_stores = [{**a, **b} for a, b in zip(full_stores, path_stores)]
+    confirm = pd.concat([confirm, full.rename(columns={"value": "ld"}), path.rename(columns={"value": "ld"})])
+    confirm = confirm.reset_index(drop=True)
+    captures = pd.concat(
+        [attention_frame(conf_buckets, conf_stores, "clean", layers).assign(variant="clean")]
+        + [
+            attention_frame(conf_buckets, full_stores, key, layers).assign(variant=key)
+            for key in ("ablate_induction", "path_q")
+        ],
+        ignore_index=True,
+    )
+    captures = captures[[(lyr, h) in top for lyr, h in zip(captures.layer, captures["head"])]]
+    return Study(
+        model_name,
+        design,
+        {**skipped, **skipped_1},
+        behaviour,
+        attention,
+        induction,
+        switch_by_family,
+        fact_heads,
+        switch_heads,
+        seed_heads,
+        induction_heads,
+        same_layer,
+        decile,
+        confirm,
+        captures,
+    )

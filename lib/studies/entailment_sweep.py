@@ -1,0 +1,144 @@
+"""Minimal pairs as position-matched buckets, the metrics read from them, and the sweep over them.
+
+    bucket_list = buckets(pairs, meta)  # pairs: lib.protocols.tokenize_pairs; meta: columns per pair
+    frame, stores = sweep(model, bucket_list, lambda b, i, s: {"clean": [watch(s, "clean", name)]})
+    attention = attention_frame(bucket_list, stores, "clean", range(model.cfg.n_layers))
+    behaviour = sensitivity_by_pair(frame)  # per pair: LD(text a) - LD(text b)
+
+A bucket stacks pairs of one token length, row 2i text a and row 2i+1 text b, so that a variant's
+hooks act on every pair at once (lib.sweep.run_variants). Every frame here has one row per prompt
+(per prompt x head for attention), carrying the pair's table columns: pair, family, words, hops,
+order, crossed, split, swept, text ("a"/"b").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from transformer_lens.utilities import get_act_name
+
+from lib.metrics import logit_diff, reads, target_prob
+from lib.patching import split_qkv_input
+from lib.protocols import PairTokens
+from lib.sweep import run_variants
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Pairs of one token length, stacked: row 2i is pair i's text a, row 2i+1 its text b."""
+
+    tokens: torch.Tensor  # [2n, pos]
+    entailed_id: torch.Tensor  # [2n]
+    alternative_id: torch.Tensor  # [2n]
+    entailed_pos: torch.Tensor  # [2n]
+    alternative_pos: torch.Tensor  # [2n]
+    rows: pd.DataFrame  # one row per prompt: pair, family, words, order, crossed, text ("a"/"b")
+
+
+def buckets(pairs: list[PairTokens], meta: dict[str, dict]) -> list[Bucket]:
+    """Stack pairs of equal length (and equal split, hops and `swept`, when `meta` has them);
+    `meta[pair.label]` gives each pair's table columns."""
+    by_length: dict[tuple, list[PairTokens]] = {}
+    for p in pairs:
+        key = (meta[p.label].get("split"), meta[p.label].get("hops"), meta[p.label].get("swept"), p.length)
+        by_length.setdefault(key, []).append(p)
+    out = []
+    for group in by_length.values():
+        ids = [(p.ids[0], p.ids[1]) for p in group]
+        pos = [(p.answer_pos[0], p.answer_pos[1]) for p in group]
+
+        def rows_of(values, entailed: bool) -> torch.Tensor:  # text a entails a, text b entails b
+            flat = [(a, b) if entailed else (b, a) for a, b in values]
+            return torch.tensor([x for pair in flat for x in pair])
+
+        rows = pd.DataFrame(
+            [{"pair": p.label, **meta[p.label], "text": text} for p in group for text in ("a", "b")]
+        )
+        out.append(
+            Bucket(
+                torch.cat([p.tokens for p in group]),
+                rows_of(ids, True),
+                rows_of(ids, False),
+                rows_of(pos, True),
+                rows_of(pos, False),
+                rows,
+            )
+        )
+    return out
+
+
+def ld_metric(bucket: Bucket):
+    """Per prompt: logit(entailed answer) - logit(alternative) at the final position."""
+    return logit_diff(bucket.entailed_id, bucket.alternative_id, per_prompt=True)
+
+
+def top1_metric(bucket: Bucket):
+    """Per prompt: the top-1 token id at the final position (as a float)."""
+    return reads(-1, lambda logits: logits[:, -1].argmax(-1).float())
+
+
+def p_alternative_metric(bucket: Bucket):
+    """Per prompt: the probability of the alternative answer at the final position."""
+    return target_prob(bucket.alternative_id, per_prompt=True)
+
+
+def sweep(model, bucket_list, variants: Callable, metric=ld_metric, split_q: bool = False):
+    """(one row per prompt and variant with its `value`, one capture store per bucket).
+
+    `variants(bucket, index, store)` returns {key: hooks}; hooks may write captures to `store`."""
+    frames, stores = [], []
+    for index, bucket in enumerate(bucket_list):
+        store: dict = {}
+        hooks = variants(bucket, index, store)
+        if split_q:
+            with split_qkv_input(model):
+                values = run_variants(model, bucket.tokens, hooks, metric(bucket))
+        else:
+            values = run_variants(model, bucket.tokens, hooks, metric(bucket))
+        for key, value in values.items():
+            frames.append(bucket.rows.assign(variant=[key] * len(bucket.rows), value=value.numpy()))
+        stores.append(store)
+    return pd.concat(frames, ignore_index=True), stores
+
+
+def attention_frame(bucket_list, stores, key, layers, offset: int = 0) -> pd.DataFrame:
+    """Per prompt x head: final-row attention on the entailed and alternative answers (+offset)."""
+    frames = []
+    for bucket, store in zip(bucket_list, stores):
+        rows = torch.arange(len(bucket.rows))
+        e, a = bucket.entailed_pos + offset, bucket.alternative_pos + offset
+        later = torch.maximum(bucket.entailed_pos, bucket.alternative_pos) + offset
+        earlier = torch.minimum(bucket.entailed_pos, bucket.alternative_pos) + offset
+        for layer in layers:
+            pattern = store[(key, get_act_name("pattern", layer))]  # [batch, head, key]
+            for head in range(pattern.shape[1]):
+                frames.append(
+                    bucket.rows.assign(
+                        layer=layer,
+                        head=head,
+                        entailed=pattern[rows, head, e].numpy(),
+                        alternative=pattern[rows, head, a].numpy(),
+                        later=pattern[rows, head, later].numpy(),
+                        earlier=pattern[rows, head, earlier].numpy(),
+                    )
+                )
+    frame = pd.concat(frames, ignore_index=True)
+    frame["follows"] = frame.entailed - frame.alternative
+    return frame
+
+
+def top_heads(series: pd.Series, k: int, largest: bool = True) -> list[tuple[int, int]]:
+    """The k (layer, head) index entries of `series` with the largest (or smallest) values."""
+    picked = series.nlargest(k) if largest else series.nsmallest(k)
+    return [tuple(map(int, index)) for index in picked.index]
+
+
+def sensitivity_by_pair(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
+    """Per pair: LD_entailed(a) + LD_entailed(b) = LD(text a) - LD(text b), the sensitivity."""
+    keys = [
+        c for c in ("variant", "pair", "family", "words", "hops", "order", "crossed", "split") if c in frame
+    ]
+    return frame.groupby(keys, as_index=False)[column].sum()
