@@ -77,7 +77,7 @@ def entails(study: Study, hops: int = 2, split: str | None = "confirmation") -> 
     ci = family_ci(rows, "sensitivity")
     return (
         ci.low > 0,
-        f"the model does not follow the fact here: sensitivity {fmt(ci)}",
+        f"the model follows the fact on these families ({hops}-hop sensitivity {fmt(ci)} > 0)",
     )
 
 
