@@ -76,7 +76,8 @@ def train_to_loss(
     records = [_record_folder(config, target, metric, root, device) for config in configs]
     todo = [i for i, folder in enumerate(records) if not _cached(folder, root, device)]
     if todo:
-        trained = _train([configs[i] for i in todo], target, metric, device, progress)
+        with toy.one_thread():  # as lib/toy.py: the same weights on any machine, whatever its cores
+            trained = _train([configs[i] for i in todo], target, metric, device, progress)
         for i, (member, params, history) in zip(todo, trained):
             _save_member(member, params, history, root, device, n_members=len(todo))
             verified_folder(
