@@ -97,3 +97,5 @@ def test_replicates_in_every_model(of, replicate):
 # Log (real models are 4-bit GGUF checkpoints de-quantised to float32)
 # 2026-11-25  smollm2-135m: held-out score 0.75 [0.74, 0.76], 0.61 [0.61, 0.62] above the other heads
 #   of its layer (supported). gemma3-270m: 0.65 [0.64, 0.66], 0.45 [0.45, 0.46] above (supported).
+# 2026-11-25  Replication (make research, both models, fresh clone): both claims replicate; the replication
+#   rows carry gemma3-270m's figures, the lower ones (0.65 [0.64, 0.66]; 0.45 [0.45, 0.46]).
