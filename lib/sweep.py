@@ -19,8 +19,8 @@ Three things make it fast, none of which changes a result:
 - **Unembed only what the metric reads.** A metric that declares `positions == (-1,)` (lib.metrics
   sets it) gets logits [batch, 1, d_vocab] of the final position only; one that also declares the
   ids it reads (`metric.vocab`, e.g. logit_diff's two answers) gets only those logits computed, from
-  the residual entering the unembedding (W_U[:, ids] + b_U[ids]), and NaN everywhere else. On the
-  KV path the 49k-row unembedding is otherwise ~40% of each variant's one-token forward.
+  the residual entering the unembedding (W_U[:, ids] + b_U[ids]), and NaN everywhere else: the
+  final-row redirect sweep of smollm2-135m (49k-token vocabulary) takes 0.56 s instead of 0.67 s.
 
 Variants are ordered by the layer they start at before chunking (a chunk of at least MIN_CHUNK
 variants closes where the start layer changes), and results come back in the order given.
