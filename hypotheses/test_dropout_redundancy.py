@@ -412,3 +412,5 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
 #   one model at a time (300 steps each; 1.09x, where batch 32 gave 2.1x above): at batch 64 stacking the
 #   seeds buys little; the ensemble stays for its per-member stop at the matched loss. Cold CI: the
 #   module's setup (training and measuring the 56 models) took 342 s.
+#   Caveat on the one supported comparison: 3 of the 8 attention-0.2 seeds formed an offset-6 circuit
+#   (0 of 8 at p=0), so the lower top-head share may come with that circuit type, not with backup heads.

@@ -99,6 +99,14 @@ class Precondition:
         return cls(ok=ok, reason=reason)
 
 
+def decisive_bound(direction: str, value: float, ci_low: float, ci_high: float) -> float:
+    """The figure a claim compares with its threshold: the CI bound nearest to it (the lower bound for
+    ">=", the upper for "<="), or the value when there is no CI."""
+    if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
+        return value
+    return ci_low if direction == ">=" else ci_high
+
+
 @dataclass(frozen=True, repr=False)
 class Claim:
     hypothesis: str
@@ -133,10 +141,8 @@ class Claim:
 
     @property
     def decisive_bound(self) -> float:
-        """The figure compared with the threshold: the CI bound nearest to it, or the value."""
-        if not self.has_ci:
-            return self.value
-        return self.ci_low if self.direction == ">=" else self.ci_high
+        """The figure compared with the threshold (see `decisive_bound`)."""
+        return decisive_bound(self.direction, self.value, self.ci_low, self.ci_high)
 
     @property
     def holds(self) -> bool:

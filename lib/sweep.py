@@ -185,10 +185,10 @@ class _PartialUnembed:
     unembedding's input, and resid @ W_U[:, ids] + b_U[ids] replaces the full product."""
 
     def __init__(self, model, vocab: torch.Tensor):
-        device = model.W_U.device
-        self.vocab = vocab.to(device)
+        W_U = model.W_U
+        self.vocab = vocab.to(W_U.device)
         self.d_vocab = model.cfg.d_vocab
-        self.weight = model.W_U[:, self.vocab].detach().clone()
+        self.weight = W_U[:, self.vocab].detach().clone()
         bias = getattr(model, "b_U", None)
         self.bias = None if bias is None else bias[self.vocab].detach().clone()
 
