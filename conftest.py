@@ -7,8 +7,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; set once, bef
 pytest_plugins = [
     "fixtures.ledger",
     "fixtures.models",
-    "fixtures.refuted",
-    "fixtures.replication",
     "fixtures.progress",
     "pytester",
 ]

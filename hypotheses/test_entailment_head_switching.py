@@ -88,33 +88,7 @@ K, DOSE_K, DOSE_ALPHA, CONTROL_DRAWS = DESIGN.k, DESIGN.dose_k, DESIGN.dose_alph
 TOY = ToyConfig(task="rule-recall", n_layers=2, n_content=16, steps=600, log_every=50)
 TOY_OFFSET = 1  # the toy's layer-1 heads read each answer from the token after it (log, 2026-11-24)
 TOY_PROMPTS = 48
-# Claims the data refuted (see the log); each runs as a strict xfail, so a change in the science fails CI.
-REFUTED = {  # figures: smollm2-135m; gemma3-270m (the log has the controls)
-    "test_answer_follows_the_fact[one-hop]@smollm2-135m": "sensitivity 0.15 [-0.11, 0.40], 23 families",
-    "test_answer_follows_the_fact_when_rule_orders_are_crossed": "-0.10 [-0.27, 0.05]; 0.02 [-0.20, 0.22]",
-    "test_fact_heads_follow_the_fact_on_heldout_families": "0.008 [-0.009, 0.023]; 0.012 [0.006, 0.019]",
-    "test_fact_heads_pattern_carries_the_sensitivity": "share removed -0.55 [-5.4, 1.7]; 2.2 [0.31, 9.9]",
-    "test_switch_effect_tracks_induction_score": "Spearman 0.30 [0.20, 0.33]; 0.19 [0.07, 0.21]",
-    "test_ablating_induction_heads_removes_switch_heads_attention_on_answers": "-0.003; 0.019 [0.005, 0.034]",
-    "test_induction_heads_reach_switch_heads_through_queries@gemma3-270m": "0.048 [-0.001, 0.16]",
-    "test_sensitivity_survives_induction_ablation": "0.01 [-0.13, 0.15]; 0.11 [-0.02, 0.26] after ablation",
-    "test_intervention_flips_the_top1_token_beyond_its_control[switch]": (
-        "0.28 [0.19, 0.36]; 0.38 [0.27, 0.49]"
-    ),
-    "test_intervention_flips_the_top1_token_beyond_its_control[seed_redirect]": "-0.27; -0.55 [-0.77, -0.32]",
-    "test_fact_changes_where_switch_heads_look_more_than_what_they_read@smollm2-135m": "-0.12 [-0.26, 0.03]",
-}
-# Replication (the end of the file): the claims that do not hold on both models, with both figures.
-NOT_REPLICATED = {
-    "test_answer_follows_the_fact[one-hop]": "smollm2-135m 0.15 [-0.11, 0.40]; gemma3-270m 0.52 [0.35, 0.71]",
-    "test_fact_changes_where_switch_heads_look_more_than_what_they_read": "smollm2-135m -0.12 [-0.26, 0.03]",
-    **{
-        claim.split("@")[0]: f"refuted on both: {figures}"
-        for claim, figures in REFUTED.items()
-        if "@" not in claim
-    },
-}
-REFUTED |= {f"test_replicates_in_every_model[{claim}]": figures for claim, figures in NOT_REPLICATED.items()}
+UNIT = "families"  # what every real-model claim's n counts: CIs are bootstraps over families
 
 
 @pytest.fixture(scope="module")
@@ -133,21 +107,22 @@ def figures(study, results_dir):
 # a. Does the answer follow the fact?
 
 
+@pytest.mark.confirmatory
 @pytest.mark.real_model
 @pytest.mark.parametrize("hops", [2, 1], ids=["two-hop", "one-hop"])
 def test_answer_follows_the_fact(study, figures, hops, claim):
     ci = family_ci(study.behaviour.query(f"hops == {hops}"), "sensitivity")
     assert claim(
+        ci,
+        ">=",
+        0.0,
+        why="any: the texts differ in the fact alone, so the sign is the claim",
         metric=f"sensitivity LD(fact a) - LD(fact b), {hops}-hop",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.0,
         note=f"{len(study.skipped)} pairs skipped (tokenization)",
     )
 
 
+@pytest.mark.confirmatory
 @pytest.mark.real_model
 def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
     """Crossed orders: the answer rules are in the opposite order to the condition rules, so
@@ -155,12 +130,11 @@ def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
     crossed = family_ci(study.behaviour.query("hops == 2 and crossed"), "sensitivity")
     same = family_ci(study.behaviour.query("hops == 2 and not crossed"), "sensitivity")
     assert claim(
+        crossed,
+        ">=",
+        0.0,
+        why="any: matching the condition's place gives the wrong answer here, so following the fact is more",
         metric="sensitivity, two-hop, crossed rule orders",
-        value=crossed.estimate,
-        ci=crossed,
-        n=crossed.n,
-        unit="families",
-        threshold=0.0,
         note=f"same-order pairs: {fmt(same)}",
     )
 
@@ -169,6 +143,7 @@ def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
 # b. Heads that follow the fact
 
 
+@pytest.mark.confirmatory
 @pytest.mark.real_model
 def test_fact_heads_follow_the_fact_on_heldout_families(study, claim):
     two = study.attention.query("hops == 2 and split == 'confirmation'")
@@ -179,17 +154,17 @@ def test_fact_heads_follow_the_fact_on_heldout_families(study, claim):
     )
     ci = bootstrap_ci((top - control).to_numpy())
     assert claim(
+        ci,
+        ">=",
+        0.05,
+        why="5 points of attention beyond their layer: looking that moves with the fact",
         metric=f"attention(entailed - alternative), {heads_label(study.fact_heads)} - same-layer heads",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.05,
         note=f"fact heads {fmt(bootstrap_ci(top.to_numpy()))}; "
         f"control {fmt(bootstrap_ci(control.to_numpy()))}",
     )
 
 
+@pytest.mark.confirmatory
 @pytest.mark.real_model
 def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
     """Give the fact heads the other text's final-row pattern: the share of the sensitivity lost."""
@@ -199,12 +174,11 @@ def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
     ci = ratio_ci(-by_family(moved, "delta"), by_family(clean, "value"))
     ctrl = ratio_ci(-by_family(control, "delta"), by_family(clean, "value"))
     assert claim(
+        ci,
+        ">=",
+        0.5,
+        why="half: the heads' pattern carries most of the sensitivity",
         metric=f"share of held-out sensitivity removed by swapping {heads_label(study.fact_heads)}'s pattern",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.5,
         precondition=entails(study),
         note=f"same-layer control heads remove {fmt(ctrl)}",
     )
@@ -220,14 +194,13 @@ def test_switch_effect_tracks_induction_score(study, figures, claim):
     induction = np.array([study.induction[lyr, h] for lyr, h in table.columns])
     matrix = table.to_numpy()
     rho = lambda i: spearmanr(induction, -matrix[i.astype(int)].mean(0)).statistic
-    ci = bootstrap_ci(np.arange(len(matrix)), statistic=rho, n_resamples=500)
     assert claim(
+        bootstrap_ci(np.arange(len(matrix)), statistic=rho),
+        ">=",
+        0.3,
+        why="0.3: a moderate rank correlation, where copying predicts the switch heads",
         metric="Spearman rho, induction score vs -switch effect over all heads",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
         unit="discovery families",
-        threshold=0.3,
     )
 
 
@@ -236,13 +209,12 @@ def test_ablating_induction_heads_removes_switch_heads_attention_on_answers(stud
     clean, ablated = answers_attention(study, "clean"), answers_attention(study, "ablate_induction")
     ci = ratio_ci(clean.both - ablated.both, clean.both)
     assert claim(
+        ci,
+        ">=",
+        0.25,
+        why="a quarter: the induction heads feed a real part of the switch heads' attention on the answers",
         metric="share of switch heads' attention on both answers removed by mean-ablating "
         + heads_label(study.induction_heads),
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.25,
         note=f"clean {fmt(bootstrap_ci(clean.both.to_numpy()))}, "
         f"ablated {fmt(bootstrap_ci(ablated.both.to_numpy()))}",
     )
@@ -256,12 +228,11 @@ def test_ablating_induction_heads_removes_switch_heads_recency_bias(study, claim
     bias = bootstrap_ci(clean.recency.to_numpy())
     later = deltas(study, "ablate_induction")
     assert claim(
+        ci,
+        ">=",
+        0.5,
+        why="half: the recency bias comes mostly from the induction heads",
         metric="share of switch heads' attention(later answer) - attention(earlier) removed by the ablation",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.5,
         precondition=(
             bias.low > 0,
             f"the switch heads favour the later answer (recency bias {fmt(bias)} > 0)",
@@ -282,12 +253,11 @@ def test_induction_heads_reach_switch_heads_through_queries(study, claim):
         f"the ablation lowers the switch heads' attention on the answers ({fmt(drop)} > 0)",
     )
     assert claim(
+        ci,
+        ">=",
+        0.5,
+        why="half: the queries carry most of the ablation's effect",
         metric="query path alone / full ablation, drop of switch heads' attention on both answers",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.5,
         precondition=premise,
         note=f"path drop {fmt(bootstrap_ci((clean.both - path.both).to_numpy()))}, full drop {fmt(drop)}",
     )
@@ -299,12 +269,11 @@ def test_sensitivity_survives_induction_ablation(study, claim):
     ablated = sensitivity_by_pair(deltas(study, "ablate_induction"), "ld")
     ci = family_ci(ablated, "ld")
     assert claim(
+        ci,
+        ">=",
+        0.0,
+        why="any: sensitivity left once the copying heads are gone",
         metric=f"held-out sensitivity with {heads_label(study.induction_heads)} mean-ablated",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.0,
         precondition=entails(study),
     )
 
@@ -313,20 +282,20 @@ def test_sensitivity_survives_induction_ablation(study, claim):
 # d. The seed's switch, rebuilt
 
 
+@pytest.mark.confirmatory
 @pytest.mark.real_model
 def test_switching_top3_heads_moves_heldout_ld(study, claim):
     ci = family_ci(deltas(study, ("switch", K, 1.0)), "delta")
     assert claim(
+        ci,
+        "<=",
+        -1.0,
+        why="1 nat toward the alternative: the odds of the entailed answer cut by e",
         metric=f"held-out delta LD, switch {heads_label(study.switch_heads[:K])}",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=-1.0,
-        direction="<=",
     )
 
 
+@pytest.mark.confirmatory
 @pytest.mark.real_model
 @pytest.mark.parametrize("control", ["same_layer", "decile"])
 def test_top3_switch_beats_matched_control(study, control, claim):
@@ -335,13 +304,11 @@ def test_top3_switch_beats_matched_control(study, control, claim):
     ci = bootstrap_ci((top - other).to_numpy())
     heads = study.same_layer if control == "same_layer" else study.decile
     assert claim(
+        ci,
+        "<=",
+        -0.5,
+        why="half a nat beyond matched heads: the top heads are special, not any heads moved alike",
         metric=f"delta(top heads) - delta({control} heads), paired",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=-0.5,
-        direction="<=",
         note=f"top {fmt(bootstrap_ci(top.to_numpy()))}; control {fmt(bootstrap_ci(other.to_numpy()))} "
         f"({'; '.join(heads_label(h) for h in heads)})",
     )
@@ -359,12 +326,11 @@ def test_switch_effect_grows_gradually_with_moved_weight(study, figures, claim):
         for k in DOSE_K
     }
     assert claim(
+        ci,
+        ">=",
+        0.3,
+        why="0.3: half the weight moves at least 0.3 of the effect (no threshold step)",
         metric=f"delta(alpha=0.5) / delta(alpha=1), K={K}",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.3,
         note=f"mean delta at alpha .25..1 by K: {curve}",
     )
 
@@ -376,15 +342,15 @@ def test_single_head_effects_add_up_to_the_joint_switch(study, claim):
     singles = sum(by_family(deltas(study, ("single", head)), "delta") for head in study.switch_heads[:k])
     ci = ratio_ci(joint, singles)
     assert claim(
+        ci,
+        ">=",
+        0.8,
+        why="0.8: the heads act mostly independently",
         metric=f"joint / sum of single-head deltas, top {k} heads",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.8,
     )
 
 
+@pytest.mark.confirmatory
 @pytest.mark.real_model
 @pytest.mark.parametrize("intervention", ["switch", "seed_redirect"])
 def test_intervention_flips_the_top1_token_beyond_its_control(study, intervention, claim):
@@ -403,12 +369,11 @@ def test_intervention_flips_the_top1_token_beyond_its_control(study, interventio
     a, b = by_family(top, "flip"), by_family(control, "flip")
     ci = bootstrap_ci((a - b).to_numpy())
     assert claim(
+        ci,
+        ">=",
+        0.3,
+        why="0.3: the edit switches the answer in 30 more families in 100 than its control",
         metric=f"top-1 flip rate, {intervention} {heads_label(heads)} - same-layer control",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.3,
         note=f"flips {fmt(bootstrap_ci(a.to_numpy()))}, control {fmt(bootstrap_ci(b.to_numpy()))}; "
         f"p(alternative) {top.p_alternative.mean():.3f} vs control {control.p_alternative.mean():.3f}",
     )
@@ -425,13 +390,11 @@ def test_fact_changes_where_switch_heads_look_more_than_what_they_read(study, cl
     what = by_family(sensitivity_by_pair(deltas(study, "switch_value_cross"), "delta"), "delta")
     ci = bootstrap_ci((where - what).to_numpy())
     assert claim(
+        ci,
+        "<=",
+        0.0,
+        why="any: the sign is the claim",
         metric="delta sensitivity, pattern from the other fact - values from the other fact",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.0,
-        direction="<=",
         precondition=entails(study),
         note=f"pattern {fmt(bootstrap_ci(where.to_numpy()))}; values {fmt(bootstrap_ci(what.to_numpy()))}",
     )
@@ -446,12 +409,11 @@ def test_switch_effect_is_mostly_direct(study, claim):
     )
     ci = ratio_ci(direct, total)
     assert claim(
+        ci,
+        ">=",
+        0.5,
+        why="half: most of the effect is the heads' own write to the logits",
         metric="direct / total delta LD of the top-3 switch",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        unit="families",
-        threshold=0.5,
         note=f"direct {fmt(bootstrap_ci(direct.to_numpy()))}",
     )
 
@@ -466,64 +428,32 @@ def toy_study(toy_model) -> ToyStudy:
     return run_toy_study(toy_model(TOY), TOY, n_prompts=TOY_PROMPTS, offset=TOY_OFFSET, k=K)
 
 
+@pytest.mark.confirmatory
 def test_toy_answer_follows_the_query(toy_study, claim):
-    ci = family_ci(toy_study.behaviour, "sensitivity")
     assert claim(
+        family_ci(toy_study.behaviour, "sensitivity"),
+        ">=",
+        2.0,
+        why="2 nats: the queried rule decides the answer (odds e^2 = 7.4 to 1 between the texts)",
         model=toy_study.name,
         metric="sensitivity LD(query a) - LD(query b)",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
         unit="prompt pairs",
-        threshold=2.0,
     )
 
 
+@pytest.mark.confirmatory
 def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
     clean = toy_study.behaviour.query("split == 'confirmation'").set_index("family").sensitivity
     moved = sensitivity_by_pair(toy_study.crossed, "delta").set_index("family").delta
-    ci = ratio_ci(-moved, clean)
     assert claim(
+        ratio_ci(-moved, clean),
+        ">=",
+        0.5,
+        why="half: the fact heads' pattern carries most of the routing",
         model=toy_study.name,
         metric=f"share of sensitivity removed by swapping {heads_label(toy_study.fact_heads)}'s pattern",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
         unit="prompt pairs",
-        threshold=0.5,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Replication (fixtures/replication.py): each real-model claim, held on every model the run selects
-
-
-REPLICATION = [
-    "test_answer_follows_the_fact[two-hop]",
-    "test_answer_follows_the_fact[one-hop]",
-    "test_answer_follows_the_fact_when_rule_orders_are_crossed",
-    "test_fact_heads_follow_the_fact_on_heldout_families",
-    "test_fact_heads_pattern_carries_the_sensitivity",
-    "test_switch_effect_tracks_induction_score",
-    "test_ablating_induction_heads_removes_switch_heads_attention_on_answers",
-    "test_ablating_induction_heads_removes_switch_heads_recency_bias",
-    "test_induction_heads_reach_switch_heads_through_queries",
-    "test_sensitivity_survives_induction_ablation",
-    "test_switching_top3_heads_moves_heldout_ld",
-    "test_top3_switch_beats_matched_control[same_layer]",
-    "test_top3_switch_beats_matched_control[decile]",
-    "test_switch_effect_grows_gradually_with_moved_weight",
-    "test_single_head_effects_add_up_to_the_joint_switch",
-    "test_intervention_flips_the_top1_token_beyond_its_control[switch]",
-    "test_intervention_flips_the_top1_token_beyond_its_control[seed_redirect]",
-    "test_fact_changes_where_switch_heads_look_more_than_what_they_read",
-    "test_switch_effect_is_mostly_direct",
-]
-
-
-@pytest.mark.parametrize("of", REPLICATION)
-def test_replicates_in_every_model(of, replicate):
-    assert replicate(of)
 
 
 # Log

@@ -36,11 +36,6 @@ from lib.stats import bootstrap_ci
 from prompts.text import PARAGRAPHS
 
 pytestmark = pytest.mark.real_model
-# Claims the data refuted (see the log); each runs as a strict xfail, so a change in the science fails CI.
-REFUTED = {
-    "test_paris_is_top1_after_capital_of_france@gemma3-270m": "' Paris' ranks 2 (after ' the' and ' a')",
-    "test_replicates_in_every_model[test_paris_is_top1_after_capital_of_france]": "rank 2 on gemma3-270m",
-}
 
 SEQ_LEN = 20  # S, the length of the random sequence that repeats
 BATCH = 16
@@ -67,25 +62,43 @@ def test_paris_is_top1_after_capital_of_france(model, claim):
     logits = model(model.to_tokens("The capital of France is"))[0, -1]
     paris = model.to_single_token(" Paris")
     rank = int((logits > logits[paris]).sum())
-    assert claim(metric="rank of ' Paris' (0 = top-1)", value=rank, threshold=0, direction="<=")
-
-
-def test_english_loss_far_below_uniform(model, claim):
-    losses = paragraph_losses(model, PARAGRAPHS)
-    below = math.log(model.cfg.d_vocab) - losses
-    ci = bootstrap_ci(below.numpy())
     assert claim(
-        metric="nats below uniform loss, per paragraph", value=ci.estimate, ci=ci, n=ci.n, threshold=5.0
+        rank,
+        "<=",
+        0,
+        exact=True,  # one prompt, one forward: the rank has no sampling error (and no generality)
+        why="top-1: the model's first choice is the fact",
+        metric="rank of ' Paris' (0 = top-1)",
+        unit="prompt",
     )
 
 
+@pytest.mark.confirmatory
+def test_english_loss_far_below_uniform(model, claim):
+    losses = paragraph_losses(model, PARAGRAPHS)
+    below = math.log(model.cfg.d_vocab) - losses
+    assert claim(
+        bootstrap_ci(below.numpy()),
+        ">=",
+        5.0,
+        why="5 nats: the model predicts English far better than guessing over its vocabulary",
+        metric="nats below uniform loss, per paragraph",
+        unit="paragraphs",
+    )
+
+
+@pytest.mark.confirmatory
 def test_shuffling_words_raises_loss(model, claim):
     cost = paragraph_losses(model, [shuffled(t, i) for i, t in enumerate(PARAGRAPHS)]) - paragraph_losses(
         model, PARAGRAPHS
     )
-    ci = bootstrap_ci(cost.numpy())
     assert claim(
-        metric="loss(shuffled) - loss(original), nats", value=ci.estimate, ci=ci, n=ci.n, threshold=1.0
+        bootstrap_ci(cost.numpy()),
+        ">=",
+        1.0,
+        why="1 nat per token: the model uses word order, not only word frequencies",
+        metric="loss(shuffled) - loss(original), nats",
+        unit="paragraphs",
     )
 
 
@@ -103,48 +116,34 @@ def held_out_scores(model, head: tuple[int, int, float], tokens: torch.Tensor) -
     return induction_score_from_pattern(attention_patterns(model, tokens)[layer], SEQ_LEN)[:, index].numpy()
 
 
+@pytest.mark.confirmatory
 def test_some_head_has_induction_score_above_half(model, best_induction_head, claim):
     layer, head, discovery = best_induction_head
-    ci = bootstrap_ci(held_out_scores(model, best_induction_head, random_repeats(model, seed=2)))
     assert claim(
+        bootstrap_ci(held_out_scores(model, best_induction_head, random_repeats(model, seed=2))),
+        ">=",
+        0.5,
+        why="half: most of the head's attention goes to the induction target",
         metric=f"held-out induction score of L{layer}H{head}",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        threshold=0.5,
+        unit="sequences",
         note=f"selected on a disjoint discovery batch (score {discovery:.3f})",
     )
 
 
+@pytest.mark.confirmatory
 def test_induction_head_is_silent_without_repeats(model, best_induction_head, claim):
     """Control: the best induction head's score on random tokens that never repeat."""
     layer, head, _ = best_induction_head
-    ci = bootstrap_ci(
-        held_out_scores(model, best_induction_head, random_repeats(model, seed=3, repeat=False))
-    )
     assert claim(
+        bootstrap_ci(
+            held_out_scores(model, best_induction_head, random_repeats(model, seed=3, repeat=False))
+        ),
+        "<=",
+        0.1,
+        why="a fifth of the claimed 0.5: the head's attention at that offset needs the repeat",
         metric=f"L{layer}H{head} score at the induction offset, no repeats",
-        value=ci.estimate,
-        ci=ci,
-        n=ci.n,
-        threshold=0.1,
-        direction="<=",
+        unit="sequences",
     )
-
-
-# Replication (fixtures/replication.py): each claim above, held on every model the run selects.
-REPLICATION = [
-    "test_paris_is_top1_after_capital_of_france",
-    "test_english_loss_far_below_uniform",
-    "test_shuffling_words_raises_loss",
-    "test_some_head_has_induction_score_above_half",
-    "test_induction_head_is_silent_without_repeats",
-]
-
-
-@pytest.mark.parametrize("of", REPLICATION)
-def test_replicates_in_every_model(of, replicate):
-    assert replicate(of)
 
 
 # Log (4-bit GGUF checkpoints de-quantised to float32)

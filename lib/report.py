@@ -5,14 +5,14 @@
 
 The page holds, in order:
 1. a claims x models table (rows: claims; columns: the real models, one column for the toy
-   models, whose cells name the toy, and, where the ledger holds replication claims
-   (fixtures/replication.py), a column "every model" with the replication claim's status and figure;
-   cells: status and value);
+   models, whose cells name the toy, and, where a claim was measured on two or more real models, a
+   column "every model" with its replication verdict (lib.ledger.replication); cells: status and
+   value);
 2. one section per hypothesis: its question (the first paragraph of the module docstring of
    hypotheses/test_<hypothesis>.py, read with `ast`, nothing imported), its protocol (the numbered
    steps of the docstring's "Protocol" paragraph, in brief, and in full when unfolded), a table of
-   its claims (value, 95% CI, threshold, status, n and what n counts, model, Holm-adjusted p,
-   precondition, note), and its figures: a forest plot per model, generated here
+   its claims (value, CI and its level, threshold and its reason, status, n and what n counts,
+   model, role, Holm-adjusted p, precondition, note), and its figures: a forest plot per model, generated here
    (results/figures/<hypothesis>__<model>.png: each claim's value as a dot, its CI as a bar, its
    threshold as a mark, the model's name in the title), and every image already in the results
    folder whose name starts with the hypothesis's name.
@@ -36,14 +36,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from lib.claims import read_ledger, round_sig
+from lib.claims import STATUSES
+from lib.ledger import read_ledger, replication, round_sig
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
-STATUS_COLOURS = {"supported": "tab:green", "refuted": "tab:red", "inconclusive": "tab:gray"}
+STATUS_COLOURS = {
+    "supported": "tab:green",
+    "refuted": "tab:red",
+    "undecided": "tab:orange",
+    "inconclusive": "tab:gray",
+}
 FIGURES = "figures"  # the subfolder of the results folder that the report owns
 TOY = "toy:"  # the prefix of toy models' names in the ledger
-REPLICATION = re.compile(r"^test_replicates_in_every_model\[(.*)\]$")  # fixtures/replication.py
 EVERY_MODEL = "every model"
 
 
@@ -85,7 +90,7 @@ def slug(text: str) -> str:
 
 
 def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
-    """One row per claim: its value (dot), 95% CI (bar) and threshold (red mark, with the claimed side),
+    """One row per claim: its value (dot), CI (bar) and threshold (red mark, with the claimed side),
     each row on its own scale since claims measure different things; colour = status."""
     n = len(rows)
     fig, axes = plt.subplots(n, 1, figsize=(10, 0.62 * n + 0.9), squeeze=False)  # one row of axes per claim
@@ -164,35 +169,31 @@ def render(results: Path, hypotheses: Path) -> str:
         "# Claims report",
         "",
         "Rendered by `make report` from `claims.csv` alone; edit the hypotheses, not this page. "
-        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("supported", "refuted", "inconclusive"))
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
         + f" ({len(ledger)} claims on {len(models)} models). "
-        + "A claim is supported when its whole 95% CI lies on "
-        "the claimed side of its threshold and its precondition (if any) was met; inconclusive when the "
-        "precondition failed.",
+        + "A claim is supported when its whole CI lies on the claimed side of its threshold, refuted when "
+        "it lies wholly on the other side, undecided when it straddles the threshold, and inconclusive "
+        "when its precondition failed. Confirmatory claims are decided on simultaneous CIs (95% over "
+        "the family: level 1 - 0.05/m); the others are exploratory, at 95%. Real models are 4-bit GGUF "
+        "checkpoints de-quantised to float32.",
         "",
         "## Claims x models",
         "",
     ]
     # One column per real model; the toy models (a different one for nearly every claim) share one column.
     replicated = {
-        (r.hypothesis, match.group(1)): f"{r.status} {round_sig(r.value)}"
-        for r in ledger.itertuples()
-        if (match := REPLICATION.match(r.claim))
+        (r.hypothesis, r.claim): r.verdict for r in replication(ledger, TOY).itertuples() if not r.settings
     }
-    real = [m for m in models if not m.startswith(TOY) and "+" not in m]
+    real = [m for m in models if not m.startswith(TOY)]
     toys = [m for m in models if m.startswith(TOY)]
     columns = real + (["toy model"] if toys else []) + ([EVERY_MODEL] if replicated else [])
     grid = []
     for (hypothesis, claim), group in ledger.groupby(["hypothesis", "claim"], sort=True):
-        if REPLICATION.match(claim):
-            continue
         cells = dict.fromkeys(columns, "")
         if replicated:
             cells[EVERY_MODEL] = replicated.get((hypothesis, claim), "")
         for r in group.itertuples():
-            figure = f"{r.status} {round_sig(r.value)}"
-            if "+" in r.model:
-                continue
+            figure = f"{r.status} {round_sig(r.value)}" + (f" ({r.settings})" if r.settings else "")
             if r.model.startswith(TOY):
                 cells["toy model"] = "; ".join(filter(None, [cells["toy model"], f"{figure} ({r.model})"]))
             else:
@@ -223,10 +224,11 @@ def render(results: Path, hypotheses: Path) -> str:
             "model",
             "metric",
             "value",
-            "95% CI",
-            "threshold",
+            "CI",
+            "threshold (why)",
             "status",
             "n",
+            "role",
             "adj. p",
             "precondition",
             "note",
@@ -240,7 +242,7 @@ def render(results: Path, hypotheses: Path) -> str:
             )
             written.add(path)
             lines += [
-                f"![{hypothesis} on {model}: value, 95% CI and threshold per claim]({FIGURES}/{path.name})",
+                f"![{hypothesis} on {model}: value, CI and threshold per claim]({FIGURES}/{path.name})",
                 "",
             ]
         for image in sorted(
@@ -254,17 +256,26 @@ def render(results: Path, hypotheses: Path) -> str:
 
 
 def _claim_line(r) -> list[str]:
-    threshold = f"{r.direction} {round_sig(r.threshold)}"
-    n = f"{r.n} {r.unit}".strip()
+    side = (
+        f"within +-{round_sig(r.threshold)}"
+        if r.direction == "within"
+        else f"{r.direction} {round_sig(r.threshold)}"
+    )
+    threshold = f"{side} ({r.why})" if r.why else side
+    status = f"**{r.status}**" + (
+        f" (CI {round_sig(r.past_threshold)} past)" if r.status == "undecided" else ""
+    )
+    role = f"confirmatory, 1 of {r.family_size}" if r.family else "exploratory"
     return [
         r.claim,
-        r.model,
+        r.model + (f" ({r.settings})" if r.settings else ""),
         r.metric,
         round_sig(r.value),
-        _ci(r),
+        f"{_ci(r)} {r.ci_level}".strip(),
         threshold,
-        f"**{r.status}**",
-        n,
+        status,
+        f"{r.n} {r.unit}".strip(),
+        role,
         round_sig(r.adjusted_p),
         r.precondition,
         r.note,

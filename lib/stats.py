@@ -11,7 +11,8 @@ min-max range or a degenerate interval); compare two groups of >= 8 seeds with
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 import numpy as np
@@ -19,10 +20,61 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CI:
+    """A confidence interval that can be recomputed at another level and turned into a p-value.
+
+    `ci.at(0.995)` is the same interval at 99.5% (the simultaneous level of a Bonferroni family;
+    bootstraps redraw with enough resamples for the tails); `ci.p_value(t)` is the smallest alpha at
+    which the (1 - alpha) interval excludes t (two-sided). An interval built by hand (CI(1, 0, 2, 8))
+    has neither and says so.
+    """
+
     estimate: float  # the statistic on the full sample
     low: float
     high: float
     n: int
+    confidence: float = 0.95
+    redo: Callable[[float], CI] | None = field(default=None, repr=False, compare=False)
+    pvalue: Callable[[float], float] | None = field(default=None, repr=False, compare=False)
+
+    def at(self, confidence: float) -> CI:
+        """This interval at another confidence level."""
+        _check_confidence(confidence)
+        if confidence == self.confidence:
+            return self
+        if self.redo is None:
+            raise TypeError(
+                f"this CI ({self.low:g}, {self.high:g}) was built by hand and cannot be recomputed at "
+                f"{confidence:.4g}: build it with lib.stats (bootstrap_ci, binomial_ci, ...)"
+            )
+        return self.redo(confidence)
+
+    def p_value(self, threshold: float) -> float:
+        """Two-sided p of `threshold`: the smallest alpha at which the (1 - alpha) CI excludes it."""
+        if self.pvalue is None:
+            raise TypeError(
+                "this CI was built by hand and has no p-value: build it with lib.stats (bootstrap_ci, ...)"
+            )
+        return float(self.pvalue(float(threshold)))
+
+
+TAIL_DRAWS = 50  # bootstrap draws beyond each end of an interval, at the least: the tails need them
+
+
+def _resamples(n_resamples: int, confidence: float) -> int:
+    """Enough bootstrap resamples that each tail of a `confidence` interval holds TAIL_DRAWS draws."""
+    return max(n_resamples, math.ceil(TAIL_DRAWS / ((1 - confidence) / 2)))
+
+
+def _bootstrap_p(draws: np.ndarray) -> Callable[[float], float]:
+    """Two-sided percentile-bootstrap p of a threshold, with the +1 correction."""
+    ordered = np.sort(draws)
+
+    def p(threshold: float) -> float:
+        below = np.searchsorted(ordered, threshold, side="right")  # draws <= threshold
+        above = ordered.size - np.searchsorted(ordered, threshold, side="left")  # draws >= threshold
+        return min(1.0, 2 * (min(below, above) + 1) / (ordered.size + 1))
+
+    return p
 
 
 def _array(values, name: str = "values") -> np.ndarray:
@@ -63,7 +115,23 @@ def binomial_ci(
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"a binomial CI needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
     interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method=BINOMIAL_METHODS[method])
-    return CI(k / n, float(interval.low), float(interval.high), n)
+
+    def pvalue(threshold: float) -> float:  # the exact test that Clopper-Pearson inverts, both tails
+        from scipy.stats import binom
+
+        if threshold <= 0 or threshold >= 1:
+            return 1.0 if (threshold <= 0 and k == 0) or (threshold >= 1 and k == n) else 0.0
+        return min(1.0, 2 * min(binom.sf(k - 1, n, threshold), binom.cdf(k, n, threshold)))
+
+    return CI(
+        k / n,
+        float(interval.low),
+        float(interval.high),
+        n,
+        confidence,
+        redo=lambda level: binomial_ci(k, n, level, method),
+        pvalue=pvalue,
+    )
 
 
 def bootstrap_ci(
@@ -77,13 +145,14 @@ def bootstrap_ci(
     _check_confidence(confidence)
     estimate = float(statistic(x))
     if x.size == 1:
-        return CI(estimate, estimate, estimate, 1)
+        return CI(estimate, estimate, estimate, 1, confidence)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
+    idx = rng.integers(0, x.size, size=(_resamples(n_resamples, confidence), x.size))
     stats = np.apply_along_axis(statistic, 1, x[idx]) if statistic is not np.mean else x[idx].mean(1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
-    return CI(estimate, float(low), float(high), int(x.size))
+    redo = lambda level: bootstrap_ci(x, statistic, n_resamples, level, seed)
+    return CI(estimate, float(low), float(high), int(x.size), confidence, redo, _bootstrap_p(stats))
 
 
 def bootstrap_ci_diff(a, b, **kwargs) -> CI:
@@ -99,11 +168,21 @@ def bootstrap_ci_two_sample(a, b, n_resamples: int = 2000, confidence: float = 0
     a, b = _array(a, "a"), _array(b, "b")
     _check_confidence(confidence)
     rng = np.random.default_rng(seed)
-    means_a = a[rng.integers(0, a.size, size=(n_resamples, a.size))].mean(1)
-    means_b = b[rng.integers(0, b.size, size=(n_resamples, b.size))].mean(1)
+    draws = _resamples(n_resamples, confidence)
+    means_a = a[rng.integers(0, a.size, size=(draws, a.size))].mean(1)
+    means_b = b[rng.integers(0, b.size, size=(draws, b.size))].mean(1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means_a - means_b, [alpha, 1 - alpha])
-    return CI(float(a.mean() - b.mean()), float(low), float(high), int(min(a.size, b.size)))
+    redo = lambda level: bootstrap_ci_two_sample(a, b, n_resamples, level, seed)
+    return CI(
+        float(a.mean() - b.mean()),
+        float(low),
+        float(high),
+        int(min(a.size, b.size)),
+        confidence,
+        redo,
+        _bootstrap_p(means_a - means_b),
+    )
 
 
 def _ratio(mean: float, sd: float) -> float:

@@ -1,5 +1,6 @@
-"""The claims ledger: verdicts, preconditions, a diffable file, atomic writes, parallel workers,
-interrupted runs, and `python -m lib.claims diff`."""
+"""The claims ledger: the decision rule, preconditions, a diffable file, atomic writes, parallel workers,
+interrupted runs, and `python -m lib.ledger diff`. (The claim fixture's outcomes against the committed
+ledger, families and run settings: tests/test_claim_fixture.py.)"""
 
 from __future__ import annotations
 
@@ -14,17 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.claims import (
-    COLUMNS,
-    Claim,
-    Ledger,
-    Precondition,
-    diff_ledgers,
-    git_commit,
-    load_ledger,
-    main,
-    read_ledger,
-)
+from lib.claims import COLUMNS, Claim, Precondition, decide
+from lib.ledger import Ledger, diff_ledgers, git_commit, load_ledger, main, replication
 
 pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
@@ -41,23 +33,67 @@ def make(claim_id="c", value=1.0, threshold=0.5, direction=">=", ci=(math.nan, m
         direction=direction,
         ci_low=ci[0],
         ci_high=ci[1],
-        **extra,
+        **{"exact": not math.isfinite(ci[0]), **extra},
     )
 
 
-def test_a_claim_with_a_ci_needs_the_whole_ci_past_the_threshold():
-    assert make(value=1.0, threshold=0.5).holds
-    assert not make(value=1.0, threshold=0.5, ci=(0.4, 1.6)).holds
-    assert make(value=1.0, threshold=0.5, ci=(0.6, 1.6)).holds
-    assert make(value=0.1, threshold=0.2, direction="<=", ci=(0.0, 0.15)).holds
-    assert not make(value=0.1, threshold=0.2, direction="<=", ci=(0.0, 0.25)).holds
+def test_the_decision_rule_has_four_outcomes():
+    assert make(value=1.0, threshold=0.5, ci=(0.6, 1.6)).status == "supported"
+    assert make(value=1.0, threshold=0.5, ci=(0.4, 1.6)).status == "undecided"
+    assert make(value=0.2, threshold=0.5, ci=(0.1, 0.4)).status == "refuted"
+    assert make(value=0.1, threshold=0.2, direction="<=", ci=(0.0, 0.15)).status == "supported"
+    assert make(value=0.1, threshold=0.2, direction="<=", ci=(0.0, 0.25)).status == "undecided"
+    assert make(value=0.3, threshold=0.2, direction="<=", ci=(0.25, 0.35)).status == "refuted"
+    assert make(value=5.0, threshold=0.5, ci=(1.0, 9.0), precondition=(False, "no circuit")).status == (
+        "inconclusive"
+    )
+    assert make(value=1.0, threshold=0.5).status == "supported"  # exact: the figure alone decides
+    assert make(value=0.4, threshold=0.5).status == "refuted"
+
+
+def test_a_claim_of_no_effect_is_supported_only_inside_its_margin():
+    assert make(value=0.0, threshold=0.1, direction="within", ci=(-0.05, 0.08)).status == "supported"
+    assert make(value=0.0, threshold=0.1, direction="within", ci=(-0.05, 0.12)).status == "undecided"
+    assert make(value=0.3, threshold=0.1, direction="within", ci=(0.2, 0.4)).status == "refuted"
+    assert make(value=-0.3, threshold=0.1, direction="within", ci=(-0.4, -0.2)).status == "refuted"
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        make(threshold=-0.1, direction="within", ci=(0, 0))
+
+
+@given(
+    low=st.floats(-1e3, 1e3),
+    width=st.floats(0, 1e3),
+    threshold=st.floats(-1e3, 1e3),
+    direction=st.sampled_from([">=", "<="]),
+)
+def test_refuted_means_the_ci_excludes_the_claim_and_undecided_means_it_straddles(
+    low, width, threshold, direction
+):
+    high = low + width
+    status = decide(direction, threshold, low, high)
+    claimed = (lambda x: x >= threshold) if direction == ">=" else (lambda x: x <= threshold)
+    if status == "supported":
+        assert claimed(low) and claimed(high)
+    elif status == "refuted":
+        assert not claimed(low) and not claimed(high)
+    else:
+        assert status == "undecided" and claimed(low) != claimed(high)
+
+
+def test_an_undecided_row_says_how_far_its_ci_reaches_past_the_threshold():
+    undecided = make(value=0.88, threshold=0.5, ci=(0.02, 1.76))
+    assert undecided.past_threshold == pytest.approx(0.48) and undecided.row()["past_threshold"] == 0.48
+    assert "undecided (the CI reaches 0.48 past the threshold)" in repr(undecided)
+    assert math.isnan(make(value=1.0, threshold=0.5, ci=(0.6, 1.6)).past_threshold)
 
 
 def test_a_claim_is_truthy_iff_it_is_supported_and_its_repr_gives_the_figures():
-    refuted = make(value=1.0, threshold=0.5, ci=(0.4, 1.6))
+    refuted = make(value=0.2, threshold=0.5, ci=(0.1, 0.4))
     assert not refuted and make(value=1.0, threshold=0.5, ci=(0.6, 1.6))
-    assert repr(refuted) == "c on m: x = 1 [95% CI 0.4, 1.6], n=1; claimed >= 0.5: does not hold"
+    assert not make(value=1.0, threshold=0.5, ci=(0.4, 1.6))
+    assert repr(refuted) == "c on m: x = 0.2 [95% CI 0.1, 0.4], n=1; claimed >= 0.5: refuted"
     assert "n=8 seeds" in repr(make(n=8, unit="seeds"))
+    assert "x = 1 (exact)" in repr(make())
 
 
 def test_bad_claims_are_named():
@@ -69,6 +105,10 @@ def test_bad_claims_are_named():
         make(precondition=True)
     with pytest.raises(ValueError, match="needs a reason"):
         make(precondition=(True, ""))
+    with pytest.raises(ValueError, match="give a CI, or exact=True"):
+        make(exact=False)
+    with pytest.raises(ValueError, match="an exact figure has no CI"):
+        Claim("h", "c", "m", "x", 1.0, 0.5, ci_low=0.0, ci_high=2.0, exact=True)
 
 
 @given(
@@ -85,7 +125,9 @@ def test_no_claim_is_supported_when_its_precondition_failed(value, threshold, sp
     assert claim.status == "inconclusive" and not claim and claim.row()["status"] == "inconclusive"
     assert claim.row()["precondition"].startswith("failed: ")
     met = make(value=value, threshold=threshold, direction=direction, precondition=(True, "learned"))
-    assert met.status == ("supported" if met.holds else "refuted") and bool(met) == met.holds
+    assert met.status == decide(direction, threshold, value, value) and bool(met) == (
+        met.status == "supported"
+    )
 
 
 def test_the_tracked_ledger_has_stable_columns_rounded_numbers_and_sorted_rows(tmp_path):
@@ -93,15 +135,15 @@ def test_the_tracked_ledger_has_stable_columns_rounded_numbers_and_sorted_rows(t
     ledger.record(
         make("b", value=2.123456789, ci=(1.0000001, 3.333333333), n=16, unit="families", adjusted_p=0.0123456)
     )
-    ledger.record(make("a", value=1 / 3, precondition=(False, "loss 3.6 nats > 1")))
+    ledger.record(make("a", value=1 / 3, precondition=(False, "loss 3.6 nats > 1"), why="a reason"))
     text = (tmp_path / "claims.csv").read_text()
     lines = text.splitlines()
     assert lines[0] == ",".join(COLUMNS)
     assert "abc" not in text and "r1" not in text  # run id and commit go to history.jsonl only
-    assert lines[1].startswith("h,a,m,x,0.3333,,,0.5,>=,inconclusive,1,,,failed: loss 3.6 nats > 1,")
-    assert lines[2].startswith("h,b,m,x,2.123,1,3.333,0.5,>=,supported,16,families,0.01235,,")
+    assert lines[1].startswith("h,a,m,,x,0.3333,,,exact,0.5,>=,a reason,inconclusive,,1,,,0,,,failed: loss")
+    assert lines[2].startswith("h,b,m,,x,2.123,1,3.333,95%,0.5,>=,,supported,,16,families,,0,,0.01235,,")
     before = text
-    ledger.record(make("b", value=2.1234999))  # same figure at 4 significant digits: the file is unchanged
+    ledger.record(make("b", value=2.1234999))  # another figure: the row changes ...
     ledger.record(
         make("b", value=2.123456789, ci=(1.0000001, 3.333333333), n=16, unit="families", adjusted_p=0.0123456)
     )
@@ -207,13 +249,15 @@ def test_diff_fails_on_a_flipped_claim_and_reports_it(repo, capsys):
     old, new = repo / "old.csv", repo / "new.csv"
     (old).write_text((repo / "results" / "claims.csv").read_text())
     ledger = Ledger(repo / "results", run_id="r", commit="abc")
-    ledger.record(make("a", value=0.3, ci=(0.1, 0.6)))  # refuted now
+    ledger.record(make("a", value=0.3, ci=(0.1, 0.6)))  # undecided now
     ledger.record(make("added", value=1.0))
     new.write_text((repo / "results" / "claims.csv").read_text())
     assert main(["diff", str(old), str(new)]) == 1
     out = capsys.readouterr().out
     assert (
-        "h::a on m: supported -> refuted" in out and "added (1):" in out and "h::added on m: supported" in out
+        "h::a on m: supported -> undecided" in out
+        and "added (1):" in out
+        and "h::added on m: supported" in out
     )
     assert main(["diff", str(new), str(old)]) == 1
     assert "removed (1):" in capsys.readouterr().out
@@ -241,86 +285,28 @@ def test_diff_reads_git_revisions(repo):
         load_ledger("no-such-rev", repo=repo)
 
 
-CONFTEST = (
-    'pytest_plugins = ["fixtures.ledger"]\n'
-    "def pytest_addoption(parser):\n"
-    "    parser.addoption('--model', default='toy')\n"
-    "    parser.addoption('--device', default='cpu')\n"
-    "    parser.addoption('--results-dir', default=None)\n"
-)
-
-
-@pytest.fixture
-def suite(pytester, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.syspath_prepend(str(REPO))
-    monkeypatch.delenv("ATTNCLAIMS_RUN_ID", raising=False)
-    pytester.makeconftest(CONFTEST)
-    return pytester
-
-
-def test_a_failed_precondition_is_recorded_inconclusive_and_the_test_cannot_pass(suite):
-    suite.makepyfile(
-        test_pre=(
-            "import pytest\n"
-            "from lib.claims import Precondition\n"
-            "def test_unlearned(claim):\n"
-            "    try:\n"  # a test that swallows errors still cannot pass: the skip is not an Exception
-            "        assert claim(model='toy:a', metric='m', value=5, threshold=0, precondition=(False, 'loss 3.6 > 1'))\n"  # noqa: E501 (a ledger line / a test file as written)
-            "    except Exception:\n"
-            "        pass\n"
-            "@pytest.mark.xfail(strict=True, reason='refuted: -1 < 0')\n"
-            "def test_refuted_unlearned(claim):\n"
-            "    assert claim(model='toy:a', metric='m', value=-1, threshold=0, precondition=Precondition(False, 'no circuit'))\n"  # noqa: E501 (a ledger line / a test file as written)
-            "def test_learned(claim):\n"
-            "    assert claim(model='toy:a', metric='m', value=5, threshold=0, precondition=(True, 'loss 0.1 < 1'))\n"  # noqa: E501 (a ledger line / a test file as written)
-            "def test_no_model(claim):\n"
-            "    claim(metric='m', value=5, threshold=0)\n"
-            "@pytest.mark.parametrize('model_name', ['tiny-lm'])\n"
-            "def test_model_from_parameter(claim, model_name):\n"
-            "    assert claim(metric='m', value=5, threshold=0)\n"
-            "@pytest.mark.parametrize('model_name', ['tiny-lm'])\n"
-            "@pytest.mark.parametrize('p', [0.1])\n"
-            "def test_two_parameters(claim, p, model_name):\n"
-            "    assert claim(metric='m', value=5, threshold=0)\n"
-        )
-    )
-    results = suite.path / "out"
-    run = suite.runpytest(f"--results-dir={results}", "-p", "no:cacheprovider", "-rs")
-    run.assert_outcomes(passed=3, skipped=2, failed=1)
-    run.stdout.fnmatch_lines(["*SKIPPED*inconclusive: loss 3.6 > 1*", "*SKIPPED*inconclusive: no circuit*"])
-    run.stdout.fnmatch_lines(["*test_no_model*pass model=*"])
-    table = read_ledger(results / "claims.csv").set_index("claim")
-    assert table.status.to_dict() == {
-        "test_unlearned": "inconclusive",
-        "test_refuted_unlearned": "inconclusive",
-        "test_learned": "supported",
-        "test_model_from_parameter": "supported",  # the model has a column of its own, not part of the name
-        "test_two_parameters[0.1]": "supported",
+def test_replication_is_derived_from_the_rows_and_a_refutation_is_never_hidden():
+    rows = [
+        make("both", value=0.9, ci=(0.7, 1.1), model="m1"),
+        make("both", value=0.6, ci=(0.55, 0.65), model="m2"),
+        make("one", value=0.8, ci=(0.6, 1.0), model="m1"),
+        make("one", value=0.1, ci=(-0.2, 0.4), model="m2"),  # refuted on m2
+        make("masked", value=0.1, ci=(-0.2, 0.4), model="m1"),  # refuted on m1 ...
+        make("masked", value=2.0, ci=(1, 3), model="m2", precondition=(False, "no premise")),  # ... premise
+        make("wide", value=0.6, ci=(0.2, 1.0), model="m1"),
+        make("wide", value=0.9, ci=(0.7, 1.1), model="m2"),
+        make("premise", value=0.9, ci=(0.7, 1.1), model="m1", precondition=(False, "no premise")),
+        make("premise", value=0.9, ci=(0.7, 1.1), model="m2"),
+        make("alone", value=0.9, ci=(0.7, 1.1), model="m1"),
+        make("toy", value=0.9, ci=(0.7, 1.1), model="toy:a"),
+        make("toy", value=0.9, ci=(0.7, 1.1), model="toy:b"),
+    ]
+    table = replication(pd.DataFrame([r.row() for r in rows])).set_index("claim")
+    assert table.verdict.to_dict() == {
+        "both": "replicates",
+        "one": "does not replicate",
+        "masked": "does not replicate",
+        "wide": "undecided",
+        "premise": "inconclusive",
     }
-    assert table.loc["test_model_from_parameter", "model"] == "tiny-lm"
-
-
-def test_claim_fixture_under_two_xdist_workers(suite, monkeypatch):
-    suite.makepyfile(
-        test_many=(
-            "import pytest\n"
-            "@pytest.mark.parametrize('i', range(12))\n"
-            "def test_holds(claim, i):\n"
-            "    assert claim(model='toy', metric='m', value=i, threshold=0)\n"
-            "@pytest.mark.xfail(strict=True, reason='refuted: -1 < 0')\n"
-            "def test_refuted(claim):\n"
-            "    assert claim(model='toy', metric='m', value=-1, threshold=0)\n"
-        )
-    )
-    results = suite.path / "out"
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # xdist only: the workers start faster
-    run = suite.runpytest_subprocess(
-        "-n", "2", "-p", "xdist", f"--results-dir={results}", "-p", "no:cacheprovider"
-    )
-    run.assert_outcomes(passed=12, xfailed=1)
-    table = read_ledger(results / "claims.csv")
-    assert len(table) == 13
-    assert (table.status == "supported").sum() == 12
-    assert table.set_index("claim").loc["test_refuted", "status"] == "refuted"
-    run.stdout.fnmatch_lines(["*claims ledger*", "*refuted*many::test_refuted*"])
+    assert table.loc["both", "figures"] == "m1 0.9 [0.7, 1.1] supported; m2 0.6 [0.55, 0.65] supported"

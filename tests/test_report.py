@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from lib.claims import Claim, Ledger
+from lib.claims import Claim
+from lib.ledger import Ledger
 from lib.report import hypothesis_text, main, slug, write_report
 
 HYPOTHESIS = '''"""Do toy heads copy?
@@ -36,7 +37,8 @@ def record(ledger, claim_id, model, value, ci=(math.nan, math.nan), **extra):
             threshold=1.0,
             ci_low=ci[0],
             ci_high=ci[1],
-            **extra,
+            why="a nat",
+            **{"exact": not math.isfinite(ci[0]), **extra},
         )
     )
 
@@ -47,9 +49,7 @@ def results(tmp_path):
     record(ledger, "test_heads_copy[a]", "tiny-lm", 2.5, ci=(2.0, 3.0), n=8, unit="seeds")
     record(ledger, "test_heads_copy[a]", "other-lm", 0.5, ci=(0.1, 0.9), n=8, unit="seeds")
     record(ledger, "test_unlearned", "toy:copy 2L", 3.0, precondition=(False, "loss 3.6 nats > 1"))
-    record(
-        ledger, "test_replicates_in_every_model[test_heads_copy[a]]", "other-lm+tiny-lm", 0.5, ci=(0.1, 0.9)
-    )
+    record(ledger, "test_wide", "tiny-lm", 1.5, ci=(0.5, 2.5), family="tiny-lm", family_size=2, p=0.2)
     (tmp_path / "hypotheses").mkdir()
     (tmp_path / "hypotheses" / "test_copying.py").write_text(HYPOTHESIS)
     (tmp_path / "results" / "copying_heatmap.png").write_bytes(b"png")
@@ -64,9 +64,11 @@ def test_the_report_renders_from_the_ledger_alone(results):
     assert text.index("## Claims x models") < text.index("## copying")
     assert "| hypothesis | claim | other-lm | tiny-lm | toy model | every model |" in text
     assert (
-        "| [copying](#copying) | test_heads_copy[a] | refuted 0.5 | supported 2.5 |  | refuted 0.5 |" in text
+        "| [copying](#copying) | test_heads_copy[a] | refuted 0.5 | supported 2.5 |  | does not replicate |"
+        in text
     )
-    assert "| test_replicates_in_every_model" not in text.split("## copying")[0]  # a column, not a row
+    assert "| [copying](#copying) | test_wide |  | undecided 1.5 |  |  |" in text  # one model: no verdict
+    assert "1 supported, 1 refuted, 1 undecided, 1 inconclusive (4 claims on 3 models)" in text
     assert "inconclusive 3 (toy:copy 2L)" in text
     assert (
         "**Question.** Do toy heads copy?" in text
@@ -74,20 +76,18 @@ def test_the_report_renders_from_the_ledger_alone(results):
     )
     assert "**Protocol** (hypotheses/test_copying.py): 1. Models; 2. Ablation." in text
     assert (
-        "| test_heads_copy[a] | tiny-lm | loss rise (nats) | 2.5 | [2, 3] | >= 1 | **supported** | 8 seeds |"
-        in text
+        "| test_heads_copy[a] | tiny-lm | loss rise (nats) | 2.5 | [2, 3] 95% | >= 1 (a nat) | **supported** "
+        "| 8 seeds | exploratory |" in text
     )
+    assert "| **undecided** (CI 0.5 past) | 1 | confirmatory, 1 of 2 |" in text
     assert "failed: loss 3.6 nats > 1" in text
     figures = sorted(p.name for p in (results / "figures").iterdir())
     assert figures == [
-        "copying__other-lm-tiny-lm.png",
         "copying__other-lm.png",
         "copying__tiny-lm.png",
         "copying__toy-copy-2L.png",
     ]  # stale one gone
-    assert (
-        "![copying on tiny-lm: value, 95% CI and threshold per claim](figures/copying__tiny-lm.png)" in text
-    )
+    assert "![copying on tiny-lm: value, CI and threshold per claim](figures/copying__tiny-lm.png)" in text
     assert "![copying_heatmap](copying_heatmap.png)" in text
     write_report(results, results.parent / "hypotheses")
     assert out.read_text() == text  # no timestamp: the page changes only with the ledger

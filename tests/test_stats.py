@@ -69,6 +69,46 @@ def test_binomial_ci_edges_and_known_values():
     assert stats.binomial_ci(3, 10, confidence=0.5).high < exact.high
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    values=st.lists(st.floats(-10, 10), min_size=3, max_size=20),
+    level=st.sampled_from([0.95, 0.99, 1 - 0.05 / 8, 1 - 0.05 / 30]),
+)
+def test_a_bootstrap_ci_recomputed_at_a_level_excludes_exactly_what_its_p_value_rejects(values, level):
+    """The simultaneous CIs of a confirmatory family and the p-values that Holm adjusts agree: a threshold
+    outside the (1 - alpha) interval has p <= alpha, one inside has p > alpha (to one draw's resolution)."""
+    ci = stats.bootstrap_ci(values).at(level)
+    alpha, resolution = 1 - level, 4 / stats._resamples(2000, level)
+    assert ci.confidence == level
+    spread = max(ci.high - ci.low, 1e-9)
+    assert ci.p_value(ci.low - 0.01 * spread - 1e-9) <= alpha + resolution
+    assert ci.p_value(ci.high + 0.01 * spread + 1e-9) <= alpha + resolution
+    if ci.high > ci.low:
+        assert ci.p_value((ci.low + ci.high) / 2) > alpha - resolution
+
+
+def test_ci_at_another_level_widens_and_keeps_its_kind():
+    wide = stats.bootstrap_ci(np.arange(12.0)).at(0.995)
+    narrow = stats.bootstrap_ci(np.arange(12.0))
+    assert wide.low < narrow.low and wide.high > narrow.high and wide.confidence == 0.995
+    two = stats.bootstrap_ci_two_sample([1.0, 2, 3, 4], [0.0, 1, 1, 2])
+    assert two.at(0.99).high > two.high
+    assert stats.bootstrap_ci(np.arange(12.0)).at(0.95) == narrow
+    with pytest.raises(TypeError, match="built by hand"):
+        stats.CI(1.0, 0.5, 1.5, 8).at(0.99)
+    with pytest.raises(TypeError, match="no p-value"):
+        stats.CI(1.0, 0.5, 1.5, 8).p_value(0.0)
+
+
+def test_clopper_pearson_p_value_is_the_test_the_interval_inverts():
+    ci = stats.binomial_ci(7, 10)  # [0.348, 0.933]
+    assert ci.p_value(ci.low - 1e-3) < 0.05 < ci.p_value(ci.low + 1e-3)
+    assert ci.p_value(ci.high + 1e-3) < 0.05 < ci.p_value(ci.high - 1e-3)
+    strict = ci.at(1 - 0.05 / 4)
+    assert strict.low < ci.low and strict.p_value(strict.low - 1e-3) < 0.05 / 4
+    assert stats.binomial_ci(10, 10).p_value(1.0) == 1.0 and stats.binomial_ci(9, 10).p_value(1.0) == 0.0
+
+
 def test_two_sample_permutation_test_is_exact_for_small_groups():
     a, b = np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 2.0])
     assert stats.permutation_test_two_sample(a, b) == pytest.approx(1 / 20)  # the one most extreme of C(6,3)

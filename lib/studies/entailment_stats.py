@@ -2,7 +2,7 @@
 
     ci = family_ci(deltas(study, ("switch", 3, 1.0)), "delta")  # held-out delta LD, CI over families
     ci = ratio_ci(by_family(direct, "delta"), by_family(total, "delta"))  # sum / sum, families resampled
-    claim(..., precondition=entails(study), note=f"control {fmt(ci)}")
+    claim(ci, ">=", 0.5, ..., precondition=entails(study), note=f"control {fmt(ci)}")
 
 Families are the unit: a prompt's value is averaged within its family first, and every CI is a 95%
 bootstrap over families (lib.stats.bootstrap_ci). Variants are the keys of lib.studies.entailment_study
@@ -71,13 +71,17 @@ def answers_attention(study: Study, variant: str) -> pd.DataFrame:
     )
 
 
-def entails(study: Study, hops: int = 2, split: str | None = "confirmation") -> tuple[bool, str]:
-    """The premise of claims about entailment: two-hop sensitivity > 0 on these families."""
-    rows = study.behaviour.query(f"hops == {hops}" + (f" and split == '{split}'" if split else ""))
+def entails(study: Study, split: str | None = "confirmation") -> tuple[bool, str]:
+    """The premise of claims about entailment, on the families they measure: the two-hop answer follows
+    the fact where the rule orders are crossed (there, matching the condition's place to the answer's
+    gives the wrong answer, so a positive sensitivity is more than order matching)."""
+    rows = study.behaviour.query("hops == 2 and crossed" + (f" and split == '{split}'" if split else ""))
     ci = family_ci(rows, "sensitivity")
+    where = f"{split} families" if split else "all families"
     return (
         ci.low > 0,
-        f"the model follows the fact on these families ({hops}-hop sensitivity {fmt(ci)} > 0)",
+        f"the model follows the fact when rule orders are crossed, on the {where} "
+        f"(two-hop crossed sensitivity {fmt(ci)} > 0)",
     )
 
 

@@ -37,7 +37,6 @@ from lib.scores import (
     offset_induction_score_from_pattern,
     ov_circuit,
 )
-from lib.stats import binomial_ci
 from lib.tasks import N_SPECIAL, repeat_batch
 from lib.toy import ToyConfig, training_history
 
@@ -216,12 +215,6 @@ def seed_table(study: ToyStudy, paths: tuple[str, ...]) -> pd.DataFrame:
         }
         for t in study.two_layer + study.one_layer
     )
-
-
-def share(k: int, n: int) -> dict:
-    """A count claim's figures: value k/n with its Clopper-Pearson CI."""
-    ci = binomial_ci(k, n)
-    return {"value": ci.estimate, "ci": ci, "n": n, "unit": "seeds"}
 
 
 # The offset circuit, per seed

@@ -1,0 +1,209 @@
+"""The `claim` fixture (fixtures/ledger.py): the committed ledger decides each test's outcome, a changed
+verdict fails until it is committed, confirmatory claims are decided on simultaneous CIs with Holm's
+adjusted p, and non-default run settings get rows of their own."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import scipy.stats  # noqa: F401 (imported once here: an in-process inner run must not import numpy's parts again)
+
+from lib.ledger import Ledger, diff_ledgers, read_ledger
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFTEST = (
+    'pytest_plugins = ["fixtures.ledger"]\n'
+    "def pytest_addoption(parser):\n"
+    "    parser.addoption('--model', default='toy')\n"
+    "    parser.addoption('--device', default='cpu')\n"
+    "    parser.addoption('--dtype', default='float32')\n"
+    "    parser.addoption('--results-dir', default=None)\n"
+)
+
+# One claim of each verdict, and a confirmatory family of three.
+CLAIMS = """
+import pytest
+from lib.stats import bootstrap_ci, binomial_ci
+
+UNIT = "seeds"
+WHY = "a reason"
+
+
+def test_supported(claim):
+    assert claim(binomial_ci(9, 10), ">=", 0.5, why=WHY, model="toy:a", metric="share")
+
+
+def test_refuted(claim):
+    assert claim(binomial_ci(0, 10), ">=", 0.5, why=WHY, model="toy:a", metric="share")
+
+
+def test_undecided(claim):
+    assert claim(binomial_ci(6, 10), ">=", 0.5, why=WHY, model="toy:a", metric="share")
+
+
+def test_inconclusive(claim):
+    premise = (False, "no circuit")
+    assert claim(0.9, ">=", 0.5, exact=True, why=WHY, model="toy:a", metric="m", precondition=premise)
+
+
+@pytest.mark.confirmatory
+@pytest.mark.parametrize("shift", [1.0, 0.2, 5.0])
+def test_family(claim, shift):
+    values = [shift + 0.1 * (i % 5) for i in range(12)]
+    assert claim(bootstrap_ci(values), ">=", 0.5, why=WHY, model="toy:a", metric="m")
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def project(pytester, monkeypatch):
+    """A git checkout with the suite's ledger plugin and one hypothesis file, results/ inside it."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.syspath_prepend(str(REPO))
+    monkeypatch.delenv("ATTNCLAIMS_RUN_ID", raising=False)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_claims=CLAIMS)
+    _git(pytester.path, "init", "-q")
+    _git(pytester.path, "config", "user.email", "t@t")
+    _git(pytester.path, "config", "user.name", "t")
+    _git(pytester.path, "add", ".")
+    _git(pytester.path, "commit", "-q", "-m", "suite")
+    return pytester
+
+
+def run(project, *args):
+    return project.runpytest_inprocess("-p", "no:cacheprovider", "-rsxX", *args)
+
+
+def commit(project, message="ledger"):
+    _git(project.path, "add", "results/claims.csv")
+    _git(project.path, "commit", "-q", "-m", message)
+
+
+def set_status(project, claim: str, status: str) -> None:
+    path = project.path / "results" / "claims.csv"
+    table = read_ledger(path)
+    table.loc[table.claim == claim, "status"] = status
+    path.write_text(table.to_csv(index=False, lineterminator="\n"))
+
+
+def test_new_claims_show_their_verdicts_and_are_reported_as_new(project):
+    result = run(project)
+    result.assert_outcomes(passed=3, xfailed=3, skipped=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*XFAIL*test_refuted*new claim (no committed row), refuted: share = 0*",
+            "*XFAIL*test_undecided*undecided (the CI reaches*past the threshold)*",
+            "*SKIPPED*new claim (no committed row), inconclusive: no circuit*",
+            "*new claims (7; no committed row):*",
+        ]
+    )
+    table = read_ledger(project.path / "results" / "claims.csv").set_index("claim")
+    assert table.status.to_dict() == {
+        "test_supported": "supported",
+        "test_refuted": "refuted",
+        "test_undecided": "undecided",
+        "test_inconclusive": "inconclusive",
+        "test_family[1.0]": "supported",
+        "test_family[0.2]": "refuted",
+        "test_family[5.0]": "supported",
+    }
+    assert (
+        table.loc["test_undecided", "past_threshold"] > 0
+        and table.loc["test_inconclusive", "ci_level"] == "exact"
+    )
+
+
+def test_a_changed_committed_verdict_fails_until_the_ledger_says_so_again(project):
+    run(project)
+    commit(project)
+    run(project).assert_outcomes(passed=3, xfailed=3, skipped=1)  # every verdict as committed
+
+    set_status(project, "test_supported", "refuted")  # an edit, not yet committed
+    edited = run(project)
+    edited.assert_outcomes(passed=2, failed=1, xfailed=3, skipped=1)
+    edited.stdout.fnmatch_lines(["*verdict changed: *claims.csv as the run found it says refuted, this run*"])
+
+    set_status(project, "test_supported", "refuted")
+    commit(project, "a verdict the data do not show")
+    failed = run(project)  # the run rewrote the file; the committed row still disagrees
+    failed.assert_outcomes(passed=2, failed=1, xfailed=3, skipped=1)
+    failed.stdout.fnmatch_lines(["*verdict changed: the committed results/claims.csv says refuted*"])
+    assert run(project).ret == 1  # and again: only a commit settles it
+
+    commit(project, "restore the measured verdict")
+    run(project).assert_outcomes(passed=3, xfailed=3, skipped=1)
+
+
+def test_a_confirmatory_family_is_decided_on_simultaneous_cis_with_holm_p(project):
+    run(project, "-k", "family and 1.0")  # one member selected: the family still has three
+    table = read_ledger(project.path / "results" / "claims.csv").set_index("claim")
+    one = table.loc["test_family[1.0]"]
+    assert (one.family, one.family_size, one.ci_level) == ("toys", 3, "98.33%")
+    assert one.adjusted_p == pytest.approx(
+        min(1.0, 3 * one.p), rel=1e-3
+    )  # 4 digits each  # the others count as p = 1
+    run(project)
+    table = read_ledger(project.path / "results" / "claims.csv").set_index("claim")
+    family = table.loc[[f"test_family[{s}]" for s in ("1.0", "0.2", "5.0")]]
+    assert (family.family_size == 3).all() and (family.p <= family.adjusted_p).all()
+    assert table.loc["test_supported", "family"] == "" and table.loc["test_supported", "ci_level"] == "95%"
+    assert table.loc["test_supported", "adjusted_p"] != table.loc["test_supported", "adjusted_p"]  # NaN
+
+
+def test_a_bfloat16_run_adds_rows_beside_the_float32_ones(project):
+    run(project)
+    commit(project)
+    before = read_ledger(project.path / "results" / "claims.csv")
+    run(project, "--dtype", "bfloat16", "-k", "supported")
+    after = read_ledger(project.path / "results" / "claims.csv")
+    assert len(after) == len(before) + 1
+    assert after.query("claim == 'test_supported'").settings.tolist() == ["", "dtype=bfloat16"]
+    assert diff_ledgers(before, after).added == [
+        "claims::test_supported on toy:a (dtype=bfloat16): supported"
+    ]
+    environments = (project.path / "results" / "environments.json").read_text()
+    assert (
+        '"dtype": "bfloat16"' in environments and '"torch":' in environments and '"threads":' in environments
+    )
+
+
+def test_bad_claims_are_refused_with_the_fix(project):
+    project.makepyfile(
+        test_bad=(
+            "import pytest\n"
+            "from lib.stats import CI, bootstrap_ci\n"
+            "def test_bare_number(claim):\n"
+            "    claim(0.7, '>=', 0.5, why='w', model='toy:a', metric='m')\n"
+            "def test_no_reason(claim):\n"
+            "    claim(bootstrap_ci([1, 2]), '>=', 0.5, why='', model='toy:a', metric='m')\n"
+            "@pytest.mark.confirmatory\n"
+            "def test_hand_built(claim):\n"
+            "    claim(CI(1.0, 0.8, 1.2, 8), '>=', 0.5, why='w', model='toy:a', metric='m')\n"
+        )
+    )
+    result = run(project, "test_bad.py")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*bare number: pass its CI (lib.stats), or exact=True*",
+            "*say why the threshold is where it is*",
+            "*a confirmatory claim needs a CI that can be recomputed*",
+        ]
+    )
+
+
+def test_claims_under_two_xdist_workers_lose_no_rows(project, monkeypatch):
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # xdist only: the workers start faster
+    result = project.runpytest_subprocess("-n", "2", "-p", "xdist", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, xfailed=3, skipped=1)
+    result.stdout.fnmatch_lines(["*claims ledger*", "*refuted*claims::test_refuted*"])
+    table = read_ledger(project.path / "results" / "claims.csv")
+    assert len(table) == 7 and table.adjusted_p.notna().sum() == 3  # Holm, once the workers are done
+    assert len(Ledger(project.path / "results", run_id="x").table()) == 7
