@@ -503,7 +503,7 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 # 2026-11-25  Cold run on a fresh clone, idle 2 cores: the smollm2-135m study's setup took 74 s (the sweep
 #   engine now starts each chunk at its patched layer); every figure above reproduced to 3 digits.
 #   gemma3-270m: 22 of 24 families tokenize position-matched ("zorp", "blick" split differently); the
-#   study has not been run on it yet, so no gemma figures or REFUTED keys exist.
+#   study has not been run on it yet, so no gemma figures exist.
 # 2026-11-25  gemma3-270m (4-bit Q4_K_M GGUF checkpoint de-quantised to float32, base model), same protocol;
 #   22 families (8 discovery, 14 confirmation). Figures as smollm2-135m above -> gemma3-270m.
 #   a. Two-hop 0.18 -> 0.20 [0.05, 0.34] (supported on both), again all order matching: same-order 0.38
@@ -528,3 +528,22 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 #   Replicates on both models (test_replicates_in_every_model): two-hop sensitivity, the top-3 switch and
 #   both its controls, dose-response, additivity, a mostly direct effect. Does not: one-hop, where-vs-what.
 #   Runtime: 12 min 18 s wall, 414 s user CPU on 2 cores shared with two other jobs.
+# 2026-12-01  One decision rule (lib/claims.py). Confirmatory family per model (m = 10, simultaneous CIs at
+#   99.5%): two-hop, one-hop and crossed-order sensitivity, the fact heads and their pattern swap, the
+#   top-3 switch and its two controls, and both flip claims; the toy's two claims are a family of 2. The
+#   premise of the entailment claims is now the crossed-order sensitivity on the confirmation families (a
+#   positive figure there is more than order matching), not the pooled two-hop figure that order
+#   matching drives: it fails on both models, so the pattern swap, the sensitivity after the induction
+#   ablation and where-vs-what are inconclusive (they were refuted, and where-vs-what supported on
+#   gemma3-270m). Moves, smollm2-135m / gemma3-270m: crossed orders -0.105 [-0.344, 0.121] / 0.020
+#   [-0.299, 0.320], refuted -> undecided (the data show no entailment; they do not exclude a small one);
+#   one-hop on smollm2-135m 0.149 [-0.233, 0.522] refuted -> undecided; two-hop on gemma3-270m 0.200
+#   [-0.011, 0.420] supported -> undecided (Holm p 0.036: Holm alone would decide it, its simultaneous CI
+#   does not); top-1 flips beyond control 0.278 [0.156, 0.400] / 0.381 [0.220, 0.536] refuted ->
+#   undecided; Spearman on smollm2-135m 0.304 [0.204, 0.335] (exploratory; 2000 resamples, were 500)
+#   refuted -> undecided. Still refuted: fact heads following the fact, 0.008 [-0.017, 0.027] / 0.012
+#   [0.004, 0.022] against 0.05; the seed's redirect beyond its control; the ablation's share of the
+#   switch heads' attention. Still supported on both: the top-3 switch, -1.68 [-1.98, -1.35] / -4.95
+#   [-5.84, -3.87], beyond both controls (Holm p 0.001); the toy, 16.6 [16.2, 16.9] and 1.67 [1.61, 1.73].
+#   Verdict: neither model is shown to entail (crossed-order sensitivity undecided on both, CIs from
+#   -0.34 to +0.32 nats); the switch heads write what they look at.

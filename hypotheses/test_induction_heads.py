@@ -499,3 +499,16 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_laye
 #   same-layer random heads under zero, mean and resample ablation, and sufficiency in their layers.
 #   Do not: the held-out score on natural text (refuted on both), the natural-text ablation (refuted on
 #   smollm2-135m), the entropy claim (refuted on gemma3-270m).
+# 2026-12-01  One decision rule (lib/claims.py): "refuted" now means the CI excludes the claim; a CI that
+#   straddles the threshold is undecided. Toys: the confirmatory family is the circuit, canonical, key-path
+#   and phase-change counts (m = 4, Clopper-Pearson at 98.75%): an induction circuit in 10/10 [0.60, 1] and
+#   the key path in 10/10 [0.60, 1] supported (Holm p 0.008); canonical heads in 7/10 [0.28, 0.96] and the
+#   abrupt phase change in 7/10 [0.28, 0.96], "refuted" before, are undecided: 10 seeds cannot tell 7/10
+#   from a half. The per-seed offset claims, the previous-token, recurrence and 1-layer claims are
+#   exploratory (the 1-layer figures exact). Real models: 8 confirmatory claims per model (99.38%).
+#   smollm2-135m: the natural-text held-out score 0.481 [0.430, 0.534] and the natural-text ablation 0.481
+#   [0.290, 0.693], "refuted" before, are undecided; gemma3-270m: the entropy claim -0.022 [-0.069, 0.031]
+#   likewise undecided; its natural-text score 0.429 [0.401, 0.453] is refuted. Everything else supported
+#   as before. Replication (derived from the ledger): random-token held-out score, the three ablations
+#   against same-layer heads and sufficiency replicate; the natural-text score does not (refuted on
+#   gemma3-270m); the natural-text ablation and the entropy claim are undecided.

@@ -86,3 +86,6 @@ def test_the_head_beats_the_other_heads_of_its_layer(study, claim):
 #   of its layer (supported). gemma3-270m: 0.65 [0.64, 0.66], 0.45 [0.45, 0.46] above (supported).
 # 2026-11-25  Replication (make research, both models, fresh clone): both claims replicate; the replication
 #   rows carry gemma3-270m's figures, the lower ones (0.65 [0.64, 0.66]; 0.45 [0.45, 0.46]).
+# 2026-12-01  One decision rule (lib/claims.py); both claims are the confirmatory family (m = 2, CIs at
+#   97.5%): smollm2-135m 0.750 [0.737, 0.763] and 0.614 [0.604, 0.622], gemma3-270m 0.650 [0.643, 0.657]
+#   and 0.454 [0.447, 0.463]: supported, Holm p <= 0.001; both replicate (derived from the ledger).

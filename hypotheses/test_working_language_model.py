@@ -158,3 +158,10 @@ def test_induction_head_is_silent_without_repeats(model, best_induction_head, cl
 # 2026-11-25  Replication (make research, both models, fresh clone): 4 of 5 claims replicate (loss below
 #   uniform, shuffle cost, held-out induction score, silence without repeats); ' Paris' top-1 does not
 #   (rank 2 on gemma3-270m, a base model: strict xfail).
+# 2026-12-01  One decision rule (lib/claims.py: supported, refuted, undecided, inconclusive). Loss below
+#   uniform, shuffle cost, held-out induction score and silence without repeats are the confirmatory
+#   family (m = 4, simultaneous CIs at 98.75%): supported on both models, Holm p <= 0.001 each
+#   (smollm2-135m 6.94 [6.79, 7.10], 3.69 [3.46, 3.92], 0.824 [0.777, 0.869], 0.0051 [0.0018, 0.011];
+#   gemma3-270m 9.35 [9.23, 9.49], 4.01 [3.71, 4.30], 0.807 [0.792, 0.820], 0.0045 [0.0010, 0.0098]).
+#   ' Paris' top-1 is exploratory and exact (one prompt): supported on smollm2-135m, refuted on
+#   gemma3-270m (rank 2). Replication, now derived from the ledger: 4 of 5 replicate, ' Paris' does not.

@@ -4,7 +4,7 @@
     python -m lib.report --results DIR --hypotheses DIR
 
 The page holds, in order:
-1. a claims x models table (rows: claims; columns: the real models, one column for the toy
+1. a claims x models table (rows: claims, those on real models first; columns: the real models, one column for the toy
    models, whose cells name the toy, and, where a claim was measured on two or more real models, a
    column "every model" with its replication verdict (lib.ledger.replication); cells: status and
    value);
@@ -198,8 +198,10 @@ def render(results: Path, hypotheses: Path) -> str:
                 cells["toy model"] = "; ".join(filter(None, [cells["toy model"], f"{figure} ({r.model})"]))
             else:
                 cells[r.model] = figure
-        grid.append([f"[{hypothesis}](#{_anchor(hypothesis)})", claim, *cells.values()])
-    lines += _table(["hypothesis", "claim", *columns], grid)
+        on_real = any(cells[m] for m in real)
+        grid.append((not on_real, [f"[{hypothesis}](#{_anchor(hypothesis)})", claim, *cells.values()]))
+    grid.sort(key=lambda line: line[0])  # real-model claims first, then the toys' (stable: by name within)
+    lines += _table(["hypothesis", "claim", *columns], [line for _, line in grid])
 
     figures = results / FIGURES
     written: set[Path] = set()
