@@ -4,10 +4,10 @@
     python -m lib.report --results DIR --hypotheses DIR
 
 The page holds, in order:
-1. a claims x models table (rows: claims, those on real models first; columns: the real models, one column for the toy
-   models, whose cells name the toy, and, where a claim was measured on two or more real models, a
-   column "every model" with its replication verdict (lib.ledger.replication); cells: status and
-   value);
+1. a claims x models table (rows: claims, those on real models first; columns: the real models,
+   one column for the toy models, whose cells name the toy, and, where a claim was measured on two
+   or more real models, a column "every model" with its replication verdict
+   (lib.ledger.replication); cells: status and value);
 2. one section per hypothesis: its question (the first paragraph of the module docstring of
    hypotheses/test_<hypothesis>.py, read with `ast`, nothing imported), its protocol (the numbered
    steps of the docstring's "Protocol" paragraph, in brief, and in full when unfolded), a table of
