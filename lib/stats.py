@@ -79,7 +79,7 @@ def _bootstrap_p(draws: np.ndarray) -> Callable[[float], float]:
 
 def _array(values, name: str = "values") -> np.ndarray:
     if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
+        values = values.detach().cpu().double().numpy()  # bfloat16 has no numpy type
     out = np.asarray(values, dtype=float).reshape(-1)
     if out.size == 0:
         raise ValueError(f"{name} is empty: a confidence interval needs at least one measurement")

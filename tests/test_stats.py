@@ -35,6 +35,13 @@ def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time():
     assert 0.88 <= rate <= 0.99
 
 
+def test_cis_take_tensors_of_any_float_dtype():
+    import torch
+
+    values = torch.tensor([0.6055, 0.6211, 0.6133, 0.6250], dtype=torch.bfloat16)  # a --dtype bfloat16 run
+    assert stats.bootstrap_ci(values).estimate == pytest.approx(float(values.double().mean()))
+
+
 def test_two_sample_and_paired_differences():
     a, b = np.arange(10.0), np.arange(10.0) - 3
     assert stats.bootstrap_ci_diff(a, b) == stats.bootstrap_ci(a - b)
