@@ -1,4 +1,4 @@
-"""The claims ledger: every measured claim, its figure, its threshold and its verdict.
+"""A claim: its figure, its threshold, and the one rule that decides its verdict.
 
 One decision rule (`decide`), from a claim's CI and threshold, with four outcomes:
 - supported: the CI lies wholly on the claimed side of the threshold (">=": ci_low >= threshold;

@@ -37,11 +37,11 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from lib import tasks, toy
 from lib.cache import cache_root, verified_folder, verify_folder
 from lib.models import check_device
+from lib.progress import progress as report
 from lib.toy import ToyConfig
 
 VARIES = ("seed", "attn_dropout", "resid_dropout")  # the fields members may differ in
@@ -247,7 +247,7 @@ def _train(configs: list[ToyConfig], target: float, metric: str, device: str, pr
     ).to(device)
     histories: list[list[dict]] = [[] for _ in configs]
     done: list[tuple[Member, dict, list] | None] = [None] * E
-    bar = tqdm(range(first.steps + 1), desc=progress or f"ensemble of {E} toys", leave=False, mininterval=2.0)
+    bar = report(range(first.steps + 1), progress or f"ensemble of {E} toys")  # lines under pytest too
     live = list(range(E))  # members still training; a stopped member leaves the forward (and costs nothing)
     for step in bar:
         if step % first.log_every == 0 or step == first.steps:
