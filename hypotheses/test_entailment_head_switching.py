@@ -44,7 +44,8 @@ families so that both condition orders occur); the discovery sweep uses one of t
    must route the queried rule's answer, so sensitivity and the fact heads' pattern swap must work.
 
 Measures, in nats unless said: delta = LD(intervention) - LD(clean) per prompt, averaged over a
-family's prompts; flip = the top-1 token changes; every CI is a 95% bootstrap over families.
+family's prompts; flip = the top-1 token changes; every CI is a bootstrap over families, at 95% for
+exploratory claims and at the family's simultaneous level for the confirmatory ones (lib/claims.py).
 Controls: K random heads of the top heads' layers (never a top head), or K heads drawn from the top
 decile of final-row attention to the entailed answer (never a top head); their own effects are in
 each claim's note.

@@ -14,7 +14,8 @@ Protocol
    of steps 1-5 is lib/studies/induction_toys.py; the `toys` fixture runs it once on TOY_DESIGN.
 2. Circuit type, recorded per seed: from the layer-1 offset induction scores, "canonical" (the best
    head attends to the induction target), "offset-d" (to d tokens after it) or "none" (no layer-1
-   head reaches 0.5). Claims over seeds are counts k/n with a Clopper-Pearson 95% CI.
+   head reaches 0.5). Claims over seeds are counts k/n with a Clopper-Pearson CI (95%, or the
+   family's simultaneous level for the confirmatory claims: lib/claims.py).
 3. K-composition, per seed with a circuit: path patching (lib.patching.path_patch_sweep). On the
    repeated sequence, one layer-0 head's output is replaced, along one path only, by its output on
    another repeated random sequence (a resample): into one layer-1 head's keys, or its queries, or

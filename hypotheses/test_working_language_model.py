@@ -8,7 +8,8 @@ Protocol
 1. Factual completion: rank of " Paris" among next-token logits after "The capital of France is".
 2. Loss on ordinary English (prompts/text.py, 6 paragraphs written for the suite), per token,
    against the uniform baseline ln(d_vocab); control: the same paragraphs with their words
-   shuffled (same tokens, no syntax). Bootstrap 95% CIs over paragraphs.
+   shuffled (same tokens, no syntax). Bootstrap CIs over paragraphs (simultaneous over the four
+   confirmatory claims: lib/claims.py).
 3. Induction: on repeated random tokens (BOS + S random tokens + the same S again), find the head
    with the highest induction score on a discovery batch; confirm its score on a disjoint held-out
    batch; control: the same head on random tokens that do not repeat.
