@@ -47,6 +47,7 @@ STATUSES = ("supported", "refuted", "undecided", "inconclusive")
 #   status      supported / refuted / undecided / inconclusive (see `decide`)
 #   past_threshold  undecided rows: how far the CI reaches past the threshold
 #   n, unit     the sample size and what it counts (families, seeds, paragraphs, sequences)
+#   role        confirmatory or exploratory (`role_of`: a claim with a family is confirmatory)
 #   family, family_size  confirmatory claims: their family (the model, or "toys") and its size m;
 #               empty and 0 for exploratory claims
 #   p, adjusted_p  confirmatory claims: the two-sided p of the threshold, and Holm's adjustment
@@ -55,7 +56,8 @@ STATUSES = ("supported", "refuted", "undecided", "inconclusive")
 #   env         the id of the run settings in environments.json
 COLUMNS = [
     *("hypothesis", "claim", "model", "settings", "metric", "value", "ci_low", "ci_high", "ci_level"),
-    *("threshold", "direction", "why", "status", "past_threshold", "n", "unit", "family", "family_size"),
+    *("threshold", "direction", "why", "status", "past_threshold", "n", "unit"),
+    *("role", "family", "family_size"),
     *("p", "adjusted_p", "precondition", "note", "env"),
 ]
 KEY = ["hypothesis", "claim", "model", "settings"]
@@ -231,9 +233,15 @@ class Claim:
             status=self.status,
             past_threshold=self.past_threshold,
             ci_level="exact" if self.exact else _percent(self.ci_level),
+            role=role_of(self.family),
             precondition="" if pre is None else f"{'met' if pre.ok else 'failed'}: {pre.reason}",
         )
         return {column: fields[column] for column in COLUMNS}
+
+
+def role_of(family: str) -> str:
+    """A claim's role: confirmatory when it belongs to a family, else exploratory."""
+    return "confirmatory" if family else "exploratory"
 
 
 def threshold_text(direction: str, threshold: float) -> str:

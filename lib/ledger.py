@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from lib.claims import COLUMNS, KEY, Claim, threshold_text
+from lib.claims import COLUMNS, KEY, Claim, role_of, threshold_text
 
 SIGNIFICANT_DIGITS = 4
 NUMBERS = ["value", "ci_low", "ci_high", "threshold", "past_threshold", "p", "adjusted_p"]
@@ -84,6 +84,7 @@ def normalise(table: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
         table[column] = _text(table[column])
     for column, default in INTEGERS.items():
         table[column] = pd.to_numeric(table[column], errors="coerce").fillna(default).astype(int)
+    table["role"] = table.family.map(role_of)  # derived: a ledger written before the column has it too
     if sort:
         table = table.sort_values(KEY, kind="stable")
     return table.reset_index(drop=True)

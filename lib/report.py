@@ -267,7 +267,7 @@ def _claim_line(r) -> list[str]:
     status = f"**{r.status}**" + (
         f" (CI {round_sig(r.past_threshold)} past)" if r.status == "undecided" else ""
     )
-    role = f"confirmatory, 1 of {r.family_size}" if r.family else "exploratory"
+    role = f"{r.role}, 1 of {r.family_size}" if r.family else r.role
     return [
         r.claim,
         r.model + (f" ({r.settings})" if r.settings else ""),

@@ -145,7 +145,7 @@ def test_a_confirmatory_family_is_decided_on_simultaneous_cis_with_holm_p(projec
     run(project, "-k", "family and 1.0")  # one member selected: the family still has three
     table = read_ledger(project.path / "results" / "claims.csv").set_index("claim")
     one = table.loc["test_family[1.0]"]
-    assert (one.family, one.family_size, one.ci_level) == ("toys", 3, "98.33%")
+    assert (one.role, one.family, one.family_size, one.ci_level) == ("confirmatory", "toys", 3, "98.33%")
     assert one.adjusted_p == pytest.approx(
         min(1.0, 3 * one.p), rel=1e-3
     )  # 4 digits each  # the others count as p = 1
@@ -153,7 +153,8 @@ def test_a_confirmatory_family_is_decided_on_simultaneous_cis_with_holm_p(projec
     table = read_ledger(project.path / "results" / "claims.csv").set_index("claim")
     family = table.loc[[f"test_family[{s}]" for s in ("1.0", "0.2", "5.0")]]
     assert (family.family_size == 3).all() and (family.p <= family.adjusted_p).all()
-    assert table.loc["test_supported", "family"] == "" and table.loc["test_supported", "ci_level"] == "95%"
+    supported = table.loc["test_supported"]
+    assert (supported.role, supported.family, supported.ci_level) == ("exploratory", "", "95%")
     assert table.loc["test_supported", "adjusted_p"] != table.loc["test_supported", "adjusted_p"]  # NaN
 
 

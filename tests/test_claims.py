@@ -140,8 +140,12 @@ def test_the_tracked_ledger_has_stable_columns_rounded_numbers_and_sorted_rows(t
     lines = text.splitlines()
     assert lines[0] == ",".join(COLUMNS)
     assert "abc" not in text and "r1" not in text  # run id and commit go to history.jsonl only
-    assert lines[1].startswith("h,a,m,,x,0.3333,,,exact,0.5,>=,a reason,inconclusive,,1,,,0,,,failed: loss")
-    assert lines[2].startswith("h,b,m,,x,2.123,1,3.333,95%,0.5,>=,,supported,,16,families,,0,,0.01235,,")
+    assert lines[1].startswith(
+        "h,a,m,,x,0.3333,,,exact,0.5,>=,a reason,inconclusive,,1,,exploratory,,0,,,failed: loss"
+    )
+    assert lines[2].startswith(
+        "h,b,m,,x,2.123,1,3.333,95%,0.5,>=,,supported,,16,families,exploratory,,0,,0.01235,,"
+    )
     before = text
     ledger.record(make("b", value=2.1234999))  # another figure: the row changes ...
     ledger.record(
