@@ -17,7 +17,15 @@ Metric = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _ids(ids, batch: int, device) -> torch.Tensor:
-    ids = torch.as_tensor(ids, dtype=torch.long, device=device).reshape(-1)
+    """One vocabulary id per prompt: an int (every prompt) or [batch] ids; anything else is refused."""
+    ids = torch.as_tensor(ids, dtype=torch.long, device=device)
+    if ids.ndim > 1 or ids.numel() not in (1, batch):
+        raise ValueError(
+            f"answer ids must be one id, or one per prompt ({batch} here), got shape {tuple(ids.shape)}: "
+            "a word that is several tokens has no single logit; pick one that is one token "
+            "(model.to_single_token)"
+        )
+    ids = ids.reshape(-1)
     return ids.expand(batch) if ids.numel() == 1 else ids
 
 

@@ -54,13 +54,27 @@ MAX_CHUNK_CACHED = 256  # one-token forwards
 
 def check_tokens(model, tokens) -> torch.Tensor:
     """tokens as a [batch, pos] long tensor on the model's device, or a ValueError naming the fix."""
+    if isinstance(tokens, str) or (
+        isinstance(tokens, (list, tuple)) and any(isinstance(t, str) for t in tokens)
+    ):
+        raise ValueError("tokens must be token ids, got text: tokenize it first with model.to_tokens(text)")
     tokens = torch.as_tensor(tokens)
     if tokens.ndim == 1:
         tokens = tokens[None]
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
+    if tokens.numel() == 0:
+        raise ValueError(
+            f"tokens are empty (shape {tuple(tokens.shape)}): give at least one prompt of one token"
+        )
     if tokens.is_floating_point() or tokens.dtype == torch.bool:
         raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}; use model.to_tokens(text)")
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    if n_ctx and tokens.shape[1] > n_ctx:
+        raise ValueError(
+            f"prompts of {tokens.shape[1]} tokens are longer than the model's context ({n_ctx} positions): "
+            "shorten them, or use a model with a longer context"
+        )
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= model.cfg.d_vocab):
         raise ValueError(
             f"token ids must lie in 0..{model.cfg.d_vocab - 1} (the model's vocabulary), got "

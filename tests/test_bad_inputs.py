@@ -51,6 +51,30 @@ CASES = {
         lambda toy: run_variants(toy, tokens(toy) + toy.cfg.d_vocab, {"clean": []}, logit_diff(2, 3)),
         "vocabulary",
     ),
+    "text where tokens are expected": (
+        lambda toy: run_variants(toy, "the capital of France", {"clean": []}, logit_diff(2, 3)),
+        "got text: tokenize it first",
+    ),
+    "tokens of shape [1, 0]": (
+        lambda toy: run_variants(toy, torch.zeros(1, 0, dtype=torch.long), {"clean": []}, logit_diff(2, 3)),
+        "tokens are empty",
+    ),
+    "tokens of rank 3": (
+        lambda toy: run_variants(toy, tokens(toy)[None], {"clean": []}, logit_diff(2, 3)),
+        r"must be \[batch, pos\]",
+    ),
+    "a prompt past the model's context": (
+        lambda toy: run_variants(toy, tokens(toy, 4 * toy.cfg.n_ctx), {"clean": []}, logit_diff(2, 3)),
+        "longer than the model's context",
+    ),
+    "a multi-token answer's ids for one prompt": (
+        lambda toy: run_variants(toy, tokens(toy)[:1], {"clean": []}, logit_diff([2, 5], 3)),
+        "one id, or one per prompt",
+    ),
+    "a multi-token answer's ids for two prompts": (
+        lambda toy: run_variants(toy, tokens(toy), {"clean": []}, logit_diff([[2, 5], [2, 5]], 3)),
+        "one id, or one per prompt",
+    ),
     "a patch from a cache without the activation": (lambda toy: H.patch_heads(toy, [(1, 0)], {}), "cache it"),
     "a mean ablation whose reference lacks the layer": (
         lambda toy: H.ablate_heads(toy, [(1, 0)], "mean", {}),
