@@ -402,3 +402,6 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
 #   reached TARGET, so its 5 comparisons stay inconclusive and its learning claim, 0.875 [0.473, 0.997],
 #   is undecided, not refuted. Verdict: compensation by downstream heads falls with dropout; whether
 #   dropout spreads the effect over more heads is undecided at 8 v 8 seeds.
+# 2026-12-01  Holm now counts a comparison whose premise failed (the 5 at residual p=0.2) as untested,
+#   p = 1, and gives it no adjusted p; before, their own p-values let the others step down. No verdict
+#   moved; the supported top-head share's Holm p is 0.011 (was 0.010).

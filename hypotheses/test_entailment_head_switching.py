@@ -548,3 +548,6 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 #   [-5.84, -3.87], beyond both controls (Holm p 0.001); the toy, 16.6 [16.2, 16.9] and 1.67 [1.61, 1.73].
 #   Verdict: neither model is shown to entail (crossed-order sensitivity undecided on both, CIs from
 #   -0.34 to +0.32 nats); the switch heads write what they look at.
+# 2026-12-01  Holm now counts the inconclusive pattern-swap claim as untested (p = 1, no adjusted p of its
+#   own); no verdict moved (undecided claims' Holm p rose, e.g. gemma3-270m flips beyond control 0.30 ->
+#   0.45).

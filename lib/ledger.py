@@ -159,7 +159,9 @@ class Ledger:
 
     def adjust_families(self, run_id: str | None = None) -> int:
         """Write Holm's adjusted p into the ledger rows of the confirmatory claims one run measured
-        (default: this ledger's run), family by family; returns the number of rows adjusted."""
+        (default: this ledger's run), family by family; returns the number of rows adjusted. A member
+        whose premise failed was not tested: it counts as p = 1, as an unmeasured member does, so its
+        figure gives the others no step down, and its own row gets no adjusted p."""
         from lib.stats import holm
 
         rows = self.run_rows(run_id)
@@ -169,9 +171,15 @@ class Ledger:
         rows = rows.groupby(KEY, sort=False).tail(1)  # a claim measured twice: its last figure
         adjusted = []
         for _, family in rows.groupby(["hypothesis", "family", "settings"], sort=False):
+            tested = family[family.status != "inconclusive"]
             m = max(int(family.family_size.max()), len(family))
-            p = holm([*family.p, *[1.0] * (m - len(family))])[: len(family)]  # unmeasured members: p = 1
-            adjusted += [(tuple(r[k] for k in KEY), float(a)) for (_, r), a in zip(family.iterrows(), p)]
+            p = holm([*tested.p, *[1.0] * (m - len(tested))])[: len(tested)]  # the untested: p = 1
+            adjusted += [(tuple(r[k] for k in KEY), float(a)) for (_, r), a in zip(tested.iterrows(), p)]
+            adjusted += [
+                (tuple(r[k] for k in KEY), math.nan)
+                for _, r in family.iterrows()
+                if r.status == "inconclusive"
+            ]
         with self._lock:
             table = self.table().set_index(KEY)
             for key, value in adjusted:

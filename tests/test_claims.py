@@ -314,3 +314,18 @@ def test_replication_is_derived_from_the_rows_and_a_refutation_is_never_hidden()
         "premise": "inconclusive",
     }
     assert table.loc["both", "figures"] == "m1 0.9 [0.7, 1.1] supported; m2 0.6 [0.55, 0.65] supported"
+
+
+def test_holm_counts_a_member_whose_premise_failed_as_untested(tmp_path):
+    """A premise that failed tests nothing: its small p must not give the family's others a step down."""
+    ledger = Ledger(tmp_path, run_id="r", commit="abc")
+    family = {"family": "m", "family_size": 3}
+    ledger.record(make("a", value=1.0, ci=(0.6, 1.4), p=0.01, **family))
+    ledger.record(make("b", value=1.0, ci=(0.6, 1.4), p=0.02, **family))
+    ledger.record(make("c", value=1.0, ci=(0.6, 1.4), p=0.0001, precondition=(False, "no premise"), **family))
+    assert ledger.adjust_families() == 3
+    adjusted = ledger.table().set_index("claim").adjusted_p
+    assert adjusted["a"] == pytest.approx(0.03) and adjusted["b"] == pytest.approx(
+        0.04
+    )  # Holm of (0.01, 0.02, 1)
+    assert math.isnan(adjusted["c"])
