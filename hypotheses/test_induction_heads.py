@@ -16,7 +16,7 @@ Protocol
    head attends to the induction target), "offset-d" (to d tokens after it) or "none" (no layer-1
    head reaches 0.5). Claims over seeds are counts k/n with a Clopper-Pearson CI (95%, or the
    family's simultaneous level for the confirmatory claims: lib/claims.py).
-3. K-composition, per seed with a circuit: path patching (lib.patching.path_patch_sweep). On the
+3. K-composition, per seed with a circuit: path patching (attnclaims.patching.path_patch_sweep). On the
    repeated sequence, one layer-0 head's output is replaced, along one path only, by its output on
    another repeated random sequence (a resample): into one layer-1 head's keys, or its queries, or
    its values; every other reader keeps the original. The effect is the rise in loss on the
@@ -51,11 +51,11 @@ from __future__ import annotations
 
 import pytest
 
-from lib.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff
-from lib.studies.induction_real import RealDesign, RealStudy, real_study, recovered
-from lib.studies.induction_toys import ToyDesign, ToyStudy, offset_copying, phase_change, toy_study
-from lib.toy import ToyConfig
-from prompts.text import PARAGRAPHS
+from attnclaims.prompts.text import PARAGRAPHS
+from attnclaims.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff
+from attnclaims.studies.induction_real import RealDesign, RealStudy, real_study, recovered
+from attnclaims.studies.induction_toys import ToyDesign, ToyStudy, offset_copying, phase_change, toy_study
+from attnclaims.toy import ToyConfig
 
 # 600 steps, not 1000: the loss drop ended by step 540 in every seed of the 1000-step run (see the log).
 TWO_LAYER = ToyConfig(n_layers=2, n_heads=4, d_model=64, steps=600, log_every=20)

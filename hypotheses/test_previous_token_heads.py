@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from lib.scores import attention_patterns, previous_token_score_from_pattern, previous_token_scores
-from lib.stats import bootstrap_ci
-from lib.tasks import ordinary_token_ids, random_repeats
-from prompts.text import PARAGRAPHS
+from attnclaims.prompts.text import PARAGRAPHS
+from attnclaims.scores import attention_patterns, previous_token_score_from_pattern, previous_token_scores
+from attnclaims.stats import bootstrap_ci
+from attnclaims.tasks import ordinary_token_ids, random_repeats
 
 pytestmark = pytest.mark.real_model
 UNIT = "paragraphs"  # what every claim's n counts

@@ -31,10 +31,10 @@ import numpy as np
 import pytest
 import torch
 
-from lib import tasks
-from lib.scores import attention_patterns, induction_score_from_pattern, induction_scores
-from lib.stats import bootstrap_ci
-from prompts.text import PARAGRAPHS
+from attnclaims import tasks
+from attnclaims.prompts.text import PARAGRAPHS
+from attnclaims.scores import attention_patterns, induction_score_from_pattern, induction_scores
+from attnclaims.stats import bootstrap_ci
 
 pytestmark = pytest.mark.real_model
 
@@ -149,7 +149,7 @@ def test_induction_head_is_silent_without_repeats(model, best_induction_head, cl
 
 # Log (4-bit GGUF checkpoints de-quantised to float32)
 # 2026-11-24  smollm2-135m (Q4_1): see results/claims.csv for the figures of this commit.
-# 2026-11-25  Random tokens now come from each tokenizer's ordinary vocabulary (lib.tasks), not ids
+# 2026-11-25  Random tokens now come from each tokenizer's ordinary vocabulary (attnclaims.tasks), not ids
 #   1000-20000. smollm2-135m: loss 6.94 [6.82, 7.07] nats below uniform, shuffle cost 3.69 [3.52,
 #   3.88], held-out induction score 0.82 [0.79, 0.86], silent without repeats 0.005, ' Paris' top-1.
 #   gemma3-270m (Q4_K_M, base): 9.35 [9.25, 9.45] nats below uniform, shuffle cost 4.01 [3.78, 4.23],

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from lib.progress import note
+from attnclaims.progress import note
 
 MANIFEST = "manifest.json"
 

@@ -15,7 +15,7 @@ one prompt, a count over every seed): it says so with `exact=True`, and its row'
 Multiplicity. A hypothesis marks its confirmatory claims (`@pytest.mark.confirmatory`); the others
 are exploratory. The confirmatory claims of one hypothesis on one model (its family, of m claims)
 are decided on simultaneous CIs: each at level 1 - ALPHA/m (Bonferroni), recomputed from the data
-by `lib.stats.CI.at`. Every decision this makes, Holm's step-down procedure at ALPHA makes too (Holm
+by `attnclaims.stats.CI.at`. Every decision this makes, Holm's step-down procedure at ALPHA makes too (Holm
 rejects all that Bonferroni rejects), so a confirmatory claim is supported or refuted only when it
 survives Holm; one that Holm alone would decide stays undecided, the price of deciding each claim
 when it is measured. The row's p is the two-sided p of its threshold (the smallest alpha at which

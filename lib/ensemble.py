@@ -5,24 +5,24 @@
     model = train_toy(members[0].config)  # loads from the cache: members[0].config.steps is where it stopped
 
 The members' parameters are stacked along a leading ensemble dimension E and one forward pass runs
-every member on its own batch ([E, batch, pos]): the GPT-NeoX forward of lib.toy (pre-LayerNorm,
+every member on its own batch ([E, batch, pos]): the GPT-NeoX forward of attnclaims.toy (pre-LayerNorm,
 rotary, eager attention, attention-probability dropout, residual dropout after the embedding and
 after each attention and MLP output) written once with that extra dimension (`forward`). One AdamW
 steps all members; AdamW is elementwise, so a stacked step is each member's own step.
 
-Each member is what its own `ToyConfig` describes: it starts from `lib.toy.build_hf_model(config)`
+Each member is what its own `ToyConfig` describes: it starts from `attnclaims.toy.build_hf_model(config)`
 (its seed), draws its batches from its own generator (`torch.Generator().manual_seed(seed)`, as
-lib.toy does) and its dropout masks at its own rates, so members may differ in `seed`,
+attnclaims.toy does) and its dropout masks at its own rates, so members may differ in `seed`,
 `attn_dropout` and `resid_dropout`; every other field must be equal. Dropout masks come from a
 generator seeded by the members' config hashes; like weights trained on another device, a dropout
-model trained here is not bitwise the one `lib.toy` would train (its masks differ), while a p=0
+model trained here is not bitwise the one `attnclaims.toy` would train (its masks differ), while a p=0
 member equals it up to float rounding (tests/test_ensemble.py).
 
 Matched loss: every `log_every` steps each member is evaluated on its task's evaluation batch (the
-one lib.toy logs); the first time its `metric` is <= `target` it is snapshotted and stops there.
+one attnclaims.toy logs); the first time its `metric` is <= `target` it is snapshotted and stops there.
 A member that never reaches the target stops at `config.steps` (the cap). A member that stopped at
-step k is saved in lib.toy's verified cache as `config.replace(steps=k)`, with its history (the
-same rows lib.toy logs up to step k), so `train_toy(member.config)` loads it; a small record per
+step k is saved in attnclaims.toy's verified cache as `config.replace(steps=k)`, with its history (the
+same rows attnclaims.toy logs up to step k), so `train_toy(member.config)` loads it; a small record per
 (config, target, metric) says where it stopped, so a second call trains nothing.
 """
 
@@ -38,11 +38,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from lib import tasks, toy
-from lib.cache import cache_root, verified_folder, verify_folder
-from lib.models import check_device
-from lib.progress import progress as report
-from lib.toy import ToyConfig
+from attnclaims import tasks, toy
+from attnclaims.cache import cache_root, verified_folder, verify_folder
+from attnclaims.models import check_device
+from attnclaims.progress import progress as report
+from attnclaims.toy import ToyConfig
 
 VARIES = ("seed", "attn_dropout", "resid_dropout")  # the fields members may differ in
 RECORD = "record.json"
@@ -92,7 +92,7 @@ def train_to_loss(
 
 def stack_members(configs: Sequence[ToyConfig]) -> tuple[dict[str, torch.Tensor], set[str], dict]:
     """({name: [E, ...] parameter}, names of the trainable ones, the HF config as a dict) for the
-    members' freshly initialised models (lib.toy.build_hf_model)."""
+    members' freshly initialised models (attnclaims.toy.build_hf_model)."""
     models = [toy.build_hf_model(config) for config in configs]
     names = [name for name, _ in models[0].named_parameters()]
     params = {
@@ -214,7 +214,9 @@ def _check_members(configs: Sequence[ToyConfig]) -> list[ToyConfig]:
     if not configs:
         raise ValueError("train_to_loss needs at least one ToyConfig")
     if not all(isinstance(c, ToyConfig) for c in configs):
-        raise ValueError("train_to_loss takes ToyConfig objects; build them with lib.toy.ToyConfig(...)")
+        raise ValueError(
+            "train_to_loss takes ToyConfig objects; build them with attnclaims.toy.ToyConfig(...)"
+        )
     shared = {name: value for name, value in asdict(configs[0]).items() if name not in VARIES}
     for config in configs[1:]:
         for name, value in shared.items():
@@ -331,7 +333,7 @@ def _cached(record: Path, root: Path | None, device: str) -> bool:
 def _save_member(
     member: Member, params: dict, history: list[dict], root, device: str, n_members: int
 ) -> None:
-    """Save a member's snapshot as lib.toy saves a trained toy, in the folder of its config."""
+    """Save a member's snapshot as attnclaims.toy saves a trained toy, in the folder of its config."""
 
     def build(staging: Path) -> dict:
         model = toy.build_hf_model(member.config)
@@ -342,7 +344,7 @@ def _save_member(
             "toy_config": asdict(member.config),
             "format": toy.FORMAT_VERSION,
             "trained_on": device,
-            "trained_by": f"lib.ensemble, {n_members} members",
+            "trained_by": f"attnclaims.ensemble, {n_members} members",
         }
 
     verified_folder(

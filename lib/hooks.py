@@ -75,7 +75,7 @@ def _by_layer(heads: list[tuple[int, int]]) -> dict[int, list[int]]:
 
 
 def final_row(fn: Callable) -> Callable:
-    """Mark a hook function as editing the final query row only (lib.sweep then reuses the
+    """Mark a hook function as editing the final query row only (attnclaims.sweep then reuses the
     prefix's KV cache: nothing before the final position can change)."""
     fn.final_row = True
     return fn

@@ -16,7 +16,7 @@ atomic rename, so parallel pytest-xdist workers lose no rows and an interrupted 
 previous ledger intact.
 
 Compare two ledgers (paths or git revisions of results/claims.csv):
-    python -m lib.ledger diff HEAD~3 results/claims.csv
+    attnclaims diff HEAD~3 results/claims.csv
 prints verdict changes, value shifts beyond the old CI and added/removed claims; it exits 1 on any
 verdict change. `replication(table)` derives, for every claim measured on two or more real models,
 whether it replicates.
@@ -24,14 +24,12 @@ whether it replicates.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,13 +38,12 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from lib.claims import COLUMNS, KEY, Claim, role_of, threshold_text
+from attnclaims.claims import COLUMNS, KEY, Claim, role_of, threshold_text
 
 SIGNIFICANT_DIGITS = 4
 NUMBERS = ["value", "ci_low", "ci_high", "threshold", "past_threshold", "p", "adjusted_p"]
 INTEGERS = {"n": 1, "family_size": 0}  # whole-number columns and their defaults
 RUN_FIELDS = ["run_id", "commit", "timestamp"]  # history.jsonl only
-LEDGER_PATH = "results/claims.csv"  # inside the repository, for `diff` against a git revision
 ENVIRONMENTS = "environments.json"
 
 
@@ -162,7 +159,7 @@ class Ledger:
         (default: this ledger's run), family by family; returns the number of rows adjusted. A member
         whose premise failed was not tested: it counts as p = 1, as an unmeasured member does, so its
         figure gives the others no step down, and its own row gets no adjusted p."""
-        from lib.stats import holm
+        from attnclaims.stats import holm
 
         rows = self.run_rows(run_id)
         rows = rows[(rows.family != "") & rows.p.notna()]
@@ -438,33 +435,20 @@ def expected_ledgers(csv: Path) -> list[tuple[pd.DataFrame, str]]:
     return out
 
 
-def load_ledger(spec: str, repo: Path | None = None) -> pd.DataFrame:
-    """A ledger path, or a git revision (its results/claims.csv; "REV:path" names another file)."""
+def load_ledger(spec: str, csv: Path = Path("results/claims.csv")) -> pd.DataFrame:
+    """A ledger file, or a git revision: its copy of `csv` (the working file's path; "REV:path" names
+    another file, relative to the repository's top, or to `csv`'s folder as "REV:./name")."""
     if Path(spec).is_file():
         return read_ledger(Path(spec))
-    repo = Path(repo or Path(__file__).resolve().parents[1])
-    revision = spec if ":" in spec else f"{spec}:{LEDGER_PATH}"
+    csv = Path(csv)
+    where = csv.parent if csv.parent.is_dir() else Path.cwd()
+    revision = spec if ":" in spec else f"{spec}:./{csv.name}"
     try:
-        text = _git(["show", revision], repo)
-    except subprocess.CalledProcessError as error:
-        raise SystemExit(
-            f"{spec!r} is neither a ledger file nor a git revision holding {LEDGER_PATH} "
-            f"(git: {error.stderr.strip()}); pass a path to a claims.csv or a commit such as HEAD~1"
+        text = _git(["show", revision], where)
+    except (OSError, subprocess.CalledProcessError) as error:
+        why = getattr(error, "stderr", None) or str(error)
+        raise FileNotFoundError(
+            f"{spec!r} is neither a ledger file nor a git revision holding {csv} (git: {why.strip()}); "
+            "pass a path to a claims.csv or a commit such as HEAD~1"
         ) from None
     return read_ledger(io.StringIO(text))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.ledger", description="The claims ledger.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    diff = commands.add_parser("diff", help="what moved between two ledgers; exit 1 on any verdict change")
-    diff.add_argument("old", help="ledger path or git revision (then its results/claims.csv)")
-    diff.add_argument("new", help="ledger path or git revision (then its results/claims.csv)")
-    args = parser.parse_args(argv)
-    changes = diff_ledgers(load_ledger(args.old), load_ledger(args.new))
-    print("\n".join(changes.lines()))
-    return 1 if changes.flips else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,8 +3,9 @@
 Each factory takes the token ids or clean logits it needs and returns the metric. `per_prompt=True`
 versions return [batch] instead of the batch mean, for confidence intervals over prompts. A metric
 that reads one position declares it (`metric.positions = (pos,)`), and a metric that reads a few logits
-declares their ids (`metric.vocab`); lib.sweep then unembeds only the final position, and only those ids,
-when that is all a metric reads (every other logit is NaN, so a metric that reads one fails loudly).
+declares their ids (`metric.vocab`); attnclaims.sweep then unembeds only the final position, and only
+those ids, when that is all a metric reads (every other logit is NaN, so a metric that reads one fails
+loudly).
 """
 
 from __future__ import annotations

@@ -15,14 +15,21 @@ keyed by that sha256. Later loads read the copy: about 1.5 s for SmolLM2 and 7 s
 manifest check included (plus ~4 s to import torch, transformers and TransformerLens). Results on
 these models are results on 4-bit checkpoints de-quantised to float32, not on the original weights.
 
+A local folder in HuggingFace format (`model.save_pretrained(folder)` and
+`tokenizer.save_pretrained(folder)`: a fine-tuned checkpoint, say) loads offline; its config's
+architecture must be one TransformerLens's bridge supports (`supported_architectures()`).
+
 Any other name goes to the HuggingFace hub through `TransformerBridge.boot_transformers`. With
-no network and no local copy it fails within seconds with `ModelUnavailableError`.
+no network and no local copy it fails within seconds with `ModelUnavailableError`; a name close
+to an embedded one (`smolm2-135m`) is refused with "did you mean" before anything is sent.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
+import json
 import os
 import socket
 import tempfile
@@ -31,8 +38,8 @@ from pathlib import Path
 
 import torch
 
-from lib.cache import cache_root, sha256_file, verified_folder
-from lib.progress import note
+from attnclaims.cache import cache_root, sha256_file, verified_folder
+from attnclaims.progress import note
 
 HUB_HOST = ("huggingface.co", 443)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -106,12 +113,79 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
         bridge = TransformerBridge.boot_transformers(
             checkpoint.hub_name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
         )
+    elif check_model_name(name) == "folder":
+        folder = Path(name).expanduser()
+        note(f"loading the {local_architecture(folder)} model in {folder}")
+        hf_model, tokenizer = _load_hf_folder(folder, dtype)
+        bridge = TransformerBridge.boot_transformers(
+            str(folder), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+        )
     else:
         _check_hub_reachable(name)
         bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
     bridge.eval()
     bridge.requires_grad_(False)  # analysis only: no autograd (attribution patching builds its own)
     return bridge
+
+
+def check_model_name(name: str) -> str:
+    """What `name` is: "embedded", "folder" (a local HuggingFace folder) or "hub" (an id to look up), or a
+    ModelUnavailableError when it is a path with no folder, or a near miss of an embedded name."""
+    if name in CHECKPOINTS:
+        return "embedded"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        local_architecture(path)
+        return "folder"
+    if name.startswith(("/", "./", "../", "~")) or name in (".", ".."):
+        raise ModelUnavailableError(
+            f"model {name!r}: no folder at {path.resolve()}. Fix: the folder written by "
+            "model.save_pretrained(folder) and tokenizer.save_pretrained(folder), or an embedded name "
+            f"({', '.join(EMBEDDED_MODELS)})."
+        )
+    near = difflib.get_close_matches(name, EMBEDDED_MODELS, n=1, cutoff=0.75)
+    if near:
+        raise ModelUnavailableError(
+            f"model {name!r} is not an embedded model; did you mean {near[0]!r}? (Embedded: "
+            f"{', '.join(EMBEDDED_MODELS)}; other names are HuggingFace hub ids or local folders.)"
+        )
+    return "hub"
+
+
+def supported_architectures() -> list[str]:
+    """The HuggingFace architectures TransformerLens's bridge has an adapter for (plugins included)."""
+    from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
+
+    ArchitectureAdapterFactory.discover_entry_points()
+    return sorted(ArchitectureAdapterFactory._adapters)
+
+
+def local_architecture(folder: Path) -> str:
+    """The architecture of a local HuggingFace folder, or a ModelUnavailableError naming what is missing."""
+    config = folder / "config.json"
+    fix = "Fix: save it with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)."
+    if not config.is_file():
+        raise ModelUnavailableError(
+            f"{folder} is not a HuggingFace model folder: it has no config.json. {fix}"
+        )
+    if not any(
+        (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+    ):
+        raise ModelUnavailableError(f"{folder} holds a model but no tokenizer. {fix}")
+    architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    supported = supported_architectures()
+    if not architectures:
+        raise ModelUnavailableError(
+            f"{config} names no architecture (its `architectures` list is empty), so TransformerLens cannot "
+            f"pick an adapter. Fix: set it to the model's class, one of: {', '.join(supported)}."
+        )
+    if architectures[0] not in supported:
+        raise ModelUnavailableError(
+            f"{folder}: TransformerLens's bridge has no adapter for {architectures[0]}. Supported: "
+            f"{', '.join(supported)}. Fix: a model of a supported architecture, or register an adapter "
+            "(ArchitectureAdapterFactory.register_adapter)."
+        )
+    return architectures[0]
 
 
 def check_device(device: str | torch.device) -> str:

@@ -1,6 +1,6 @@
-"""Sweeps: one intervention per head, every head of the model, through the sweep engine (lib.sweep).
+"""Sweeps: one intervention per head, every head of the model, through the sweep engine (attnclaims.sweep).
 
-Each sweep builds one variant per head and hands them to `lib.sweep.run_variants`, which stacks
+Each sweep builds one variant per head and hands them to `attnclaims.sweep.run_variants`, which stacks
 them along the batch, starts each chunk at its lowest patched layer and, for final-row edits,
 reuses the prefix's KV cache. Each head's copy is scored by the metric on its own, exactly as a
 separate run would be. Clean and corrupted tokens are keyword-only, as a silent swap would invert
@@ -9,7 +9,7 @@ every result.
 - `head_out_patch_sweep`: patch each head's output (hook_z, all positions) from the clean run into
   the corrupted run; equals `transformer_lens.patching.get_act_patch_attn_head_out_all_pos`.
 - `attention_row_sweep`: each head alone has its attention row at `query_pos` edited (one-hot at
-  a position: `attention_redirect_sweep`; weight moved between positions: lib.hooks.move_row).
+  a position: `attention_redirect_sweep`; weight moved between positions: attnclaims.hooks.move_row).
 - `attribution_patch_sweep`: the gradient approximation of the head-out sweep (Nanda 2023;
   Syed et al. 2023): (z_clean - z_corrupted) . d metric / d z at the corrupted run.
 - `path_patch_sweep`: a sender head's clean-minus-corrupted output added to each later head's own
@@ -24,9 +24,9 @@ from contextlib import contextmanager
 import torch
 from transformer_lens.utilities import get_act_name
 
-from lib.hooks import RowEdit, check_heads, edit_attention_rows, one_hot_row, patch_heads
-from lib.metrics import Metric, check_scalar
-from lib.sweep import check_tokens, per_head, run_variants
+from attnclaims.hooks import RowEdit, check_heads, edit_attention_rows, one_hot_row, patch_heads
+from attnclaims.metrics import Metric, check_scalar
+from attnclaims.sweep import check_tokens, per_head, run_variants
 
 
 def all_heads(model) -> list[tuple[int, int]]:
@@ -52,7 +52,8 @@ def _pair(model, clean_tokens, corrupted_tokens) -> tuple[torch.Tensor, torch.Te
 def _require_metric(metric, what: str) -> Metric:
     if metric is None:
         raise ValueError(
-            f"{what} needs a metric (logits -> scalar), e.g. lib.metrics.logit_diff(answer, alternative)"
+            f"{what} needs a metric (logits -> scalar), "
+            "e.g. attnclaims.metrics.logit_diff(answer, alternative)"
         )
     return metric
 
@@ -86,9 +87,9 @@ def attention_row_sweep(
 ) -> torch.Tensor:
     """[n_layers, n_heads]: metric with one head's attention row at `query_pos` replaced by `edit(row)`.
 
-    `edit` maps a [batch, key] row to a new row (lib.hooks.one_hot_row, lib.hooks.move_row). Heads
-    not in `heads` (default: all) are NaN. `kv_cache=False` runs full forwards even for the last row
-    (the baseline the cached path is checked against).
+    `edit` maps a [batch, key] row to a new row (attnclaims.hooks.one_hot_row,
+    attnclaims.hooks.move_row). Heads not in `heads` (default: all) are NaN. `kv_cache=False` runs full
+    forwards even for the last row (the baseline the cached path is checked against).
     """
     heads = check_heads(model, heads) if heads is not None else all_heads(model)
     variants = {head: edit_attention_rows(model, [head], query_pos, edit) for head in heads}

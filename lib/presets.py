@@ -1,6 +1,6 @@
 """Named toy configurations shared by tests/ and benchmarks/ (the hypotheses name their own)."""
 
-from lib.toy import ToyConfig
+from attnclaims.toy import ToyConfig
 
 # A 2-layer attention-only toy trained briefly on `repeat`: small enough for unit and oracle tests.
 ATTN_ONLY = ToyConfig(n_layers=2, n_heads=4, d_model=32, n_content=24, seq_len=8, steps=150, batch=32)

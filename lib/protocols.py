@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from lib.hooks import Hook, RowEdit, final_row, move_row
-from lib.metrics import logit_diff
-from lib.patching import attention_row_sweep
-from lib.scores import attention_patterns
+from attnclaims.hooks import Hook, RowEdit, final_row, move_row
+from attnclaims.metrics import logit_diff
+from attnclaims.patching import attention_row_sweep
+from attnclaims.scores import attention_patterns
 
 
 def single_token_id(model, word: str) -> int:
@@ -211,7 +211,8 @@ def attention_switch(
 
 
 # ---------------------------------------------------------------------------------------------
-# Interventions on minimal pairs (lists of lib.hooks (name, fn) pairs, for lib.sweep.run_variants)
+# Interventions on minimal pairs (lists of attnclaims.hooks (name, fn) pairs, for
+# attnclaims.sweep.run_variants)
 
 
 def watch(store: dict, key, name: str, final: bool = True) -> Hook:
@@ -229,7 +230,7 @@ def watch(store: dict, key, name: str, final: bool = True) -> Hook:
 
 
 def move_fraction(src, dst, alpha: float) -> RowEdit:
-    """A row edit: a fraction `alpha` of the weight on `src` moves to `dst` (alpha=1: lib.hooks.move_row)."""
+    """A row edit: a fraction `alpha` of the weight on `src` moves to `dst` (alpha=1: hooks.move_row)."""
 
     def edit(row: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(row.shape[0])
@@ -290,11 +291,11 @@ def freeze_after(model, heads, clean: dict, key) -> list[Hook]:
 def path_to_queries(model, senders, receivers, reference: dict) -> list[Hook]:
     """Mean-ablate `senders` on the path into `receivers`' queries at the final position only:
     each receiver's query input gets sum_s (mean z_s - z_s) W_O^s; every other reader sees the
-    clean run (direct path patching, as lib.patching.path_patch_sweep, with a mean as the source).
+    clean run (direct path patching, as attnclaims.patching.path_patch_sweep, with a mean as the source).
 
     `reference[hook_z name]` [batch, pos, head, d_head] gives the mean (over its prompts, per
     position); senders at or after the first receiver's layer are ignored. Run the forward inside
-    `lib.patching.split_qkv_input(model)`, which gives every head its own query input."""
+    `attnclaims.patching.split_qkv_input(model)`, which gives every head its own query input."""
     first_receiver = min(layer for layer, _ in receivers)
     delta: dict[int, torch.Tensor] = {}
     hooks = []

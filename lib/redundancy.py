@@ -2,8 +2,8 @@
 
 Everything here is measured on one scalar metric that an ablation raises (a loss, in nats): the
 effect of an ablation is metric(ablated run) - metric(clean run). Ablations act on heads' outputs
-(`hook_z`, lib.hooks.ablate_heads: "mean" over a reference batch per position, "zero" or
-"resample"); every set of ablations runs through the sweep engine (lib.sweep.run_variants).
+(`hook_z`, attnclaims.hooks.ablate_heads: "mean" over a reference batch per position, "zero" or
+"resample"); every set of ablations runs through the sweep engine (attnclaims.sweep.run_variants).
 
 From the model (each returns losses or effects):
 - `ablation_losses`: the metric with each of several head sets ablated together.
@@ -37,10 +37,10 @@ from typing import Literal, Sequence
 import torch
 from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib.metrics import Metric
-from lib.patching import all_heads, z_names
-from lib.sweep import check_tokens, per_head, run_variants
+from attnclaims import hooks as H
+from attnclaims.metrics import Metric
+from attnclaims.patching import all_heads, z_names
+from attnclaims.sweep import check_tokens, per_head, run_variants
 
 Head = tuple[int, int]
 Ablation = Literal["zero", "mean", "resample"]
@@ -133,7 +133,7 @@ def direct_effects(
     The head's output change d_h = (z_h - z_h_ablated) @ W_O[h] is subtracted from the residual
     stream entering the final LayerNorm only (no later component sees it), and that LayerNorm's
     scale is held at its clean value, so the change reaches the logits linearly: Rushing & Nanda's
-    (2024) direct effect. z_h_ablated is what `lib.hooks.ablate_heads(how)` writes.
+    (2024) direct effect. z_h_ablated is what `attnclaims.hooks.ablate_heads(how)` writes.
     """
     _check_ablation(how, reference)
     tokens = check_tokens(model, tokens)
@@ -220,7 +220,7 @@ def self_repair_split(
     chunk: int | None = None,
 ) -> list[SelfRepair]:
     """`SelfRepair` of each head in `heads`: total and downstream-frozen effects in one sweep
-    (lib.sweep.run_variants), the direct effect from `direct_effects`."""
+    (attnclaims.sweep.run_variants), the direct effect from `direct_effects`."""
     _check_ablation(how, reference)
     tokens = check_tokens(model, tokens)
     heads = H.check_heads(model, heads)

@@ -1,34 +1,31 @@
 """The research report, results/REPORT.md, rendered from the claims ledger alone in seconds.
 
-    python -m lib.report                      # or: make report
-    python -m lib.report --results DIR --hypotheses DIR
+    attnclaims report                      # or: make report (the suite's own results/)
+    attnclaims report --results DIR --hypotheses DIR
 
 The page holds, in order:
 1. a claims x models table (rows: claims, those on real models first; columns: the real models,
    one column for the toy models, whose cells name the toy, and, where a claim was measured on two
    or more real models, a column "every model" with its replication verdict
-   (lib.ledger.replication); cells: status and value);
+   (attnclaims.ledger.replication); cells: status, value and CI);
 2. one section per hypothesis: its question (the first paragraph of the module docstring of
    hypotheses/test_<hypothesis>.py, read with `ast`, nothing imported), its protocol (the numbered
    steps of the docstring's "Protocol" paragraph, in brief, and in full when unfolded), a table of
    its claims (value, CI and its level, threshold and its reason, status, n and what n counts,
    model, role, Holm-adjusted p, precondition, note), and its figures: a forest plot per model, generated here
    (results/figures/<hypothesis>__<model>.png: each claim's value as a dot, its CI as a bar, its
-   threshold as a mark, the model's name in the title), and every image already in the results
-   folder whose name starts with the hypothesis's name.
+   threshold as a mark, the model's name in the title), and the study figures already in the
+   results folder that belong to it (`study_figures`).
 
 The page carries no timestamp, so it changes in git only when the ledger does.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import math
 import re
-import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +33,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from lib.claims import STATUSES
-from lib.ledger import read_ledger, replication, round_sig
+from attnclaims.claims import STATUSES
+from attnclaims.ledger import read_ledger, replication, round_sig
 
-REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 STATUS_COLOURS = {
     "supported": "tab:green",
@@ -132,16 +128,16 @@ def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def _label(claim: str, width: int = 46) -> str:
-    """A claim's name in at most two lines of `width` characters (the middle cut out if longer)."""
+    """A claim's name in at most two lines of about `width` characters, broken after an underscore or
+    before its parameters, never inside a word (the middle lines give way to "..." when longer)."""
     name = claim.removeprefix("test_")
-    if len(name) <= width:
-        return name
-    test, bracket, params = name.partition("[")
-    if bracket and len(test) <= width and len(params) < width:  # the parameters on their own line
-        return f"{test}\n[{params}"
-    if len(name) <= 2 * width:
-        return f"{name[:width]}\n{name[width:]}"
-    return f"{name[:width]}\n...{name[-(width - 3) :]}"
+    lines = [""]
+    for piece in re.findall(r"\[[^\]]*\]?|[^_\[]+_?|_", name):
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append(piece)
+        else:
+            lines[-1] += piece
+    return "\n".join(lines if len(lines) <= 2 else [lines[0], "..." + lines[-1]])
 
 
 def _cell(text) -> str:
@@ -193,7 +189,9 @@ def render(results: Path, hypotheses: Path) -> str:
         if replicated:
             cells[EVERY_MODEL] = replicated.get((hypothesis, claim), "")
         for r in group.itertuples():
-            figure = f"{r.status} {round_sig(r.value)}" + (f" ({r.settings})" if r.settings else "")
+            figure = f"{r.status} {round_sig(r.value)} {_ci(r) or '(exact)'}" + (
+                f" ({r.settings})" if r.settings else ""
+            )
             if r.model.startswith(TOY):
                 cells["toy model"] = "; ".join(filter(None, [cells["toy model"], f"{figure} ({r.model})"]))
             else:
@@ -205,6 +203,7 @@ def render(results: Path, hypotheses: Path) -> str:
 
     figures = results / FIGURES
     written: set[Path] = set()
+    studies = study_figures(results, sorted(ledger.hypothesis.unique()))
     for hypothesis, rows in ledger.groupby("hypothesis", sort=True):
         text = hypothesis_text(hypotheses / f"test_{hypothesis}.py")
         lines += ["", f"## {hypothesis}", "", f"**Question.** {text.question}", ""]
@@ -247,14 +246,28 @@ def render(results: Path, hypotheses: Path) -> str:
                 f"![{hypothesis} on {model}: value, CI and threshold per claim]({FIGURES}/{path.name})",
                 "",
             ]
-        for image in sorted(
-            p for p in results.iterdir() if p.name.startswith(hypothesis) and p.suffix in IMAGE_SUFFIXES
-        ):
+        for image in studies[hypothesis]:
             lines += [f"![{image.stem}]({image.name})", ""]
     for stale in figures.glob("*__*.png") if figures.exists() else ():
         if stale not in written:
             stale.unlink()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def study_figures(results: Path, hypotheses: list[str]) -> dict[str, list[Path]]:
+    """The images the studies wrote into the results folder, by hypothesis: an image belongs to the
+    hypothesis its name starts with (the longest such name), else to the one hypothesis whose first word
+    it starts with ("induction_smollm2-135m.png" -> induction_heads); an image no hypothesis or two
+    could own is left out."""
+    out: dict[str, list[Path]] = {h: [] for h in hypotheses}
+    for image in sorted(p for p in results.iterdir() if p.suffix in IMAGE_SUFFIXES):
+        owners = [h for h in hypotheses if image.name.startswith(h)]
+        if not owners:
+            owners = [h for h in hypotheses if image.name.startswith(h.split("_")[0] + "_")]
+            owners = owners if len(owners) == 1 else []
+        if owners:
+            out[max(owners, key=len)].append(image)
+    return out
 
 
 def _claim_line(r) -> list[str]:
@@ -289,34 +302,13 @@ def _anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
-def write_report(results: Path = REPO / "results", hypotheses: Path = REPO / "hypotheses") -> Path:
+def write_report(results: Path, hypotheses: Path) -> Path:
     results, hypotheses = Path(results), Path(hypotheses)
     if not (results / "claims.csv").exists():
         raise FileNotFoundError(
-            f"no ledger at {results / 'claims.csv'}: run the hypotheses first (make research), "
-            "or point --results at a folder holding claims.csv"
+            f"no ledger at {results / 'claims.csv'}: run the hypotheses first (pytest; in the suite's "
+            "checkout: make research), or point --results at a folder holding claims.csv"
         )
     out = results / "REPORT.md"
     out.write_text(render(results, hypotheses), encoding="utf-8")
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=REPO / "results", help="folder holding claims.csv")
-    parser.add_argument(
-        "--hypotheses", type=Path, default=REPO / "hypotheses", help="folder of test_<name>.py"
-    )
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        out = write_report(args.results, args.hypotheses)
-    except FileNotFoundError as error:
-        print(error, file=sys.stderr)
-        return 2
-    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

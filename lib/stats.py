@@ -44,7 +44,7 @@ class CI:
         if self.redo is None:
             raise TypeError(
                 f"this CI ({self.low:g}, {self.high:g}) was built by hand and cannot be recomputed at "
-                f"{confidence:.4g}: build it with lib.stats (bootstrap_ci, binomial_ci, ...)"
+                f"{confidence:.4g}: build it with attnclaims.stats (bootstrap_ci, binomial_ci, ...)"
             )
         return self.redo(confidence)
 
@@ -52,7 +52,8 @@ class CI:
         """Two-sided p of `threshold`: the smallest alpha at which the (1 - alpha) CI excludes it."""
         if self.pvalue is None:
             raise TypeError(
-                "this CI was built by hand and has no p-value: build it with lib.stats (bootstrap_ci, ...)"
+                "this CI was built by hand and has no p-value: build it with attnclaims.stats "
+                "(bootstrap_ci, ...)"
             )
         return float(self.pvalue(float(threshold)))
 

@@ -4,8 +4,8 @@
     values = run_variants(model, tokens, variants, metric)  # {"clean": tensor, (23, 7): tensor}
 
 Every sweep in lib/ and every hypothesis goes through `run_variants`: it is the one place that
-loops over chunks of variants. A variant is a list of lib.hooks (name, fn) pairs; variant i of a
-chunk acts on copy i of the batch (rows i*batch .. (i+1)*batch, lib.hooks.stack_variants), and the
+loops over chunks of variants. A variant is a list of attnclaims.hooks (name, fn) pairs; variant i of a
+chunk acts on copy i of the batch (rows i*batch .. (i+1)*batch, attnclaims.hooks.stack_variants), and the
 metric scores each copy on its own, exactly as a separate run would.
 
 Three things make it fast, none of which changes a result:
@@ -14,9 +14,9 @@ Three things make it fast, none of which changes a result:
   to one copy per variant (a forward pre-hook on block l, which also repeats the block inputs that
   carry a batch dimension, such as the attention mask). Layers below l cost 1/n of a chunk.
 - **Reuse the prefix's KV cache.** When every hook edits the final query row only (hooks that
-  lib.hooks marks `final_row`), the prefix tokens[:, :-1] run once and each chunk runs the last
+  attnclaims.hooks marks `final_row`), the prefix tokens[:, :-1] run once and each chunk runs the last
   token alone against the cache, repeated per copy. A final-row edit cannot change earlier positions.
-- **Unembed only what the metric reads.** A metric that declares `positions == (-1,)` (lib.metrics
+- **Unembed only what the metric reads.** A metric that declares `positions == (-1,)` (attnclaims.metrics
   sets it) gets logits [batch, 1, d_vocab] of the final position only; one that also declares the
   ids it reads (`metric.vocab`, e.g. logit_diff's two answers) gets only those logits computed, from
   the residual entering the unembedding (W_U[:, ids] + b_U[ids]), and NaN everywhere else: the
@@ -36,9 +36,9 @@ from typing import Hashable, Mapping, Sequence
 
 import torch
 
-from lib.hooks import Hook, stack_variants
-from lib.metrics import Metric
-from lib.progress import progress as show_progress
+from attnclaims.hooks import Hook, stack_variants
+from attnclaims.metrics import Metric
+from attnclaims.progress import progress as show_progress
 
 BLOCK = re.compile(r"^blocks\.(\d+)\.")
 AFTER_BLOCKS = ("ln_final.", "unembed.", "hook_unembed")
@@ -101,7 +101,7 @@ def _before_blocks(hooks: Sequence[Hook]) -> bool:
 
 
 def is_final_row(hooks: Sequence[Hook]) -> bool:
-    """True when every hook edits only the final query row (marked by lib.hooks), so a run of the
+    """True when every hook edits only the final query row (marked by attnclaims.hooks), so a run of the
     last token against the prefix's KV cache gives the same result as a full forward."""
     return all(getattr(fn, "final_row", False) for _, fn in hooks)
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lib import tasks
-from lib.cache import cache_root, verified_folder
-from lib.models import check_device
-from lib.progress import progress
+from attnclaims import tasks
+from attnclaims.cache import cache_root, verified_folder
+from attnclaims.models import check_device
+from attnclaims.progress import progress
 
 # Bump when training code changes what a config produces (3: offset induction in history; 4: one thread).
 FORMAT_VERSION = 4
@@ -115,7 +115,7 @@ def training_history(config: ToyConfig, root: Path | None = None, device: str = 
 
     Columns: step, train_loss (the next step's batch), and the task's metrics on a fixed held-out
     batch; for `repeat`: loss_first_half, loss_repeated_half, induction_L{l}H{h} and
-    offset_induction_L{l}H{h} (best offset 0..7, lib.scores) per head.
+    offset_induction_L{l}H{h} (best offset 0..7, attnclaims.scores) per head.
     """
     folder = ensure_trained(config, root, device)
     return pd.DataFrame(json.loads((folder / "history.json").read_text()))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lib.presets import ATTN_ONLY, WITH_MLP
+from attnclaims.presets import ATTN_ONLY, WITH_MLP
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformer_lens.head_detector import detect_head
 
-from lib import scores
+from attnclaims import scores
 
 
 def assert_scores_equal_head_detector(model, text: str, tokens: torch.Tensor) -> torch.Tensor:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib import hooks as H
-from lib.metrics import logit_diff, normalised_score
-from lib.models import load_model
-from lib.patching import attention_redirect_sweep
-from lib.sweep import run_variants
-from lib.toy import ToyConfig
+from attnclaims import hooks as H
+from attnclaims.metrics import logit_diff, normalised_score
+from attnclaims.models import load_model
+from attnclaims.patching import attention_redirect_sweep
+from attnclaims.sweep import run_variants
+from attnclaims.toy import ToyConfig
 
 
 def tokens(model, length: int = 10) -> torch.Tensor:
@@ -92,7 +92,7 @@ CASES = {
     ),
     "a toy with no layers": (lambda toy: ToyConfig(n_layers=0), "n_layers"),
     "clean and corrupted tokens passed by position": (
-        lambda toy: __import__("lib.patching").patching.head_out_patch_sweep(
+        lambda toy: __import__("attnclaims.patching").patching.head_out_patch_sweep(
             toy, tokens(toy), tokens(toy), logit_diff(2, 3)
         ),
         "positional argument",

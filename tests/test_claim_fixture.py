@@ -10,23 +10,14 @@ from pathlib import Path
 import pytest
 import scipy.stats  # noqa: F401 (imported once here: an in-process inner run must not import numpy's parts again)
 
-from lib.ledger import Ledger, diff_ledgers, read_ledger
+from attnclaims.ledger import Ledger, diff_ledgers, read_ledger
 
 REPO = Path(__file__).resolve().parents[1]
-
-CONFTEST = (
-    'pytest_plugins = ["fixtures.ledger"]\n'
-    "def pytest_addoption(parser):\n"
-    "    parser.addoption('--model', default='toy')\n"
-    "    parser.addoption('--device', default='cpu')\n"
-    "    parser.addoption('--dtype', default='float32')\n"
-    "    parser.addoption('--results-dir', default=None)\n"
-)
 
 # One claim of each verdict, and a confirmatory family of three.
 CLAIMS = """
 import pytest
-from lib.stats import bootstrap_ci, binomial_ci
+from attnclaims.stats import bootstrap_ci, binomial_ci
 
 UNIT = "seeds"
 WHY = "a reason"
@@ -63,11 +54,8 @@ def _git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def project(pytester, monkeypatch):
-    """A git checkout with the suite's ledger plugin and one hypothesis file, results/ inside it."""
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.syspath_prepend(str(REPO))
+    """A git checkout with one hypothesis file and no conftest: the installed plugin is the suite."""
     monkeypatch.delenv("ATTNCLAIMS_RUN_ID", raising=False)
-    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_claims=CLAIMS)
     _git(pytester.path, "init", "-q")
     _git(pytester.path, "config", "user.email", "t@t")
@@ -179,7 +167,7 @@ def test_bad_claims_are_refused_with_the_fix(project):
     project.makepyfile(
         test_bad=(
             "import pytest\n"
-            "from lib.stats import CI, bootstrap_ci\n"
+            "from attnclaims.stats import CI, bootstrap_ci\n"
             "def test_bare_number(claim):\n"
             "    claim(0.7, '>=', 0.5, why='w', model='toy:a', metric='m')\n"
             "def test_no_reason(claim):\n"
@@ -193,7 +181,7 @@ def test_bad_claims_are_refused_with_the_fix(project):
     result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines_random(
         [
-            "*bare number: pass its CI (lib.stats), or exact=True*",
+            "*bare number: pass its CI (attnclaims.stats), or exact=True*",
             "*say why the threshold is where it is*",
             "*a confirmatory claim needs a CI that can be recomputed*",
         ]
@@ -201,8 +189,10 @@ def test_bad_claims_are_refused_with_the_fix(project):
 
 
 def test_claims_under_two_xdist_workers_lose_no_rows(project, monkeypatch):
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # xdist only: the workers start faster
-    result = project.runpytest_subprocess("-n", "2", "-p", "xdist", "-p", "no:cacheprovider")
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # xdist and the suite only: quick workers
+    result = project.runpytest_subprocess(
+        "-n", "2", "-p", "xdist", "-p", "attnclaims.fixtures.plugin", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=3, xfailed=3, skipped=1)
     result.stdout.fnmatch_lines(["*claims ledger*", "*refuted*claims::test_refuted*"])
     table = read_ledger(project.path / "results" / "claims.csv")

@@ -1,5 +1,5 @@
 """The claims ledger: the decision rule, preconditions, a diffable file, atomic writes, parallel workers,
-interrupted runs, and `python -m lib.ledger diff`. (The claim fixture's outcomes against the committed
+interrupted runs, and `attnclaims diff`. (The claim fixture's outcomes against the committed
 ledger, families and run settings: tests/test_claim_fixture.py.)"""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.claims import COLUMNS, Claim, Precondition, decide
-from lib.ledger import Ledger, diff_ledgers, git_commit, load_ledger, main, replication
+from attnclaims.claims import COLUMNS, Claim, Precondition, decide
+from attnclaims.cli import main
+from attnclaims.ledger import Ledger, diff_ledgers, git_commit, load_ledger, replication
 
 pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
@@ -282,11 +283,12 @@ def test_diff_passes_a_shift_within_the_old_ci_and_lists_one_beyond_it(repo, cap
 def test_diff_reads_git_revisions(repo):
     Ledger(repo / "results", run_id="r", commit="abc").record(make("a", value=0.0))
     _git(repo, "commit", "-q", "-am", "second")
-    changes = diff_ledgers(load_ledger("HEAD~1", repo=repo), load_ledger("HEAD", repo=repo))
+    csv = repo / "results" / "claims.csv"
+    changes = diff_ledgers(load_ledger("HEAD~1", csv), load_ledger("HEAD", csv))
     assert changes.flips == ["h::a on m: supported -> refuted (x: 1 -> 0)"]
-    assert list(load_ledger("HEAD~1:results/claims.csv", repo=repo).value) == [1.0]
-    with pytest.raises(SystemExit, match="neither a ledger file nor a git revision"):
-        load_ledger("no-such-rev", repo=repo)
+    assert list(load_ledger("HEAD~1:results/claims.csv", csv).value) == [1.0]
+    with pytest.raises(FileNotFoundError, match="neither a ledger file nor a git revision"):
+        load_ledger("no-such-rev", csv)
 
 
 def test_replication_is_derived_from_the_rows_and_a_refutation_is_never_hidden():

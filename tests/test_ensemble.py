@@ -1,4 +1,4 @@
-"""Ensemble training: the batched forward equals HF GPT-NeoX, a p=0 member trains as lib.toy
+"""Ensemble training: the batched forward equals HF GPT-NeoX, a p=0 member trains as attnclaims.toy
 trains it, members stop at the matched loss and land in the toy cache, dropout per member."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib import ensemble as EN
-from lib import tasks, toy
-from lib.presets import ATTN_ONLY, WITH_MLP
+from attnclaims import ensemble as EN
+from attnclaims import tasks, toy
+from attnclaims.presets import ATTN_ONLY, WITH_MLP
 
 SHORT = ATTN_ONLY.replace(n_layers=3, steps=20, log_every=10)
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib.metrics import logit_diff
-from lib.patching import split_qkv_input
-from lib.protocols import freeze_after, move_fraction, partner_row, path_to_queries, watch
-from lib.sweep import run_variants
+from attnclaims import hooks as H
+from attnclaims.metrics import logit_diff
+from attnclaims.patching import split_qkv_input
+from attnclaims.protocols import freeze_after, move_fraction, partner_row, path_to_queries, watch
+from attnclaims.sweep import run_variants
 
 TEXT = (
     "If it is wet, I take an umbrella. When I take an umbrella, I wear boots, not shoes. "

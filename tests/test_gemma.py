@@ -18,9 +18,9 @@ import torch
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib.metrics import logit_diff
-from lib.patching import attention_row_sweep, head_out_patch_sweep
+from attnclaims import hooks as H
+from attnclaims.metrics import logit_diff
+from attnclaims.patching import attention_row_sweep, head_out_patch_sweep
 from tests.oracles import assert_scores_equal_head_detector
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]

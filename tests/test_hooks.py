@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib import hooks as H
+from attnclaims import hooks as H
 
 SETTINGS = settings(max_examples=15, deadline=None)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lib import metrics
+from attnclaims import metrics
 
 
 def logits():

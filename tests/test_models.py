@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fixtures.ledger import claim_name
-from lib import cache, models
-from lib.cache import verified_folder, verify_folder
-from lib.models import CHECKPOINTS, ModelUnavailableError, checkpoint_folder, load_model
+from attnclaims import cache, models
+from attnclaims.cache import verified_folder, verify_folder
+from attnclaims.fixtures.ledger import claim_name
+from attnclaims.models import CHECKPOINTS, ModelUnavailableError, checkpoint_folder, load_model
 
 SMOLLM2 = CHECKPOINTS["smollm2-135m"]
 # (n_layers, n_heads, n_key_value_heads) of each embedded model, and " Paris" among the top 5 next tokens
@@ -289,9 +289,8 @@ def test_pair(model_names, get_model):
 def test_fixtures_parametrize_per_model_and_load_each_once(pytester, monkeypatch, tmp_path):
     loads = []
     monkeypatch.setattr(
-        "fixtures.models.load_model", lambda name, **kw: loads.append(name) or f"loaded {name}"
+        "attnclaims.fixtures.models.load_model", lambda name, **kw: loads.append(name) or f"loaded {name}"
     )
-    pytester.makeconftest((Path(__file__).parents[1] / "conftest.py").read_text())
     pytester.makepyfile(
         test_one=INNER_TESTS, test_two="def test_again(model):\n    assert model.startswith('loaded')\n"
     )

@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos, get_act_patch_direct_path
 
-from lib import hooks as H
-from lib.metrics import logit_diff, reads
-from lib.patching import (
+from attnclaims import hooks as H
+from attnclaims.metrics import logit_diff, reads
+from attnclaims.patching import (
     attention_redirect_sweep,
     attribution_patch_sweep,
     head_out_patch_sweep,
     path_patch_sweep,
 )
-from lib.sweep import run_variants
+from attnclaims.sweep import run_variants
 
 SEED_PROMPT = (
     "When it rains I carry an umbrella. When I carry an umbrella, I wear boots. "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lib.progress import RATE_S, Progress, note, progress, using_sink
+from attnclaims.progress import RATE_S, Progress, note, progress, using_sink
 
 pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
@@ -62,11 +62,9 @@ def test_without_a_sink_it_is_tqdm(capsys):
 
 
 def test_under_pytest_the_lines_reach_the_terminal_through_capture(pytester, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    pytester.makeconftest('pytest_plugins = ["fixtures.progress"]\n')
     pytester.makepyfile(
         test_loud=(
-            "from lib.progress import note, progress\n"
+            "from attnclaims.progress import note, progress\n"
             "def test_counts():\n"
             "    note('de-quantising the model')\n"
             "    assert sum(progress(range(4), 'counting')) == 6\n"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib import hooks as H
-from lib.protocols import (
+from attnclaims import hooks as H
+from attnclaims.prompts.entailment import FAMILIES, ORDERS, minimal_pairs
+from attnclaims.protocols import (
     attention_switch,
     entailment_sensitivity,
     locate_answers,
     tokenize_pair,
     tokenize_pairs,
 )
-from prompts.entailment import FAMILIES, ORDERS, minimal_pairs
 
 SEED = (
     "When it rains I carry an umbrella. When I carry an umbrella, I wear boots. "

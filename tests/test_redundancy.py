@@ -10,11 +10,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib import hooks as H
-from lib import redundancy as R
-from lib.metrics import mean_loss
-from lib.presets import ATTN_ONLY
-from lib.tasks import repeat_batch
+from attnclaims import hooks as H
+from attnclaims import redundancy as R
+from attnclaims.metrics import mean_loss
+from attnclaims.presets import ATTN_ONLY
+from attnclaims.tasks import repeat_batch
 
 
 def repeat_tokens(seed: int, batch: int = 6) -> torch.Tensor:

@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from lib.claims import Claim
-from lib.ledger import Ledger
-from lib.report import hypothesis_text, main, slug, write_report
+from attnclaims.claims import Claim
+from attnclaims.cli import main
+from attnclaims.ledger import Ledger
+from attnclaims.report import hypothesis_text, slug, write_report
 
 HYPOTHESIS = '''"""Do toy heads copy?
 
@@ -94,7 +95,7 @@ def test_the_report_renders_from_the_ledger_alone(results):
 
 
 def test_bad_inputs_are_named(tmp_path, capsys):
-    assert main(["--results", str(tmp_path)]) == 2
+    assert main(["report", "--results", str(tmp_path)]) == 2
     assert "no ledger at" in capsys.readouterr().err
     assert "not in the suite" in hypothesis_text(tmp_path / "test_missing.py").question
     assert slug("toy:repeat 2L attn-only") == "toy-repeat-2L-attn-only"

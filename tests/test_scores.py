@@ -15,10 +15,10 @@ from scipy.stats import spearmanr
 from transformer_lens.head_detector import detect_head
 from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib import scores
-from lib.tasks import repeat_batch
-from prompts.text import PARAGRAPHS
+from attnclaims import hooks as H
+from attnclaims import scores
+from attnclaims.prompts.text import PARAGRAPHS
+from attnclaims.tasks import repeat_batch
 from tests.oracles import assert_scores_equal_head_detector
 
 S = 7  # head_detector needs 1 + 2S < the toy's context of 17

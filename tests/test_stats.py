@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta, norm
 
-from lib import stats
+from attnclaims import stats
 
 
 def test_bootstrap_ci_contains_the_mean_and_is_deterministic():

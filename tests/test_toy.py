@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib import toy
-from lib.toy import ToyConfig, ensure_trained, load_toy, train_toy, training_history
+from attnclaims import toy
+from attnclaims.toy import ToyConfig, ensure_trained, load_toy, train_toy, training_history
 
 TINY = ToyConfig(n_layers=1, n_heads=2, d_model=16, n_content=12, seq_len=5, steps=12, batch=8, log_every=4)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lib.studies.entailment_stats import deltas
-from lib.studies.entailment_study import Study
+from attnclaims.studies.entailment_stats import deltas
+from attnclaims.studies.entailment_study import Study
 
 
 def write_figures(study: Study, folder: Path) -> None:

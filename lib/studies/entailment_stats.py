@@ -5,8 +5,9 @@
     claim(ci, ">=", 0.5, ..., precondition=entails(study), note=f"control {fmt(ci)}")
 
 Families are the unit: a prompt's value is averaged within its family first, and every CI is a 95%
-bootstrap over families (lib.stats.bootstrap_ci). Variants are the keys of lib.studies.entailment_study
-(e.g. "clean", ("switch", k, alpha), ("same_layer", i), "ablate_induction").
+bootstrap over families (attnclaims.stats.bootstrap_ci). Variants are the keys of
+attnclaims.studies.entailment_study (e.g. "clean", ("switch", k, alpha), ("same_layer", i),
+"ablate_induction").
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lib.stats import bootstrap_ci
-from lib.studies.entailment_study import Study
+from attnclaims.stats import bootstrap_ci
+from attnclaims.studies.entailment_study import Study
 
 
 def by_family(frame: pd.DataFrame, column: str) -> pd.Series:

@@ -3,11 +3,11 @@
     study = run_study(model, "smollm2-135m", EntailmentDesign(k=3, dose_k=(1, 3, 5, 10), ...))
     study.switch_heads[:3], study.confirm.query("variant == 'clean'").ld
 
-Steps, in the order they run (each stacked forward goes through lib.sweep.run_variants):
+Steps, in the order they run (each stacked forward goes through attnclaims.sweep.run_variants):
 1. Minimal pairs (prompts/entailment.py) that tokenize position-matched on the model; families split
-   once into discovery and confirmation (lib.stats.discovery_confirmation_split), each family used in
+   once into discovery and confirmation (attnclaims.stats.discovery_confirmation_split), each family used in
    one same and one crossed rule order (design.order_sets, alternating between families).
-2. Induction scores of every head on repeated random tokens (lib.scores.induction_scores).
+2. Induction scores of every head on repeated random tokens (attnclaims.scores.induction_scores).
 3. Clean run of every prompt: LD, every head's final-row attention, and the activations later steps
    freeze (the direct effect) or use as the mean-ablation reference.
 4. Discovery: fact-following score and single-head switch effect of every head; from them the fact,
@@ -25,11 +25,19 @@ import numpy as np
 import pandas as pd
 from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib.protocols import freeze_after, move_fraction, partner_row, path_to_queries, tokenize_pairs, watch
-from lib.scores import induction_scores
-from lib.stats import discovery_confirmation_split
-from lib.studies.entailment_sweep import (
+from attnclaims import hooks as H
+from attnclaims.prompts.entailment import minimal_pairs
+from attnclaims.protocols import (
+    freeze_after,
+    move_fraction,
+    partner_row,
+    path_to_queries,
+    tokenize_pairs,
+    watch,
+)
+from attnclaims.scores import induction_scores
+from attnclaims.stats import discovery_confirmation_split
+from attnclaims.studies.entailment_sweep import (
     attention_frame,
     buckets,
     p_alternative_metric,
@@ -38,8 +46,7 @@ from lib.studies.entailment_sweep import (
     top1_metric,
     top_heads,
 )
-from lib.tasks import ordinary_token_ids, random_repeats
-from prompts.entailment import minimal_pairs
+from attnclaims.tasks import ordinary_token_ids, random_repeats
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """Minimal pairs as position-matched buckets, the metrics read from them, and the sweep over them.
 
-    bucket_list = buckets(pairs, meta)  # pairs: lib.protocols.tokenize_pairs; meta: columns per pair
+    bucket_list = buckets(pairs, meta)  # pairs: attnclaims.protocols.tokenize_pairs; meta: columns per pair
     frame, stores = sweep(model, bucket_list, lambda b, i, s: {"clean": [watch(s, "clean", name)]})
     attention = attention_frame(bucket_list, stores, "clean", range(model.cfg.n_layers))
     behaviour = sensitivity_by_pair(frame)  # per pair: LD(text a) - LD(text b)
 
 A bucket stacks pairs of one token length, row 2i text a and row 2i+1 text b, so that a variant's
-hooks act on every pair at once (lib.sweep.run_variants). Every frame here has one row per prompt
+hooks act on every pair at once (attnclaims.sweep.run_variants). Every frame here has one row per prompt
 (per prompt x head for attention), carrying the pair's table columns: pair, family, words, hops,
 order, crossed, split, swept, text ("a"/"b").
 """
@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from lib.metrics import logit_diff, reads, target_prob
-from lib.patching import split_qkv_input
-from lib.protocols import PairTokens
-from lib.sweep import run_variants
+from attnclaims.metrics import logit_diff, reads, target_prob
+from attnclaims.patching import split_qkv_input
+from attnclaims.protocols import PairTokens
+from attnclaims.sweep import run_variants
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
 The toy (lib/tasks/entailment.py "rule-recall") reads prompts such as "c1 a7 . c3 a2 . c3": rules
 "condition answer" and a query condition; the answer is the queried rule's. Each prompt becomes a
 minimal pair with the other rule's condition as the query, so sensitivity is measured as on the real
-models (lib.studies.entailment_sweep). Fact heads are the top `k` by fact-following score on the
+models (attnclaims.studies.entailment_sweep). Fact heads are the top `k` by fact-following score on the
 discovery prompts (every third), reading each answer `offset` tokens after it; on the others, each
 text gets its partner's final-row pattern in those heads.
 """
@@ -19,11 +19,17 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib.protocols import partner_row, tokenize_pairs, watch
-from lib.studies.entailment_sweep import attention_frame, buckets, sensitivity_by_pair, sweep, top_heads
-from lib.tasks import TASKS
-from lib.toy import ToyConfig
+from attnclaims import hooks as H
+from attnclaims.protocols import partner_row, tokenize_pairs, watch
+from attnclaims.studies.entailment_sweep import (
+    attention_frame,
+    buckets,
+    sensitivity_by_pair,
+    sweep,
+    top_heads,
+)
+from attnclaims.tasks import TASKS
+from attnclaims.toy import ToyConfig
 
 
 @dataclass(frozen=True)

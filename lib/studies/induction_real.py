@@ -6,13 +6,13 @@ claims.
 
 Steps, in the order they run:
 1. Discovery: induction scores of every head on a batch of repeated random tokens drawn from the
-   tokenizer's ordinary vocabulary (lib.tasks.random_repeats, seed 11); the top `top_k` heads.
+   tokenizer's ordinary vocabulary (attnclaims.tasks.random_repeats, seed 11); the top `top_k` heads.
 2. Confirmation on a disjoint batch (seed 12) and on repeated natural text (prompts/text.py): the
    top heads' induction score per sequence, and the entropy of the top heads and of the other heads
    of their layers on the first and on the repeated half.
 3. Controls: `control_draws` sets of random heads with the top heads' layer counts, never a top head
    (random.Random(0); nearest layers fill in where a layer has too few other heads).
-4. Ablations, one call of the sweep engine (lib.sweep.run_variants) per text: the top heads and each
+4. Ablations, one call of the sweep engine (attnclaims.sweep.run_variants) per text: the top heads and each
    draw ablated by every kind (reference: another batch, seed 13), and whole layers mean-ablated but
    for the top heads or a draw. On natural text, mean ablation only, the mean over the windows.
 Then the figure (discovery map, loss rises with 95% CIs) goes to `results_dir`.
@@ -29,13 +29,13 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from lib import hooks as H
-from lib.scores import attention_patterns, entropy_from_pattern, induction_score_from_pattern
-from lib.stats import bootstrap_ci
-from lib.studies.induction_toys import repeated_half_loss
-from lib.sweep import run_variants
-from lib.tasks import bos_id, ordinary_token_ids, random_repeats
-from prompts.text import PARAGRAPHS
+from attnclaims import hooks as H
+from attnclaims.prompts.text import PARAGRAPHS
+from attnclaims.scores import attention_patterns, entropy_from_pattern, induction_score_from_pattern
+from attnclaims.stats import bootstrap_ci
+from attnclaims.studies.induction_toys import repeated_half_loss
+from attnclaims.sweep import run_variants
+from attnclaims.tasks import bos_id, ordinary_token_ids, random_repeats
 
 
 @dataclass(frozen=True)

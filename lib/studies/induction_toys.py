@@ -4,14 +4,14 @@
     study.seed(3).circuit, study.of_type("offset"), seed_table(study, paths=("k", "q", "v"))
 
 Steps, in the order they run, per trained toy (2-layer seeds, then 1-layer seeds):
-1. Evaluation batch: BOS + S random content tokens + the same S again (lib.tasks.repeat_batch,
+1. Evaluation batch: BOS + S random content tokens + the same S again (attnclaims.tasks.repeat_batch,
    generator seed 123); a second batch (seed 321) is the resample source of the path patching.
-2. Offset induction scores of every head (lib.scores), the circuit type of the last layer
-   (lib.scores.induction_circuit_type), the layer-0 lag scores per sequence, and the loss on the
+2. Offset induction scores of every head (attnclaims.scores), the circuit type of the last layer
+   (attnclaims.scores.induction_circuit_type), the layer-0 lag scores per sequence, and the loss on the
    repeated half (the 2nd..last token of the second copy).
 3. 2-layer toys: path patching of every layer-0 head into every layer-1 head's keys, queries and
-   values (lib.patching.path_patch_sweep); the largest loss rise per path.
-4. The training log (lib.toy.training_history).
+   values (attnclaims.patching.path_patch_sweep); the largest loss rise per path.
+4. The training log (attnclaims.toy.training_history).
 Then the figure (training curves, K/Q/V path effects) and the per-seed table go to `results_dir`.
 The offset circuit's copying (`offset_copying`) and the phase change (`phase_change`) are read off a
 `ToySeed` by the claims that need them.
@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib.metrics import per_position_loss
-from lib.patching import path_patch_sweep
-from lib.scores import (
+from attnclaims.metrics import per_position_loss
+from attnclaims.patching import path_patch_sweep
+from attnclaims.scores import (
     attention_patterns,
     copying_score,
     induction_circuit_type,
@@ -37,8 +37,8 @@ from lib.scores import (
     offset_induction_score_from_pattern,
     ov_circuit,
 )
-from lib.tasks import N_SPECIAL, repeat_batch
-from lib.toy import ToyConfig, training_history
+from attnclaims.tasks import N_SPECIAL, repeat_batch
+from attnclaims.toy import ToyConfig, training_history
 
 
 @dataclass(frozen=True)

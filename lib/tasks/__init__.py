@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from lib.tasks.entailment import EntailmentTask, ToyEntailmentPrompt
-from lib.tasks.repeat import (
+from attnclaims.tasks.entailment import EntailmentTask, ToyEntailmentPrompt
+from attnclaims.tasks.repeat import (
     RepeatTask,
     bos_id,
     ordinary_token_ids,
@@ -26,10 +26,10 @@ from lib.tasks.repeat import (
     repeat_vocab,
     repeated_tokens,
 )
-from lib.tasks.vocab import BOS, N_SPECIAL, PAD, SPECIAL
+from attnclaims.tasks.vocab import BOS, N_SPECIAL, PAD, SPECIAL
 
 if TYPE_CHECKING:
-    from lib.toy import ToyConfig
+    from attnclaims.toy import ToyConfig
 
 
 class Task(Protocol):

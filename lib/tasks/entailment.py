@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lib.tasks.vocab import SPECIAL
+from attnclaims.tasks.vocab import SPECIAL
 
 DOT_WORD = "."
 DOT = len(SPECIAL)  # the rule separator's id: the first word after the special tokens

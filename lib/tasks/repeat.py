@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from lib.scores import induction_score_from_pattern, offset_induction_score_from_pattern
-from lib.tasks.vocab import N_SPECIAL, SPECIAL
+from attnclaims.scores import induction_score_from_pattern, offset_induction_score_from_pattern
+from attnclaims.tasks.vocab import N_SPECIAL, SPECIAL
 
 
 def repeat_vocab(n_content: int) -> list[str]:

@@ -1,0 +1,7 @@
+"""`python -m attnclaims`: the `attnclaims` command (attnclaims.cli)."""
+
+import sys
+
+from attnclaims.cli import main
+
+sys.exit(main())

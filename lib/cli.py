@@ -1,0 +1,62 @@
+"""The `attnclaims` command: the claims ledger of the project in the current folder.
+
+    attnclaims report                  # results/REPORT.md and its forest plots, from results/claims.csv
+    attnclaims diff HEAD~1 HEAD        # which claims moved between two commits (or two ledger files)
+
+Both act on ./results (`--results DIR` names another folder) and the git history of the project that
+holds it, never on the suite's own files unless run in its checkout. `python -m attnclaims` is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from attnclaims.ledger import diff_ledgers, load_ledger
+from attnclaims.report import write_report
+
+RESULTS = Path("results")
+
+
+def hypotheses_folder(where: Path) -> Path:
+    """Where a project keeps its test_<hypothesis>.py files: ./hypotheses, else ./tests, else the folder."""
+    return next((where / name for name in ("hypotheses", "tests") if (where / name).is_dir()), where)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="attnclaims", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    report = commands.add_parser("report", help="write REPORT.md and its forest plots from claims.csv")
+    report.add_argument(
+        "--hypotheses",
+        type=Path,
+        default=None,
+        help="folder of the test_<hypothesis>.py files (default: ./hypotheses, else ./tests, else .)",
+    )
+    diff = commands.add_parser("diff", help="what moved between two ledgers; exit 1 on any verdict change")
+    diff.add_argument("old", help="a ledger file, or a git revision (then its copy of the results folder's)")
+    diff.add_argument("new", help="a ledger file, or a git revision (then its copy of the results folder's)")
+    for command in (report, diff):
+        command.add_argument(
+            "--results", type=Path, default=RESULTS, help="the results folder holding claims.csv (./results)"
+        )
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        start = time.perf_counter()
+        try:
+            out = write_report(args.results, args.hypotheses or hypotheses_folder(Path.cwd()))
+        except FileNotFoundError as error:
+            print(error, file=sys.stderr)
+            return 2
+        print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+        return 0
+    csv = args.results / "claims.csv"
+    try:
+        changes = diff_ledgers(load_ledger(args.old, csv), load_ledger(args.new, csv))
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print("\n".join(changes.lines()))
+    return 1 if changes.flips else 0
