@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# Parallel workers for `make research` where there are 4 or more cores (each module on one worker).
+# Parallel workers for `make research` where there are 4 or more cores (each module on one worker, 2 torch
+# threads each: every core busy, none oversubscribed).
 CORES := $(shell nproc 2>/dev/null || echo 1)
-XDIST := $(if $(filter 1 2 3,$(CORES)),,-n $(shell expr $(CORES) / 2) --dist loadscope)
+XDIST := $(if $(filter 1 2 3,$(CORES)),,-n $(shell expr $(CORES) / 2) --dist loadscope --threads 2)
 
 .PHONY: install try research test bench clean-cache report
 

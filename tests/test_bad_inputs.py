@@ -91,6 +91,12 @@ CASES = {
         "must return a scalar",
     ),
     "a toy with no layers": (lambda toy: ToyConfig(n_layers=0), "n_layers"),
+    "clean and corrupted prompts of different lengths": (
+        lambda toy: __import__("attnclaims.patching").patching.head_out_patch_sweep(
+            toy, clean_tokens=tokens(toy, 10), corrupted_tokens=tokens(toy, 11), metric=logit_diff(2, 3)
+        ),
+        "differ in shape.*equal length",
+    ),
     "clean and corrupted tokens passed by position": (
         lambda toy: __import__("attnclaims.patching").patching.head_out_patch_sweep(
             toy, tokens(toy), tokens(toy), logit_diff(2, 3)

@@ -16,6 +16,7 @@ import torch
 from attnclaims import cache, models
 from attnclaims.cache import verified_folder, verify_folder
 from attnclaims.fixtures.ledger import claim_name
+from attnclaims.fixtures.models import default_threads
 from attnclaims.models import CHECKPOINTS, ModelUnavailableError, checkpoint_folder, load_model
 
 SMOLLM2 = CHECKPOINTS["smollm2-135m"]
@@ -309,3 +310,18 @@ def test_fixtures_parametrize_per_model_and_load_each_once(pytester, monkeypatch
         ]
     )
     assert sorted(loads) == ["m1", "m2"]
+
+
+def test_threads_option_sets_torch_and_the_run_settings(pytester, tmp_path):
+    pytester.makepyfile(
+        test_threads="import torch\ndef test_one():\n    assert torch.get_num_threads() == 1\n"
+    )
+    before = torch.get_num_threads()
+    result = pytester.runpytest_inprocess(
+        "--threads", "1", f"--results-dir={tmp_path}", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1)
+    assert torch.get_num_threads() == before  # the caller's threads, as it found them
+    refused = pytester.runpytest_inprocess("--threads", "0", "-p", "no:cacheprovider")
+    assert "give a thread count of 1 or more" in refused.stderr.str()
+    assert [default_threads(n) for n in (1, 2, 3, 16)] == [1, 1, 1, 8]
