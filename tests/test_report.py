@@ -9,7 +9,7 @@ import pytest
 from attnclaims.claims import Claim
 from attnclaims.cli import main
 from attnclaims.ledger import Ledger
-from attnclaims.report import hypothesis_text, slug, write_report
+from attnclaims.report import _label, hypothesis_text, slug, study_figures, write_report
 
 HYPOTHESIS = '''"""Do toy heads copy?
 
@@ -65,12 +65,12 @@ def test_the_report_renders_from_the_ledger_alone(results):
     assert text.index("## Claims x models") < text.index("## copying")
     assert "| hypothesis | claim | other-lm | tiny-lm | toy model | every model |" in text
     assert (
-        "| [copying](#copying) | test_heads_copy[a] | refuted 0.5 | supported 2.5 |  | does not replicate |"
-        in text
+        "| [copying](#copying) | test_heads_copy[a] | refuted 0.5 [0.1, 0.9] | supported 2.5 [2, 3] |  "
+        "| does not replicate |" in text
     )
-    assert "| [copying](#copying) | test_wide |  | undecided 1.5 |  |  |" in text  # one model: no verdict
+    assert "| [copying](#copying) | test_wide |  | undecided 1.5 [0.5, 2.5] |  |  |" in text  # one model
     assert "1 supported, 1 refuted, 1 undecided, 1 inconclusive (4 claims on 3 models)" in text
-    assert "inconclusive 3 (toy:copy 2L)" in text
+    assert "inconclusive 3 (exact) (toy:copy 2L)" in text
     assert (
         "**Question.** Do toy heads copy?" in text
         and "background" not in text.split("**Protocol**")[0][-200:]
@@ -99,3 +99,32 @@ def test_bad_inputs_are_named(tmp_path, capsys):
     assert "no ledger at" in capsys.readouterr().err
     assert "not in the suite" in hypothesis_text(tmp_path / "test_missing.py").question
     assert slug("toy:repeat 2L attn-only") == "toy-repeat-2L-attn-only"
+
+
+def test_study_figures_go_to_the_hypothesis_they_belong_to(tmp_path):
+    names = ["entailment_head_switching", "induction_heads", "induction_other"]
+    for image in ("entailment_dose_smollm2.png", "induction_heads_toy.png", "induction_smollm2.png", "x.png"):
+        (tmp_path / image).write_bytes(b"png")
+    owners = {h: [p.name for p in images] for h, images in study_figures(tmp_path, names).items()}
+    assert owners == {
+        "entailment_head_switching": ["entailment_dose_smollm2.png"],  # by its first word
+        "induction_heads": ["induction_heads_toy.png"],  # by its whole name
+        "induction_other": [],  # induction_smollm2.png could be either's: left out
+    }
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_layers",
+        "test_intervention_flips_the_top1_token_beyond_its_control[seed_redirect]",
+        "test_x",
+    ],
+)
+def test_plot_labels_break_between_words(claim):
+    label = _label(claim)
+    assert label.replace("\n", "") == claim.removeprefix("test_") and label.count("\n") <= 1
+    assert all(
+        line.endswith("_") or next_line.startswith("[")
+        for line, next_line in zip(label.split("\n"), label.split("\n")[1:])
+    )
