@@ -11,6 +11,10 @@ wall-clock bound), each with equal results (<= 1e-4 of the result's scale).
   the floor asserted is 20x. The loop is timed on every 5th head (54 of 270: each head's run is the
   same full forward, so its time per head does not depend on the head) and scaled to all heads;
   results are compared on those heads.
+- the same head-out sweep vs nnsight 0.8 in its batched form (54 heads per trace, each batch row
+  patched at `self_attn.o_proj.input`, the heads' concatenated outputs), on the same checkpoint
+  folder loaded by nnsight's LanguageModel: faster, with equal results. Measured by hand on an
+  idle 2-core machine (2026-12-02, 2 threads): ours 8.5 s, nnsight 32.6 s, max abs diff 2.3e-5.
 - one call over a batch of 8 equal-length prompts vs 8 calls of one prompt each: faster.
 """
 
@@ -21,8 +25,10 @@ import torch
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 
 from attnclaims import hooks as H
+from attnclaims.heads import every_head
+from attnclaims.interventions import PatchHeads
 from attnclaims.metrics import logit_diff
-from attnclaims.patching import all_heads, attention_redirect_sweep, head_out_patch_sweep
+from attnclaims.patching import attention_redirect_sweep, head_out_patch_sweep
 from attnclaims.sweep import run_variants
 from benchmarks.conftest import rel_diff, seconds
 
@@ -91,13 +97,70 @@ def per_head_redirect_loop(model, tokens, to_pos, metric, heads) -> torch.Tensor
     return out
 
 
+def nnsight_head_out_sweep(lm, clean, corrupted, answer: int, alternative: int, per_trace: int = 54):
+    """[n_layers, n_heads] LD with one head's output patched from the clean run, in nnsight's batched
+    form: each trace runs `per_trace` copies of the corrupted prompt, copy i with head i patched."""
+    config = lm.config
+    n_layers, n_heads = config.num_hidden_layers, config.num_attention_heads
+    d_head = config.hidden_size // n_heads
+    clean_in: list = []  # nnsight 0.8: proxies are kept in a list made before the trace
+    with lm.trace({"input_ids": clean, "attention_mask": torch.ones_like(clean)}):
+        for layer in range(n_layers):
+            clean_in.append(lm.model.layers[layer].self_attn.o_proj.input.save())
+    heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    out: list[float] = []
+    for start in range(0, len(heads), per_trace):
+        chunk = heads[start : start + per_trace]
+        ids = corrupted.repeat(len(chunk), 1)
+        saved: list = []
+        with lm.trace({"input_ids": ids, "attention_mask": torch.ones_like(ids)}):
+            for i, (layer, head) in enumerate(chunk):
+                cut = slice(head * d_head, (head + 1) * d_head)
+                lm.model.layers[layer].self_attn.o_proj.input[i, :, cut] = clean_in[layer][0, :, cut]
+            saved.append(lm.lm_head.output[:, -1].save())
+        logits = saved[0]
+        out += (logits[:, answer] - logits[:, alternative]).tolist()
+    return torch.tensor(out).reshape(n_layers, n_heads)
+
+
+@pytest.mark.real_model
+def test_head_out_sweep_vs_nnsight(benchmark, record_ratio, smollm2):
+    from nnsight import LanguageModel
+
+    from attnclaims.models import CHECKPOINTS, checkpoint_folder
+
+    model = smollm2
+    clean, corrupted = model.to_tokens(CLEAN), model.to_tokens(CORRUPTED)
+    boots, shoes = model.to_single_token(" boots"), model.to_single_token(" shoes")
+    folder = checkpoint_folder(CHECKPOINTS["smollm2-135m"])
+    lm = LanguageModel(str(folder), dispatch=True, attn_implementation="eager", dtype=torch.float32)
+    baseline_s, peer = seconds(lambda: nnsight_head_out_sweep(lm, clean, corrupted, boots, shoes))
+    ours = benchmark.pedantic(
+        lambda: head_out_patch_sweep(
+            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=boots_metric(model), progress=False
+        ),
+        rounds=ROUNDS,
+        iterations=1,
+        warmup_rounds=1,
+    )
+    ratio = record_ratio(
+        f"head-out patch sweep, {clean.shape[1]} tokens",
+        benchmark.stats["mean"],
+        "nnsight 0.8, 54 heads per trace",
+        baseline_s,
+        rel_diff(ours, peer),
+    )
+    assert ratio.max_rel_diff <= 1e-4
+    assert ratio.speedup > 1.0, f"slower than nnsight's batched sweep: {ratio}"
+
+
 @pytest.mark.real_model
 def test_final_row_redirect_sweep_vs_per_head_loop(benchmark, record_ratio, smollm2):
     model = smollm2
     tokens = model.to_tokens(CLEAN)
     boots = max(i for i, s in enumerate(model.to_str_tokens(tokens)) if s == " boots")
     metric = boots_metric(model)
-    heads = all_heads(model)
+    heads = every_head(model)
     sample = heads[::LOOP_SAMPLE]
     sample_s, loop = seconds(lambda: per_head_redirect_loop(model, tokens, boots, metric, sample))
     ours = benchmark.pedantic(
@@ -128,15 +191,12 @@ def test_prompt_batched_sweep_vs_one_prompt_at_a_time(benchmark, record_ratio, s
     metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"), per_prompt=True)
     _, cache = model.run_with_cache(tokens.flip(0), names_filter=lambda name: name.endswith("hook_z"))
     heads = [(layer, layer % model.cfg.n_heads) for layer in range(0, model.cfg.n_layers, 3)]
-    variants = {head: H.patch_heads(model, [head], cache) for head in heads}
+    variants = {head: PatchHeads([head], cache) for head in heads}
 
     def one_at_a_time():
         out = {head: [] for head in heads}
         for i in range(len(BATCH)):
-            one = {
-                head: H.patch_heads(model, [head], {k: v[i : i + 1] for k, v in cache.items()})
-                for head in heads
-            }
+            one = {head: PatchHeads([head], {k: v[i : i + 1] for k, v in cache.items()}) for head in heads}
             for head, value in run_variants(model, tokens[i : i + 1], one, metric).items():
                 out[head].append(value)
         return torch.stack([torch.cat(out[head]) for head in heads])

@@ -59,6 +59,7 @@ import torch
 
 from attnclaims import redundancy as R
 from attnclaims.ensemble import Member, train_to_loss
+from attnclaims.heads import Head
 from attnclaims.metrics import mean_loss
 from attnclaims.scores import attention_patterns, induction_circuit_type, offset_induction_score_from_pattern
 from attnclaims.stats import binomial_ci, bootstrap_ci, bootstrap_ci_two_sample
@@ -165,7 +166,7 @@ def measure(model) -> dict:
     direct = R.direct_effects(model, tokens, metric, "mean", reference, heads=upstream)
     top = max(upstream, key=lambda head: float(direct[head]))
     (repair,) = R.self_repair_split(model, tokens, metric, [top], "mean", reference)
-    order = sorted(R.all_heads(model), key=lambda head: -float(effects.single[head]))
+    order = sorted(R.every_head(model), key=lambda head: -float(effects.single[head]))
     losses = R.losses_along(model, tokens, metric, order, "mean", reference)
     return {
         "circuit": circuit_type(model, tokens),
@@ -176,7 +177,7 @@ def measure(model) -> dict:
         "heads_to_threshold": R.heads_to_threshold(
             losses, effects.clean + THRESHOLD_FRACTION * effects.whole
         ),
-        "repair_head": f"L{top[0]}H{top[1]}",
+        "repair_head": str(Head(*top)),
         "repair_direct": repair.direct,
         "repair_total": repair.repair,
         "repair_heads": repair.heads,

@@ -58,6 +58,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from attnclaims.heads import label
 from attnclaims.stats import bootstrap_ci
 from attnclaims.studies.entailment_figures import write_figures
 from attnclaims.studies.entailment_stats import (
@@ -67,8 +68,6 @@ from attnclaims.studies.entailment_stats import (
     entails,
     family_ci,
     flip_rate,
-    fmt,
-    heads_label,
     mean_of_draws,
     ratio_ci,
 )
@@ -137,7 +136,7 @@ def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
         0.0,
         why="any: matching the condition's place gives the wrong answer here, so following the fact is more",
         metric="sensitivity, two-hop, crossed rule orders",
-        note=f"same-order pairs: {fmt(same)}",
+        note=f"same-order pairs: {same}",
     )
 
 
@@ -160,9 +159,8 @@ def test_fact_heads_follow_the_fact_on_heldout_families(study, claim):
         ">=",
         0.05,
         why="5 points of attention beyond their layer: looking that moves with the fact",
-        metric=f"attention(entailed - alternative), {heads_label(study.fact_heads)} - same-layer heads",
-        note=f"fact heads {fmt(bootstrap_ci(top.to_numpy()))}; "
-        f"control {fmt(bootstrap_ci(control.to_numpy()))}",
+        metric=f"attention(entailed - alternative), {label(study.fact_heads)} - same-layer heads",
+        note=f"fact heads {bootstrap_ci(top.to_numpy())}; control {bootstrap_ci(control.to_numpy())}",
     )
 
 
@@ -180,9 +178,9 @@ def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
         ">=",
         0.5,
         why="half: the heads' pattern carries most of the sensitivity",
-        metric=f"share of held-out sensitivity removed by swapping {heads_label(study.fact_heads)}'s pattern",
+        metric=f"share of held-out sensitivity removed by swapping {label(study.fact_heads)}'s pattern",
         precondition=entails(study),
-        note=f"same-layer control heads remove {fmt(ctrl)}",
+        note=f"same-layer control heads remove {ctrl}",
     )
 
 
@@ -216,9 +214,8 @@ def test_ablating_induction_heads_removes_switch_heads_attention_on_answers(stud
         0.25,
         why="a quarter: the induction heads feed a real part of the switch heads' attention on the answers",
         metric="share of switch heads' attention on both answers removed by mean-ablating "
-        + heads_label(study.induction_heads),
-        note=f"clean {fmt(bootstrap_ci(clean.both.to_numpy()))}, "
-        f"ablated {fmt(bootstrap_ci(ablated.both.to_numpy()))}",
+        + label(study.induction_heads),
+        note=f"clean {bootstrap_ci(clean.both.to_numpy())}, ablated {bootstrap_ci(ablated.both.to_numpy())}",
     )
 
 
@@ -237,10 +234,10 @@ def test_ablating_induction_heads_removes_switch_heads_recency_bias(study, claim
         metric="share of switch heads' attention(later answer) - attention(earlier) removed by the ablation",
         precondition=(
             bias.low > 0,
-            f"the switch heads favour the later answer (recency bias {fmt(bias)} > 0)",
+            f"the switch heads favour the later answer (recency bias {bias} > 0)",
         ),
-        note=f"clean recency bias {fmt(bootstrap_ci(clean.recency.to_numpy()))}; ablation moves LD "
-        f"{fmt(family_ci(later, 'delta'))}",
+        note=f"clean recency bias {bootstrap_ci(clean.recency.to_numpy())}; ablation moves LD "
+        f"{family_ci(later, 'delta')}",
     )
 
 
@@ -252,7 +249,7 @@ def test_induction_heads_reach_switch_heads_through_queries(study, claim):
     ci = ratio_ci(clean.both - path.both, clean.both - ablated.both)
     premise = (
         drop.low > 0,
-        f"the ablation lowers the switch heads' attention on the answers ({fmt(drop)} > 0)",
+        f"the ablation lowers the switch heads' attention on the answers ({drop} > 0)",
     )
     assert claim(
         ci,
@@ -261,7 +258,7 @@ def test_induction_heads_reach_switch_heads_through_queries(study, claim):
         why="half: the queries carry most of the ablation's effect",
         metric="query path alone / full ablation, drop of switch heads' attention on both answers",
         precondition=premise,
-        note=f"path drop {fmt(bootstrap_ci((clean.both - path.both).to_numpy()))}, full drop {fmt(drop)}",
+        note=f"path drop {bootstrap_ci((clean.both - path.both).to_numpy())}, full drop {drop}",
     )
 
 
@@ -275,7 +272,7 @@ def test_sensitivity_survives_induction_ablation(study, claim):
         ">=",
         0.0,
         why="any: sensitivity left once the copying heads are gone",
-        metric=f"held-out sensitivity with {heads_label(study.induction_heads)} mean-ablated",
+        metric=f"held-out sensitivity with {label(study.induction_heads)} mean-ablated",
         precondition=entails(study),
     )
 
@@ -293,7 +290,7 @@ def test_switching_top3_heads_moves_heldout_ld(study, claim):
         "<=",
         -1.0,
         why="1 nat toward the alternative: the odds of the entailed answer cut by e",
-        metric=f"held-out delta LD, switch {heads_label(study.switch_heads[:K])}",
+        metric=f"held-out delta LD, switch {label(study.switch_heads[:K])}",
     )
 
 
@@ -311,8 +308,8 @@ def test_top3_switch_beats_matched_control(study, control, claim):
         -0.5,
         why="half a nat beyond matched heads: the top heads are special, not any heads moved alike",
         metric=f"delta(top heads) - delta({control} heads), paired",
-        note=f"top {fmt(bootstrap_ci(top.to_numpy()))}; control {fmt(bootstrap_ci(other.to_numpy()))} "
-        f"({'; '.join(heads_label(h) for h in heads)})",
+        note=f"top {bootstrap_ci(top.to_numpy())}; control {bootstrap_ci(other.to_numpy())} "
+        f"({'; '.join(label(h) for h in heads)})",
     )
 
 
@@ -375,8 +372,8 @@ def test_intervention_flips_the_top1_token_beyond_its_control(study, interventio
         ">=",
         0.3,
         why="0.3: the edit switches the answer in 30 more families in 100 than its control",
-        metric=f"top-1 flip rate, {intervention} {heads_label(heads)} - same-layer control",
-        note=f"flips {fmt(bootstrap_ci(a.to_numpy()))}, control {fmt(bootstrap_ci(b.to_numpy()))}; "
+        metric=f"top-1 flip rate, {intervention} {label(heads)} - same-layer control",
+        note=f"flips {bootstrap_ci(a.to_numpy())}, control {bootstrap_ci(b.to_numpy())}; "
         f"p(alternative) {top.p_alternative.mean():.3f} vs control {control.p_alternative.mean():.3f}",
     )
 
@@ -398,7 +395,7 @@ def test_fact_changes_where_switch_heads_look_more_than_what_they_read(study, cl
         why="any: the sign is the claim",
         metric="delta sensitivity, pattern from the other fact - values from the other fact",
         precondition=entails(study),
-        note=f"pattern {fmt(bootstrap_ci(where.to_numpy()))}; values {fmt(bootstrap_ci(what.to_numpy()))}",
+        note=f"pattern {bootstrap_ci(where.to_numpy())}; values {bootstrap_ci(what.to_numpy())}",
     )
 
 
@@ -416,7 +413,7 @@ def test_switch_effect_is_mostly_direct(study, claim):
         0.5,
         why="half: most of the effect is the heads' own write to the logits",
         metric="direct / total delta LD of the top-3 switch",
-        note=f"direct {fmt(bootstrap_ci(direct.to_numpy()))}",
+        note=f"direct {bootstrap_ci(direct.to_numpy())}",
     )
 
 
@@ -453,7 +450,7 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
         0.5,
         why="half: the fact heads' pattern carries most of the routing",
         model=toy_study.name,
-        metric=f"share of sensitivity removed by swapping {heads_label(toy_study.fact_heads)}'s pattern",
+        metric=f"share of sensitivity removed by swapping {label(toy_study.fact_heads)}'s pattern",
         unit="prompt pairs",
     )
 
@@ -552,3 +549,7 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 # 2026-12-01  Holm now counts the inconclusive pattern-swap claim as untested (p = 1, no adjusted p of its
 #   own); no verdict moved (undecided claims' Holm p rose, e.g. gemma3-270m flips beyond control 0.30 ->
 #   0.45).
+# 2026-12-02  Every intervention is a spec (attnclaims.interventions: MoveAttention, RedirectAttention,
+#   EditAttention, AblateHeads, EditValues, and the declared Hooks of freeze_after, path_to_queries and
+#   watch) that the sweep engine reads instead of hook names; make research reproduced every value, CI,
+#   p, adjusted p and verdict exactly. Metric names list heads as "L23H7, L24H7, L23H0".

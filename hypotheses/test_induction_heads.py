@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import pytest
 
+from attnclaims.heads import label
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff
 from attnclaims.studies.induction_real import RealDesign, RealStudy, real_study, recovered
@@ -270,10 +271,7 @@ def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
     formed = toys.formed
     slack = 2 * TWO_LAYER.log_every
     changes = [phase_change(t.history) for t in formed]
-    k = sum(
-        c["end"] - c["start"] <= c["start"] and c["start"] - slack <= c["score_step"] <= c["end"] + slack
-        for c in changes
-    )
+    k = sum(c.abrupt and c.start - slack <= c.score_step <= c.end + slack for c in changes)
     assert claim(
         binomial_ci(k, max(len(formed), 1)),
         ">=",
@@ -284,8 +282,7 @@ def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
         unit="seeds",
         precondition=(len(formed) >= 3, f"{len(formed)} seeds with a circuit (3 needed)"),
         note="; ".join(
-            f"s{t.config.seed} {c['start']}-{c['end']} score {c['score_step']}"
-            for t, c in zip(formed, changes)
+            f"s{t.config.seed} {c.start}-{c.end} score {c.score_step}" for t, c in zip(formed, changes)
         ),
     )
 
@@ -329,14 +326,6 @@ def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
 # 6. Real models
 
 
-def fmt(ci) -> str:
-    return f"{ci.estimate:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
-
-
-def heads_note(study: RealStudy) -> str:
-    return ",".join(f"L{l}H{h}" for l, h in study.top)
-
-
 @pytest.mark.real_model
 @pytest.mark.confirmatory
 @pytest.mark.parametrize("text", ["random", "natural"])
@@ -348,7 +337,7 @@ def test_top_induction_heads_confirm_on_heldout_sequences(real, claim, text):
         why="half: the heads put most of their attention on the induction target",
         metric=f"held-out induction score of the top {TOP_K} heads, repeated {text} tokens",
         unit="sequences",
-        note=heads_note(real),
+        note=label(real.top),
     )
 
 
@@ -369,7 +358,7 @@ def test_top_heads_matter_more_than_same_layer_random_heads(real, claim, how):
         metric=f"loss rise on the repeated half, top {TOP_K} heads minus random same-layer heads, "
         f"{how}-ablated (nats)",
         unit="sequences",
-        note=f"top {fmt(raise_top)}, random {fmt(raise_random)} ({CONTROL_DRAWS} draws); {heads_note(real)}",
+        note=f"top {raise_top}, random {raise_random} ({CONTROL_DRAWS} draws); {label(real.top)}",
     )
 
 
@@ -386,7 +375,7 @@ def test_top_heads_matter_more_than_random_heads_on_natural_text(real, claim):
         metric=f"loss rise on repeated natural text, top {TOP_K} minus random same-layer heads, "
         "mean-ablated (nats)",
         unit="text windows",
-        note=f"top alone {fmt(raise_top)}; windows of {len(PARAGRAPHS)} paragraphs",
+        note=f"top alone {raise_top}; windows of {len(PARAGRAPHS)} paragraphs",
     )
 
 
@@ -403,7 +392,7 @@ def test_top_heads_alone_suffice_in_their_layers(real, claim):
         why="half: the top heads carry most of what their layers do for the repeat",
         metric="share of the whole-layer ablation's loss rise undone by keeping only the top heads",
         unit="sequences",
-        note=f"random same-layer heads kept instead: {fmt(control)}; whole-layer rise {fmt(rise)} nats",
+        note=f"random same-layer heads kept instead: {control}; whole-layer rise {rise} nats",
     )
 
 
@@ -414,10 +403,7 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_laye
     their layers (heads selected on another batch; the repeated half has more keys, which raises
     the entropy of any diffuse head, and the other heads carry that shift)."""
     e = real.entropy
-    top_change, other_change = (
-        e[("top", "repeated")] - e[("top", "first")],
-        e[("other", "repeated")] - e[("other", "first")],
-    )
+    top_change, other_change = e.top_repeated - e.top_first, e.other_repeated - e.other_first
     assert claim(
         bootstrap_ci_diff(top_change, other_change),
         "<=",
@@ -425,10 +411,8 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_laye
         why="any sharpening relative to their layers: the direction is the claim",
         metric="entropy change first -> repeated half, top heads minus other heads of their layers (nats)",
         unit="sequences",
-        note=", ".join(
-            f"{group} {e[(group, 'first')].mean():.2f} -> {e[(group, 'repeated')].mean():.2f} nats"
-            for group in ("top", "other")
-        ),
+        note=f"top {e.top_first.mean():.2f} -> {e.top_repeated.mean():.2f} nats, "
+        f"other {e.other_first.mean():.2f} -> {e.other_repeated.mean():.2f} nats",
     )
 
 
@@ -513,3 +497,7 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_laye
 #   as before. Replication (derived from the ledger): random-token held-out score, the three ablations
 #   against same-layer heads and sufficiency replicate; the natural-text score does not (refuted on
 #   gemma3-270m); the natural-text ablation and the entropy claim are undecided.
+# 2026-12-02  The ablations are intervention specs (attnclaims.interventions.AblateHeads) that the sweep
+#   engine reads instead of hook names; make research reproduced every value, CI, p and verdict of the
+#   ledger exactly. Notes now list heads as "L18H6, L17H4" and quote CIs at 3 significant digits (the
+#   str of attnclaims.stats.CI) where they had 2 decimals: e.g. random heads 0.15 [0.0865, 0.219].

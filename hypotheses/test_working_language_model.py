@@ -32,6 +32,7 @@ import pytest
 import torch
 
 from attnclaims import tasks
+from attnclaims.heads import Head
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.scores import attention_patterns, induction_score_from_pattern, induction_scores
 from attnclaims.stats import bootstrap_ci
@@ -54,7 +55,7 @@ def shuffled(text: str, seed: int) -> str:
     return " ".join(words)
 
 
-def random_repeats(model, seed: int, repeat: bool = True) -> torch.Tensor:
+def sequences(model, seed: int, repeat: bool = True) -> torch.Tensor:
     """[BATCH, 1 + 2*SEQ_LEN] BOS + random ordinary tokens (+ the same again if `repeat`)."""
     return tasks.random_repeats(model, tasks.ordinary_token_ids(model), seed, BATCH, SEQ_LEN, repeat)
 
@@ -106,7 +107,7 @@ def test_shuffling_words_raises_loss(model, claim):
 @pytest.fixture(scope="module")
 def best_induction_head(model) -> tuple[int, int, float]:
     """(layer, head, score) of the head with the highest induction score on the discovery batch."""
-    discovery = induction_scores(model, random_repeats(model, seed=1))
+    discovery = induction_scores(model, sequences(model, seed=1))
     layer, head = divmod(int(discovery.argmax()), model.cfg.n_heads)
     return layer, head, float(discovery[layer, head])
 
@@ -121,7 +122,7 @@ def held_out_scores(model, head: tuple[int, int, float], tokens: torch.Tensor) -
 def test_some_head_has_induction_score_above_half(model, best_induction_head, claim):
     layer, head, discovery = best_induction_head
     assert claim(
-        bootstrap_ci(held_out_scores(model, best_induction_head, random_repeats(model, seed=2))),
+        bootstrap_ci(held_out_scores(model, best_induction_head, sequences(model, seed=2))),
         ">=",
         0.5,
         why="half: most of the head's attention goes to the induction target",
@@ -136,13 +137,11 @@ def test_induction_head_is_silent_without_repeats(model, best_induction_head, cl
     """Control: the best induction head's score on random tokens that never repeat."""
     layer, head, _ = best_induction_head
     assert claim(
-        bootstrap_ci(
-            held_out_scores(model, best_induction_head, random_repeats(model, seed=3, repeat=False))
-        ),
+        bootstrap_ci(held_out_scores(model, best_induction_head, sequences(model, seed=3, repeat=False))),
         "<=",
         0.1,
         why="a fifth of the claimed 0.5: the head's attention at that offset needs the repeat",
-        metric=f"L{layer}H{head} score at the induction offset, no repeats",
+        metric=f"{Head(layer, head)} score at the induction offset, no repeats",
         unit="sequences",
     )
 

@@ -23,8 +23,10 @@ from typing import Callable, Sequence
 import torch
 from transformer_lens.utilities import get_act_name
 
+from attnclaims.heads import Head
+
 Hook = tuple[str, Callable]
-Heads = Sequence[tuple[int, int]]
+Heads = Sequence[tuple[int, int]]  # Head objects, or (layer, head) pairs
 RowEdit = Callable[[torch.Tensor], torch.Tensor]  # attention rows [batch, key] -> new rows
 
 
@@ -32,9 +34,9 @@ RowEdit = Callable[[torch.Tensor], torch.Tensor]  # attention rows [batch, key] 
 # Validation
 
 
-def check_heads(model, heads: Heads, n_heads: int | None = None) -> list[tuple[int, int]]:
+def check_heads(model, heads: Heads, n_heads: int | None = None) -> list[Head]:
     n_layers, n_heads = model.cfg.n_layers, n_heads or model.cfg.n_heads
-    heads = [(int(layer), int(head)) for layer, head in heads]
+    heads = [Head(int(layer), int(head)) for layer, head in heads]
     for layer, head in heads:
         if not 0 <= layer < n_layers:
             raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
@@ -72,13 +74,6 @@ def _by_layer(heads: list[tuple[int, int]]) -> dict[int, list[int]]:
     for layer, head in heads:
         layers.setdefault(layer, []).append(head)
     return layers
-
-
-def final_row(fn: Callable) -> Callable:
-    """Mark a hook function as editing the final query row only (attnclaims.sweep then reuses the
-    prefix's KV cache: nothing before the final position can change)."""
-    fn.final_row = True
-    return fn
 
 
 def require(cache, name: str, what: str):
@@ -147,13 +142,9 @@ def edit_attention_rows(model, heads: Heads, query_pos, edit: RowEdit) -> list[H
                 pattern[rows, head, q] = new
             return pattern
 
-        return final_row(hook) if _is_last(query_pos) else hook
+        return hook
 
     return [(get_act_name("pattern", layer), make(layer, hs)) for layer, hs in _by_layer(heads).items()]
-
-
-def _is_last(query_pos) -> bool:
-    return isinstance(query_pos, int) and query_pos == -1
 
 
 def one_hot_row(to_pos) -> RowEdit:
@@ -186,6 +177,25 @@ def move_row(from_pos, to_pos, swap: bool = False) -> RowEdit:
         return out
 
     return edit
+
+
+def move_fraction(src, dst, alpha: float) -> RowEdit:
+    """A row edit: a fraction `alpha` of the weight on `src` moves to `dst` (alpha=1: `move_row`)."""
+
+    def edit(row: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(row.shape[0])
+        out = row.clone()
+        moved = row[rows, src] * alpha
+        out[rows, src] -= moved
+        out[rows, dst] += moved
+        return out
+
+    return edit
+
+
+def partner_row(row: torch.Tensor) -> torch.Tensor:
+    """A row edit: each prompt gets the row of the other text of its pair (rows a, b, a, b, ...)."""
+    return row.reshape(-1, 2, *row.shape[1:]).flip(1).reshape(row.shape)
 
 
 def redirect_attention(model, heads: Heads, to_pos, query_pos=-1) -> list[Hook]:

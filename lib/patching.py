@@ -24,13 +24,11 @@ from contextlib import contextmanager
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.hooks import RowEdit, check_heads, edit_attention_rows, one_hot_row, patch_heads
+from attnclaims.heads import every_head
+from attnclaims.hooks import RowEdit, check_heads, one_hot_row
+from attnclaims.interventions import EditAttention, Hooks, PatchHeads
 from attnclaims.metrics import Metric, check_scalar
 from attnclaims.sweep import check_tokens, per_head, run_variants
-
-
-def all_heads(model) -> list[tuple[int, int]]:
-    return [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
 
 
 def z_names(model) -> list[str]:
@@ -67,7 +65,7 @@ def head_out_patch_sweep(
     check_scalar(_require_metric(metric, "a head-out patch sweep"), model(corrupted))
     names = set(z_names(model))
     _, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name in names)
-    variants = {head: patch_heads(model, [head], clean_cache) for head in all_heads(model)}
+    variants = {head: PatchHeads((head,), clean_cache) for head in every_head(model)}
     label = "head-out patch sweep" if progress else None
     return per_head(model, run_variants(model, corrupted, variants, metric, chunk=chunk, progress=label))
 
@@ -91,8 +89,8 @@ def attention_row_sweep(
     attnclaims.hooks.move_row). Heads not in `heads` (default: all) are NaN. `kv_cache=False` runs full
     forwards even for the last row (the baseline the cached path is checked against).
     """
-    heads = check_heads(model, heads) if heads is not None else all_heads(model)
-    variants = {head: edit_attention_rows(model, [head], query_pos, edit) for head in heads}
+    heads = check_heads(model, heads) if heads is not None else every_head(model)
+    variants = {head: EditAttention((head,), edit, query_pos) for head in heads}
     label = "attention row sweep" if progress else None
     values = run_variants(
         model,
@@ -206,6 +204,9 @@ def path_patch_sweep(
         return hook
 
     receivers = [(dl, dh) for dl in range(layer + 1, model.cfg.n_layers) for dh in range(model.cfg.n_heads)]
-    variants = {(dl, dh): [(get_act_name(f"{component}_input", dl), add_to(dh))] for dl, dh in receivers}
+    variants = {
+        (dl, dh): Hooks(((get_act_name(f"{component}_input", dl), add_to(dh)),), first_layer=dl)
+        for dl, dh in receivers
+    }
     with split_qkv_input(model):
         return per_head(model, run_variants(model, corrupted, variants, metric, chunk=chunk))

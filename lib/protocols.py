@@ -8,10 +8,10 @@
   LD = logit(answer a) - logit(answer b) at the final position. Any preference that does not depend
   on the fact (recency, a favourite word, copying) is the same in both texts and cancels; a model
   that follows the fact scores > 0.
-- Interventions on stacked pairs (rows a, b, a, b, ...): `partner_row` (each text gets its pair
-  partner's attention row), `move_fraction` (part of a row's weight moves), `freeze_after` (later
-  layers held at clean values: the direct effect), `path_to_queries` (a mean-ablation that reaches
-  some heads' queries only), and `watch` (keep an activation).
+- Interventions on stacked pairs (rows a, b, a, b, ...), as attnclaims.interventions.Hooks that
+  declare where they act: `freeze_after` (later layers held at clean values: the direct effect),
+  `path_to_queries` (a mean-ablation that reaches some heads' queries only), and `watch` (keep an
+  activation). The row edits they pair with (`partner_row`, `move_fraction`) are in attnclaims.hooks.
 - `attention_switch` (the seed's protocol): run the clean prompt; for every head alone, move its
   final-row attention weight from the answer token to the alternative's token (and the reverse);
   measure the logit difference answer - alternative each time.
@@ -26,7 +26,9 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.hooks import Hook, RowEdit, final_row, move_row
+from attnclaims.heads import label
+from attnclaims.hooks import move_row
+from attnclaims.interventions import Hooks
 from attnclaims.metrics import logit_diff
 from attnclaims.patching import attention_row_sweep
 from attnclaims.scores import attention_patterns
@@ -211,14 +213,13 @@ def attention_switch(
 
 
 # ---------------------------------------------------------------------------------------------
-# Interventions on minimal pairs (lists of attnclaims.hooks (name, fn) pairs, for
-# attnclaims.sweep.run_variants)
+# Interventions on minimal pairs, for attnclaims.sweep.run_variants
 
 
-def watch(store: dict, key, name: str, final: bool = True) -> Hook:
-    """A hook that keeps activation `name` in store[(key, name)]: a pattern's final query row
-    [batch, head, key], else the final position (or, with final=False, every position). Under
-    run_variants it sees its own variant's rows only."""
+def watch(store: dict, key, name: str, *, layer: int, final: bool = True) -> Hooks:
+    """Keep activation `name` (of block `layer`; n_layers for ln_final) in store[(key, name)]: a
+    pattern's final query row [batch, head, key], else the final position (or, with final=False,
+    every position). Under run_variants it sees its own variant's rows only."""
 
     def hook(act, hook):
         if "pattern" in name:
@@ -226,35 +227,16 @@ def watch(store: dict, key, name: str, final: bool = True) -> Hook:
         else:
             store[(key, name)] = (act[:, -1] if final else act).detach()
 
-    return (name, hook)
+    return Hooks(((name, hook),), first_layer=layer, label=f"watch {name}")
 
 
-def move_fraction(src, dst, alpha: float) -> RowEdit:
-    """A row edit: a fraction `alpha` of the weight on `src` moves to `dst` (alpha=1: hooks.move_row)."""
-
-    def edit(row: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(row.shape[0])
-        out = row.clone()
-        moved = row[rows, src] * alpha
-        out[rows, src] -= moved
-        out[rows, dst] += moved
-        return out
-
-    return edit
-
-
-def partner_row(row: torch.Tensor) -> torch.Tensor:
-    """A row edit: each prompt gets the row of the other text of its pair (rows a, b, a, b, ...)."""
-    return row.reshape(-1, 2, *row.shape[1:]).flip(1).reshape(row.shape)
-
-
-def freeze_after(model, heads, clean: dict, key) -> list[Hook]:
+def freeze_after(model, heads, clean: dict, key) -> Hooks:
     """Hold every head output (but `heads`), MLP output and ln_final scale at or after the first
     switched layer at their clean values at the final position: what is left is the direct effect.
 
     `clean[(key, name)]` holds the clean final-position activations (`watch`) of every layer's
     hook_z and hook_mlp_out and of ln_final.hook_scale. Marked final-row, so a final-row edit with
-    these hooks still runs on the prefix's KV cache."""
+    these hooks still runs on the prefix's KV cache (they edit the final row only)."""
     first = min(layer for layer, _ in heads)
     hooks = []
     for layer in range(first, model.cfg.n_layers):
@@ -274,10 +256,7 @@ def freeze_after(model, heads, clean: dict, key) -> list[Hook]:
             x[:, -1] = value
             return x
 
-        hooks += [
-            (get_act_name("z", layer), final_row(freeze_z)),
-            (get_act_name("mlp_out", layer), final_row(freeze_mlp)),
-        ]
+        hooks += [(get_act_name("z", layer), freeze_z), (get_act_name("mlp_out", layer), freeze_mlp)]
     scale = clean[(key, "ln_final.hook_scale")]
 
     def freeze_scale(x, hook):
@@ -285,10 +264,11 @@ def freeze_after(model, heads, clean: dict, key) -> list[Hook]:
         x[:, -1] = scale
         return x
 
-    return hooks + [("ln_final.hook_scale", final_row(freeze_scale))]
+    hooks.append(("ln_final.hook_scale", freeze_scale))
+    return Hooks(tuple(hooks), first_layer=first, edits_final_row=True, label=f"freeze after {label(heads)}")
 
 
-def path_to_queries(model, senders, receivers, reference: dict) -> list[Hook]:
+def path_to_queries(model, senders, receivers, reference: dict) -> Hooks:
     """Mean-ablate `senders` on the path into `receivers`' queries at the final position only:
     each receiver's query input gets sum_s (mean z_s - z_s) W_O^s; every other reader sees the
     clean run (direct path patching, as attnclaims.patching.path_patch_sweep, with a mean as the source).
@@ -318,4 +298,7 @@ def path_to_queries(model, senders, receivers, reference: dict) -> list[Hook]:
             return fork
 
         hooks.append((get_act_name("q_input", layer), add))
-    return hooks
+    first = min([layer for layer, _ in senders if layer < first_receiver] + [first_receiver])
+    return Hooks(
+        tuple(hooks), first_layer=first, label=f"path {label(senders)} -> queries of {label(receivers)}"
+    )

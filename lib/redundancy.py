@@ -38,11 +38,12 @@ import torch
 from transformer_lens.utilities import get_act_name
 
 from attnclaims import hooks as H
+from attnclaims.heads import Head, every_head
+from attnclaims.interventions import AblateHeads, Hooks
 from attnclaims.metrics import Metric
-from attnclaims.patching import all_heads, z_names
+from attnclaims.patching import z_names
 from attnclaims.sweep import check_tokens, per_head, run_variants
 
-Head = tuple[int, int]
 Ablation = Literal["zero", "mean", "resample"]
 ABLATIONS: tuple[Ablation, ...] = ("zero", "mean", "resample")
 
@@ -76,10 +77,7 @@ def ablation_losses(
     """[len(head_sets)]: the metric with every head of each set ablated together (an empty set is
     the clean run)."""
     _check_ablation(how, reference)
-    variants = {
-        i: H.ablate_heads(model, list(heads), how, reference) if heads else []
-        for i, heads in enumerate(head_sets)
-    }
+    variants = {i: AblateHeads(heads, how, reference) if heads else [] for i, heads in enumerate(head_sets)}
     values = run_variants(model, tokens, variants, metric, chunk=chunk)
     out = torch.stack([values[i] for i in range(len(head_sets))])
     if out.ndim != 1:
@@ -110,7 +108,7 @@ def head_effects(
     model, tokens, metric: Metric, how: Ablation = "mean", reference=None, chunk: int | None = None
 ) -> Effects:
     """Clean, whole-model and single-head ablation losses, in one batched sweep."""
-    heads = all_heads(model)
+    heads = every_head(model)
     losses = ablation_losses(model, tokens, metric, [[], heads, *[[h] for h in heads]], how, reference, chunk)
     return Effects(
         float(losses[0]), float(losses[1]), losses[2:].reshape(model.cfg.n_layers, model.cfg.n_heads)
@@ -137,7 +135,7 @@ def direct_effects(
     """
     _check_ablation(how, reference)
     tokens = check_tokens(model, tokens)
-    heads = H.check_heads(model, heads) if heads is not None else all_heads(model)
+    heads = H.check_heads(model, heads) if heads is not None else every_head(model)
     names = set(z_names(model)) | {"ln_final.hook_scale"}
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
     clean_scale = cache["ln_final.hook_scale"]  # [batch, pos, 1]
@@ -158,7 +156,11 @@ def direct_effects(
         delta = (cache[name][:, :, head] - ablated_z[name][:, :, head]) @ model.W_O[
             layer, head
         ]  # [batch, pos, d_model]
-        variants[(layer, head)] = [("ln_final.hook_in", remove(delta)), ("ln_final.hook_scale", freeze)]
+        variants[(layer, head)] = Hooks(
+            (("ln_final.hook_in", remove(delta)), ("ln_final.hook_scale", freeze)),
+            first_layer=model.cfg.n_layers,  # after the blocks: every block runs once, shared
+            label=f"{Head(layer, head)}'s direct path removed, final LayerNorm scale frozen",
+        )
     with warnings.catch_warnings():  # the bridge warns that an edited LayerNorm scale leaves HF's fused path
         warnings.simplefilter("ignore")
         values = run_variants(model, tokens, variants, metric, chunk=chunk)
@@ -228,12 +230,16 @@ def self_repair_split(
     _, clean_cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
     variants: dict = {"clean": []}
     for layer, head in heads:
-        ablate = H.ablate_heads(model, [(layer, head)], how, reference)
-        frozen = [
-            hook
-            for name in downstream_names(model, layer)
-            for hook in H.patch_activation(model, name, clean_cache)
-        ]
+        ablate = AblateHeads([(layer, head)], how, reference)
+        frozen = Hooks(
+            tuple(
+                hook
+                for name in downstream_names(model, layer)
+                for hook in H.patch_activation(model, name, clean_cache)
+            ),
+            first_layer=layer + 1,
+            label=f"every component after layer {layer} at its clean value",
+        )
         variants[("total", layer, head)] = ablate
         variants[("frozen", layer, head)] = ablate + frozen
     values = run_variants(model, tokens, variants, metric, chunk=chunk)
@@ -255,7 +261,7 @@ def greedy_ablation(
 ) -> tuple[list[Head], torch.Tensor]:
     """(order, losses): each step ablates, on top of the heads already ablated, the head that
     raises the metric most; losses[k] is the metric with order[:k] ablated (k = 0..n_heads)."""
-    remaining, order = all_heads(model), []
+    remaining, order = every_head(model), []
     losses = [float(ablation_losses(model, tokens, metric, [[]], how, reference)[0])]
     while remaining:
         trial = ablation_losses(

@@ -1,11 +1,12 @@
 """Statistics for claims measured over prompts or seeds: seeded bootstrap CIs, binomial CIs for
-counts, effect sizes, permutation tests, Holm's correction, and a deterministic
-discovery/confirmation split.
+counts, Holm's correction, and a deterministic discovery/confirmation split.
 
 Inputs are 1-D sequences (lists, numpy arrays or torch tensors) of per-prompt or per-seed figures.
 With few seeds, report a count k/n with `binomial_ci` (a bootstrap over 3-5 values gives the
 min-max range or a degenerate interval); compare two groups of >= 8 seeds with
-`bootstrap_ci_two_sample` and `permutation_test_two_sample`.
+`bootstrap_ci_two_sample`, and paired figures (the same seed under two conditions) with
+`bootstrap_ci_diff`. A claim is decided on its CI (attnclaims.claims); tests and effect sizes
+beyond that are scipy.stats's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class CI:
     confidence: float = 0.95
     redo: Callable[[float], CI] | None = field(default=None, repr=False, compare=False)
     pvalue: Callable[[float], float] | None = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        """ "0.52 [0.41, 0.63]": how notes and messages quote a CI (3 significant digits)."""
+        return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
     def at(self, confidence: float) -> CI:
         """This interval at another confidence level."""
@@ -186,88 +191,6 @@ def bootstrap_ci_two_sample(a, b, n_resamples: int = 2000, confidence: float = 0
     )
 
 
-def _ratio(mean: float, sd: float) -> float:
-    if sd == 0:
-        return 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
-    return float(mean / sd)
-
-
-def cohens_d(a, b=None) -> float:
-    """One-sample d = mean/sd (b None), or two-sample d with the pooled sd. Zero spread: +/-inf or 0."""
-    a = _array(a, "a")
-    if b is None:
-        return _ratio(a.mean(), a.std(ddof=1) if a.size > 1 else 0.0)
-    b = _array(b, "b")
-    pooled = np.sqrt(
-        ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / max(a.size + b.size - 2, 1)
-    )
-    return _ratio(a.mean() - b.mean(), float(pooled))
-
-
-def cohens_d_paired(a, b) -> float:
-    """d of the paired differences a - b."""
-    a, b = _array(a, "a"), _array(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
-    return cohens_d(a - b)
-
-
-def paired_permutation_test(
-    a, b, n_permutations: int = 10_000, seed: int = 0, alternative: str = "two-sided"
-) -> float:
-    """p-value of mean(a - b) = 0 by random sign flips of the differences, with the +1 correction;
-    exact enumeration when 2**n <= n_permutations."""
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
-    a, b = _array(a, "a"), _array(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
-    d = a - b
-    observed = d.mean()
-    if 2**d.size <= n_permutations:
-        signs = 1 - 2 * ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1)
-        null = (signs * d).mean(1)
-        exact = True
-    else:
-        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_permutations, d.size))
-        null = (signs * d).mean(1)
-        exact = False
-    tol = 1e-12
-    if alternative == "greater":
-        hits = (null >= observed - tol).sum()
-    elif alternative == "less":
-        hits = (null <= observed + tol).sum()
-    else:
-        hits = (np.abs(null) >= abs(observed) - tol).sum()
-    return float(hits / null.size) if exact else float((hits + 1) / (null.size + 1))
-
-
-def permutation_test_two_sample(
-    a, b, alternative: str = "greater", n_resamples: int = 20_000, seed: int = 0
-) -> float:
-    """p-value of mean(a) - mean(b) = 0 for independent groups, by shuffling the group labels
-    (scipy.stats.permutation_test; exact when the number of relabellings is <= n_resamples)."""
-    from scipy.stats import permutation_test
-
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
-    a, b = _array(a, "a"), _array(b, "b")
-
-    def difference(x, y, axis=-1):
-        return x.mean(axis) - y.mean(axis)
-
-    result = permutation_test(
-        (a, b),
-        difference,
-        permutation_type="independent",
-        alternative=alternative,
-        n_resamples=n_resamples,
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.pvalue)
-
-
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values, in the input order (monotone, capped at 1)."""
     p = _array(pvalues, "pvalues")
@@ -277,10 +200,6 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     out = np.empty_like(adjusted)
     out[order] = adjusted
     return out
-
-
-def holm_reject(pvalues: Sequence[float], alpha: float = 0.05) -> np.ndarray:
-    return holm(pvalues) <= alpha
 
 
 def _key(item, seed: int) -> str:

@@ -1,26 +1,30 @@
 """The sweep engine: many interventions on the same prompts, stacked along the batch, exactly.
 
-    variants = {"clean": [], (23, 7): H.move_attention(model, [(23, 7)], a, b)}
+    variants = {"clean": [], (23, 7): MoveAttention([(23, 7)], src=a, dst=b)}
     values = run_variants(model, tokens, variants, metric)  # {"clean": tensor, (23, 7): tensor}
 
 Every sweep in lib/ and every hypothesis goes through `run_variants`: it is the one place that
-loops over chunks of variants. A variant is a list of attnclaims.hooks (name, fn) pairs; variant i of a
-chunk acts on copy i of the batch (rows i*batch .. (i+1)*batch, attnclaims.hooks.stack_variants), and the
-metric scores each copy on its own, exactly as a separate run would.
+loops over chunks of variants. A variant is an intervention (attnclaims.interventions), which builds
+its hooks and says the lowest block it acts in and whether it edits the final query row only; the
+engine reads those, never hook names. Variant i of a chunk acts on copy i of the batch (rows
+i*batch .. (i+1)*batch, attnclaims.hooks.stack_variants), and the metric scores each copy on its own,
+exactly as a separate run would.
 
 Three things make it fast, none of which changes a result:
 - **Start at the patched layer.** When every hook of a chunk acts at layer >= l, the prompts run
   through layers 0..l-1 once, as one copy; the residual stream entering block l is then repeated
   to one copy per variant (a forward pre-hook on block l, which also repeats the block inputs that
   carry a batch dimension, such as the attention mask). Layers below l cost 1/n of a chunk.
-- **Reuse the prefix's KV cache.** When every hook edits the final query row only (hooks that
-  attnclaims.hooks marks `final_row`), the prefix tokens[:, :-1] run once and each chunk runs the last
-  token alone against the cache, repeated per copy. A final-row edit cannot change earlier positions.
+- **Reuse the prefix's KV cache.** When every variant edits the final query row only (its
+  `final_row`), the prefix tokens[:, :-1] run once and each chunk runs the last token alone against
+  the cache, repeated per copy. A final-row edit cannot change earlier positions.
 - **Unembed only what the metric reads.** A metric that declares `positions == (-1,)` (attnclaims.metrics
   sets it) gets logits [batch, 1, d_vocab] of the final position only; one that also declares the
   ids it reads (`metric.vocab`, e.g. logit_diff's two answers) gets only those logits computed, from
   the residual entering the unembedding (W_U[:, ids] + b_U[ids]), and NaN everywhere else: the
   final-row redirect sweep of smollm2-135m (49k-token vocabulary) takes 0.56 s instead of 0.67 s.
+A plain list of hooks declares nothing, so it gets none of the three: it runs in full, from the
+embeddings, with every logit computed.
 
 Variants are ordered by the layer they start at before chunking (a chunk of at least MIN_CHUNK
 variants closes where the start layer changes), and results come back in the order given.
@@ -30,18 +34,16 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from contextlib import contextmanager
 from typing import Hashable, Mapping, Sequence
 
 import torch
 
 from attnclaims.hooks import Hook, stack_variants
+from attnclaims.interventions import Intervention, as_intervention
 from attnclaims.metrics import Metric
 from attnclaims.progress import progress as show_progress
 
-BLOCK = re.compile(r"^blocks\.(\d+)\.")
-AFTER_BLOCKS = ("ln_final.", "unembed.", "hook_unembed")
 LOGIT_BUDGET_BYTES = 1 << 30  # largest logits tensor one chunk may build
 # Variants a chunk gathers before it closes at a change of start layer. Measured on smollm2-135m,
 # 2 cores, 24 tokens: head-out sweep 7.6 s at 8, 6.2 s at 27; final-row redirect sweep against the
@@ -83,69 +85,58 @@ def check_tokens(model, tokens) -> torch.Tensor:
     return tokens.long().to(model.cfg.device)
 
 
-def start_layer(model, hooks: Sequence[Hook]) -> int:
-    """The lowest block a variant's hooks act in: n_layers for hooks after the blocks (or none),
-    0 for hooks before them (embeddings), which the variant then runs in full."""
-    layer = model.cfg.n_layers
-    for name, _ in hooks:
-        match = BLOCK.match(name)
-        if match:
-            layer = min(layer, int(match.group(1)))
-        elif not name.startswith(AFTER_BLOCKS):
-            return 0
-    return layer
-
-
-def _before_blocks(hooks: Sequence[Hook]) -> bool:
-    return any(not BLOCK.match(name) and not name.startswith(AFTER_BLOCKS) for name, _ in hooks)
-
-
-def is_final_row(hooks: Sequence[Hook]) -> bool:
-    """True when every hook edits only the final query row (marked by attnclaims.hooks), so a run of the
-    last token against the prefix's KV cache gives the same result as a full forward."""
-    return all(getattr(fn, "final_row", False) for _, fn in hooks)
-
-
 @torch.no_grad()
 def run_variants(
     model,
     tokens,
-    variants: Mapping[Hashable, Sequence[Hook]],
+    variants: Mapping[Hashable, Intervention | Sequence] | Sequence[Intervention],
     metric: Metric,
     *,
     chunk: int | None = None,
     progress: str | None = None,
     kv_cache: bool = True,
 ) -> dict[Hashable, torch.Tensor]:
-    """{key: metric of the run with that variant's hooks}: a 0-d tensor, or [batch] for a metric
-    that returns one value per prompt.
+    """{key: metric of the run with that variant}: a 0-d tensor, or [batch] for a metric that
+    returns one value per prompt.
 
-    tokens: [batch, pos] ids (equal-length prompts). `chunk` variants run per forward (default:
-    as many as keep the logits under ~1 GiB, at most MAX_CHUNK, or MAX_CHUNK_CACHED on the KV
-    path). `kv_cache=False` runs full forwards even for final-row edits (the baseline that path is
-    checked against). `progress` names the sweep in the progress shown while it runs (unnamed, a
-    sweep reports only when it lasts more than a few seconds).
+    `variants`: {key: intervention (attnclaims.interventions), a list of them, or a plain list of
+    hooks}, or a list of interventions, each its own key. tokens: [batch, pos] ids (equal-length
+    prompts). `chunk` variants run per forward (default: as many as keep the logits under ~1 GiB,
+    at most MAX_CHUNK, or MAX_CHUNK_CACHED on the KV path). `kv_cache=False` runs full forwards even
+    for final-row edits (the baseline that path is checked against). `progress` names the sweep in
+    the progress shown while it runs (unnamed, a sweep reports only when it lasts more than a few
+    seconds).
     """
     tokens = check_tokens(model, tokens)
     if metric is None or not callable(metric):
         raise ValueError(
             "run_variants needs a metric: a callable from logits [batch, pos, d_vocab] to a tensor"
         )
+    if not isinstance(variants, Mapping):
+        variants = list(variants)
+        if not all(isinstance(v, Intervention) for v in variants) or len(set(variants)) != len(variants):
+            raise ValueError(
+                "a list of variants must hold distinct interventions (attnclaims.interventions), each its "
+                "own key; give a dict {key: hooks} otherwise"
+            )
+        variants = {spec: spec for spec in variants}
     keys = list(variants)
-    hooks = {key: list(variants[key]) for key in keys}
+    specs = {key: as_intervention(variants[key]) for key in keys}
+    hooks = {key: specs[key].hooks(model) for key in keys}
+    start = {key: specs[key].layer(model) for key in keys}
     batch, length = tokens.shape
     last_only = tuple(getattr(metric, "positions", ())) == (-1,)
-    unembed = _PartialUnembed.of(model, metric, hooks.values()) if last_only else None
-    use_cache = kv_cache and length > 1 and all(is_final_row(h) for h in hooks.values())
+    declared = all(start[key] is not None for key in keys)  # no hook that may edit the logits themselves
+    unembed = _PartialUnembed.of(model, metric) if last_only and declared else None
+    use_cache = kv_cache and length > 1 and all(specs[key].final_row for key in keys)
     most = MAX_CHUNK_CACHED if use_cache else MAX_CHUNK
     chunk = chunk or _default_chunk(model, batch, 1 if (last_only or use_cache) else length, most)
-    start = {key: start_layer(model, hooks[key]) for key in keys}
     groups = _chunks(keys, start, chunk, MIN_CHUNK_CACHED if use_cache else MIN_CHUNK)
     runner = _PrefixRunner if use_cache else _SkipRunner
     run = runner(model, tokens, last_only, unembed)
     out: dict[Hashable, torch.Tensor] = {}
     for group in show_progress(groups, progress or f"sweep of {len(keys)} variants", quiet=progress is None):
-        logits = run([hooks[key] for key in group])
+        logits = run([hooks[key] for key in group], _split_layer(model, [start[key] for key in group]))
         for i, key in enumerate(group):
             value = torch.as_tensor(metric(logits[i * batch : (i + 1) * batch]))
             if value.ndim > 1 or (value.ndim == 1 and value.shape[0] != batch):
@@ -168,7 +159,7 @@ def _chunks(keys: list, start: dict, size: int, min_size: int) -> list[list]:
     that already holds `min_size` variants closes when the start layer changes: starting every
     copy near its own layer saves more than a wider batch gains."""
     groups: list[list] = []
-    for key in sorted(keys, key=lambda key: start[key]):
+    for key in sorted(keys, key=lambda key: -1 if start[key] is None else start[key]):
         last = groups[-1] if groups else None
         if last is not None and len(last) < size and (start[last[0]] == start[key] or len(last) < min_size):
             last.append(key)
@@ -207,13 +198,12 @@ class _PartialUnembed:
         self.bias = None if bias is None else bias[self.vocab].detach().clone()
 
     @classmethod
-    def of(cls, model, metric, variants) -> _PartialUnembed | None:
-        """The partial unembedding a metric allows, or None: the metric declares no ids, a variant
-        hooks the unembedding's output, or the model transforms logits after it (soft-capping)."""
+    def of(cls, model, metric) -> _PartialUnembed | None:
+        """The partial unembedding a metric allows, or None: the metric declares no ids, or the model
+        transforms logits after it (soft-capping). Only variants that declare where they act get it
+        (run_variants): a plain hook may edit the logits themselves."""
         vocab = getattr(metric, "vocab", None)
         if vocab is None or _caps_logits(model):
-            return None
-        if any(name.startswith(("unembed.hook_out", "hook_unembed")) for v in variants for name, _ in v):
             return None
         if int(vocab.min()) < 0 or int(vocab.max()) >= model.cfg.d_vocab:
             raise ValueError(f"the metric reads ids outside the vocabulary (0..{model.cfg.d_vocab - 1})")
@@ -251,12 +241,13 @@ def _caps_logits(model) -> bool:
     return any(cap is not None and cap > 0 for cap in caps)
 
 
-def _split_layer(model, variants: list[list[Hook]]) -> int | None:
-    """The block where a chunk's copies split from the one shared copy (None: no shared part)."""
-    if len(variants) == 1 or _before_blocks([hook for variant in variants for hook in variant]):
+def _split_layer(model, layers: list[int | None]) -> int | None:
+    """The block where a chunk's copies split from the one shared copy, from the lowest block each
+    variant acts in (None: no shared part, when there is one copy or a variant may act before the
+    blocks). Variants that act after the blocks only (ln_final, unembed) split at the last block."""
+    if len(layers) == 1 or None in layers:
         return None
-    # Hooks after the blocks only (ln_final, unembed): the copies split at the last block.
-    return min(model.cfg.n_layers - 1, *(start_layer(model, variant) for variant in variants))
+    return min(model.cfg.n_layers - 1, *layers)
 
 
 @contextmanager
@@ -311,12 +302,11 @@ class _SkipRunner:
     def __init__(self, model, tokens: torch.Tensor, last_only: bool, unembed: _PartialUnembed | None):
         self.model, self.tokens, self.last_only, self.unembed = model, tokens, last_only, unembed
 
-    def __call__(self, variants: list[list[Hook]]):
+    def __call__(self, variants: list[list[Hook]], layer: int | None):
         model, tokens, copies = self.model, self.tokens, len(variants)
         fwd_hooks = stack_variants(variants, tokens.shape[0])
         if self.last_only and self.unembed is None:
             fwd_hooks.append(_last_position_hook())
-        layer = _split_layer(model, variants)
         tokens = tokens.repeat(1 if layer is not None else copies, 1)
         with _widened(model, layer, copies, self.tokens.shape[0]):
             if self.unembed is not None:
@@ -335,9 +325,8 @@ class _PrefixRunner:
             raise RuntimeError("this model returned no KV cache; run the sweep with kv_cache=False")
         self.prefix = None if last_only else prefix_logits
 
-    def __call__(self, variants: list[list[Hook]]):
+    def __call__(self, variants: list[list[Hook]], layer: int | None):
         model, copies, batch = self.model, len(variants), self.tokens.shape[0]
-        layer = _split_layer(model, variants)
         first_repeated = 0 if layer is None else layer
         cache = copy.deepcopy(self.cache)
         for i, cached in enumerate(cache.layers):

@@ -21,7 +21,7 @@ import hashlib
 import json
 import numbers
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -259,8 +259,3 @@ def _save(config: ToyConfig, model, history: list[dict], folder: Path) -> None:
     )
     tokenizer.save_pretrained(folder)
     (folder / "history.json").write_text(json.dumps(history))
-
-
-def config_from_folder(folder: Path) -> ToyConfig:
-    saved = json.loads((folder / "config.json").read_text())["toy_config"]
-    return ToyConfig(**{f.name: saved[f.name] for f in fields(ToyConfig) if f.name in saved})

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from attnclaims import hooks as H
+from attnclaims.interventions import RedirectAttention
 from attnclaims.metrics import logit_diff, normalised_score
 from attnclaims.models import load_model
 from attnclaims.patching import attention_redirect_sweep
@@ -34,7 +35,7 @@ CASES = {
         lambda toy: run_variants(
             toy,
             tokens(toy),
-            {"x": H.redirect_attention(toy, [(1, 0)], to_pos=-1, query_pos=4)},
+            {"x": RedirectAttention([(1, 0)], dst=-1, query_pos=4)},
             logit_diff(2, 3),
         ),
         "acausal",

@@ -8,9 +8,11 @@ import torch
 from transformer_lens.utilities import get_act_name
 
 from attnclaims import hooks as H
+from attnclaims.hooks import move_fraction, partner_row
+from attnclaims.interventions import AblateHeads, MoveAttention
 from attnclaims.metrics import logit_diff
 from attnclaims.patching import split_qkv_input
-from attnclaims.protocols import freeze_after, move_fraction, partner_row, path_to_queries, watch
+from attnclaims.protocols import freeze_after, path_to_queries, watch
 from attnclaims.sweep import run_variants
 
 TEXT = (
@@ -72,11 +74,13 @@ def test_final_row_value_move_equals_the_pattern_move(model):
 
 
 def _clean_finals(model, tokens) -> dict:
-    names = [get_act_name(kind, layer) for layer in range(model.cfg.n_layers) for kind in ("z", "mlp_out")]
+    names = [(get_act_name(k, layer), layer) for layer in range(model.cfg.n_layers) for k in ("z", "mlp_out")]
+    names.append(("ln_final.hook_scale", model.cfg.n_layers))
     store: dict = {}
-    model.run_with_hooks(
-        tokens, fwd_hooks=[watch(store, "clean", name) for name in names + ["ln_final.hook_scale"]]
-    )
+    watches = [
+        hook for name, layer in names for hook in watch(store, "clean", name, layer=layer).hooks(model)
+    ]
+    model.run_with_hooks(tokens, fwd_hooks=watches)
     return store
 
 
@@ -87,16 +91,15 @@ def test_freezing_later_layers_hides_them_and_leaves_the_clean_run(model):
     clean = _clean_finals(model, tokens)
     head = _late(model)
     later = (model.cfg.n_layers - 3, 0)
-    switch = H.move_attention(model, [head], boots, shoes)
+    switch = MoveAttention([head], boots, shoes)
     values = run_variants(
         model,
         tokens,
         {
             "clean": [],
             "frozen": freeze_after(model, [head], clean, "clean"),
-            "later_ablated": H.ablate_heads(model, [later]),
-            "later_ablated_frozen": H.ablate_heads(model, [later])
-            + freeze_after(model, [head], clean, "clean"),
+            "later_ablated": AblateHeads([later]),
+            "later_ablated_frozen": AblateHeads([later]) + freeze_after(model, [head], clean, "clean"),
             "switch": switch,
             "switch_frozen": switch + freeze_after(model, [head], clean, "clean"),
         },
@@ -109,7 +112,7 @@ def test_freezing_later_layers_hides_them_and_leaves_the_clean_run(model):
     # The direct effect by hand: the head's change of output, through ln_final's clean scale, unembedded.
     seen: dict = {}
     z = get_act_name("z", head[0])
-    model.run_with_hooks(tokens, fwd_hooks=switch + [watch(seen, "switch", z)])
+    model.run_with_hooks(tokens, fwd_hooks=(switch + watch(seen, "switch", z, layer=head[0])).hooks(model))
     dz = seen[("switch", z)][0, head[1]] - clean[("clean", z)][0, head[1]]
     d_resid = dz @ model.blocks[head[0]].attn.W_O[head[1]]
     scale = clean[("clean", "ln_final.hook_scale")][0]
@@ -125,7 +128,9 @@ def test_path_to_queries_is_an_identity_when_the_mean_is_the_prompt_itself(model
     reference = {}
     sender = (model.cfg.n_layers // 2, 0)
     z = get_act_name("z", sender[0])
-    model.run_with_hooks(tokens, fwd_hooks=[watch(reference, "clean", z, final=False)])
+    model.run_with_hooks(
+        tokens, fwd_hooks=watch(reference, "clean", z, layer=sender[0], final=False).hooks(model)
+    )
     reference = {z: reference[("clean", z)]}
     metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"))
     with split_qkv_input(model):

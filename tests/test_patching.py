@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos, get_act_patch_direct_path
 
 from attnclaims import hooks as H
+from attnclaims.interventions import RedirectAttention
 from attnclaims.metrics import logit_diff, reads
 from attnclaims.patching import (
     attention_redirect_sweep,
@@ -128,7 +129,7 @@ def test_a_metric_that_declares_its_ids_gets_only_those_logits_and_the_same_valu
     tokens, _ = toy_pair(toy_mlp)
     variants = {
         "clean": [],
-        **{(l, h): H.redirect_attention(toy_mlp, [(l, h)], 2) for l in (0, 1) for h in (0, 3)},
+        **{(l, h): RedirectAttention([(l, h)], 2) for l in (0, 1) for h in (0, 3)},
     }
     declared = logit_diff(4, 9, per_prompt=True)  # declares ids 4 and 9: only they are unembedded
     undeclared = reads(-1, lambda logits: logits[:, -1, 4] - logits[:, -1, 9])  # the full unembedding

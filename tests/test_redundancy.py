@@ -75,7 +75,7 @@ def test_measures_reject_what_they_cannot_define(call, message):
 
 def test_batched_ablation_losses_equal_one_run_per_head_set(toy, setup):
     tokens, metric, reference = setup
-    sets = [[], [(0, 1)], [(1, 0), (1, 3)], R.all_heads(toy)]
+    sets = [[], [(0, 1)], [(1, 0), (1, 3)], R.every_head(toy)]
     batched = R.ablation_losses(toy, tokens, metric, sets, "mean", reference, chunk=3)
     for value, heads in zip(batched, sets):
         logits = toy.run_with_hooks(
@@ -90,7 +90,7 @@ def test_head_effects_and_greedy_order_are_consistent(toy, setup):
     assert effects.single.shape == (toy.cfg.n_layers, toy.cfg.n_heads)
     assert effects.clean == pytest.approx(float(metric(toy(tokens))), abs=1e-5)
     order, losses = R.greedy_ablation(toy, tokens, metric, "mean", reference)
-    assert sorted(order) == R.all_heads(toy) and len(losses) == len(order) + 1
+    assert sorted(order) == R.every_head(toy) and len(losses) == len(order) + 1
     assert losses[0] == pytest.approx(effects.clean, abs=1e-5)
     assert losses[-1] == pytest.approx(effects.whole_loss, abs=1e-5)  # every head ablated, in any order
     assert losses[1] == pytest.approx(float(effects.single_loss.max()), abs=1e-5)  # greedy's first pick

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from attnclaims.heads import Head
 from attnclaims.studies.entailment_stats import deltas
 from attnclaims.studies.entailment_study import Study
 
@@ -66,7 +67,7 @@ def write_figures(study: Study, folder: Path) -> None:
         on_a = np.where(rows.text == "a", rows.entailed, rows.alternative)  # attention on answer a
         ax.bar(i - 0.2, on_a[rows.text == "a"].mean(), 0.4, color="C0", label="fact a" if i == 0 else None)
         ax.bar(i + 0.2, on_a[rows.text == "b"].mean(), 0.4, color="C1", label="fact b" if i == 0 else None)
-    ax.set_xticks(range(len(heads)), [f"L{lyr}H{h}" for lyr, h in heads])
+    ax.set_xticks(range(len(heads)), [str(Head(lyr, h)) for lyr, h in heads])
     ax.set(
         ylabel="final-row attention on answer a", title=f"{name}: attention on answer a by fact (held out)"
     )

@@ -2,7 +2,7 @@
 
     ci = family_ci(deltas(study, ("switch", 3, 1.0)), "delta")  # held-out delta LD, CI over families
     ci = ratio_ci(by_family(direct, "delta"), by_family(total, "delta"))  # sum / sum, families resampled
-    claim(ci, ">=", 0.5, ..., precondition=entails(study), note=f"control {fmt(ci)}")
+    claim(ci, ">=", 0.5, ..., precondition=entails(study), note=f"control {ci}")
 
 Families are the unit: a prompt's value is averaged within its family first, and every CI is a 95%
 bootstrap over families (attnclaims.stats.bootstrap_ci). Variants are the keys of
@@ -82,13 +82,5 @@ def entails(study: Study, split: str | None = "confirmation") -> tuple[bool, str
     return (
         ci.low > 0,
         f"the model follows the fact when rule orders are crossed, on the {where} "
-        f"(two-hop crossed sensitivity {fmt(ci)} > 0)",
+        f"(two-hop crossed sensitivity {ci} > 0)",
     )
-
-
-def heads_label(heads) -> str:
-    return ",".join(f"L{lyr}H{h}" for lyr, h in heads)
-
-
-def fmt(ci) -> str:
-    return f"{ci.estimate:.3g} [{ci.low:.3g}, {ci.high:.3g}]"

@@ -25,16 +25,11 @@ import numpy as np
 import pandas as pd
 from transformer_lens.utilities import get_act_name
 
-from attnclaims import hooks as H
+from attnclaims.heads import top_heads
+from attnclaims.hooks import partner_row
+from attnclaims.interventions import AblateHeads, EditAttention, EditValues, MoveAttention, RedirectAttention
 from attnclaims.prompts.entailment import minimal_pairs
-from attnclaims.protocols import (
-    freeze_after,
-    move_fraction,
-    partner_row,
-    path_to_queries,
-    tokenize_pairs,
-    watch,
-)
+from attnclaims.protocols import freeze_after, path_to_queries, tokenize_pairs, watch
 from attnclaims.scores import induction_scores
 from attnclaims.stats import discovery_confirmation_split
 from attnclaims.studies.entailment_sweep import (
@@ -44,7 +39,6 @@ from attnclaims.studies.entailment_sweep import (
     sensitivity_by_pair,
     sweep,
     top1_metric,
-    top_heads,
 )
 from attnclaims.tasks import ordinary_token_ids, random_repeats
 
@@ -119,18 +113,15 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     induction = induction_scores(model, rep).numpy()
 
     # Clean run: LD, every head's final row, and what later steps freeze or use as a reference.
-    patterns = [get_act_name("pattern", layer) for layer in range(n_layers)]
-    finals = [get_act_name(kind, layer) for layer in range(n_layers) for kind in ("z", "mlp_out")] + [
-        "ln_final.hook_scale"
-    ]
-    top_induction = top_heads(
-        pd.Series(induction.flatten(), index=pd.MultiIndex.from_tuples(every_head)), 3 * design.n_induction
-    )
-    full_z = sorted({get_act_name("z", layer) for layer, _ in top_induction})
+    patterns = [(get_act_name("pattern", layer), layer) for layer in range(n_layers)]
+    finals = [(get_act_name(kind, layer), layer) for layer in range(n_layers) for kind in ("z", "mlp_out")]
+    finals.append(("ln_final.hook_scale", n_layers))
+    top_induction = top_heads(induction, 3 * design.n_induction)
+    full_z = sorted({(get_act_name("z", layer), layer) for layer, _ in top_induction})
 
     def clean_variant(bucket, index, store):
-        hooks = [watch(store, "clean", name) for name in patterns + finals]
-        return {"clean": hooks + [watch(store, "clean_full", name, final=False) for name in full_z]}
+        hooks = [watch(store, "clean", name, layer=layer) for name, layer in patterns + finals]
+        return {"clean": hooks + [watch(store, "clean_full", n, layer=lyr, final=False) for n, lyr in full_z]}
 
     all_buckets = buckets(two_hop, meta) + buckets(one_hop, meta)
     clean, clean_stores = sweep(model, all_buckets, clean_variant)
@@ -146,7 +137,7 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
 
     def single_switches(bucket, index, store):
         e, a = bucket.entailed_pos, bucket.alternative_pos
-        return {"clean": [], **{head: H.move_attention(model, [head], e, a) for head in every_head}}
+        return {"clean": [], **{head: MoveAttention([head], e, a) for head in every_head}}
 
     disc, _ = sweep(model, buckets(disc_pairs, meta), single_switches)
     disc["prompt"] = disc.pair + ":" + disc.text
@@ -191,9 +182,7 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     )
 
     def switch(heads, bucket, alpha=1.0):
-        return H.edit_attention_rows(
-            model, heads, -1, move_fraction(bucket.entailed_pos, bucket.alternative_pos, alpha)
-        )
+        return MoveAttention(heads, bucket.entailed_pos, bucket.alternative_pos, alpha)
 
     def final_row_variants(bucket, index, store):
         variants = {"clean": []}
@@ -203,11 +192,11 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         variants.update({("single", head): switch([head], bucket) for head in switch_heads})
         variants.update({("same_layer", i): switch(heads, bucket) for i, heads in enumerate(same_layer)})
         variants.update({("decile", i): switch(heads, bucket) for i, heads in enumerate(decile)})
-        variants["seed_redirect"] = H.redirect_attention(model, seed_heads, bucket.alternative_pos)
-        variants["seed_redirect_control"] = H.redirect_attention(model, seed_control, bucket.alternative_pos)
-        variants["fact_cross"] = H.edit_attention_rows(model, fact_heads, -1, partner_row)
-        variants["fact_cross_control"] = H.edit_attention_rows(model, fact_control, -1, partner_row)
-        variants["switch_cross"] = H.edit_attention_rows(model, top, -1, partner_row)
+        variants["seed_redirect"] = RedirectAttention(seed_heads, bucket.alternative_pos)
+        variants["seed_redirect_control"] = RedirectAttention(seed_control, bucket.alternative_pos)
+        variants["fact_cross"] = EditAttention(fact_heads, partner_row)
+        variants["fact_cross_control"] = EditAttention(fact_control, partner_row)
+        variants["switch_cross"] = EditAttention(top, partner_row)
         variants["switch_direct"] = switch(top, bucket) + freeze_after(
             model, top, conf_stores[index], "clean"
         )
@@ -237,22 +226,20 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         )
 
     # Copy account and "what": full forwards from the lowest edited layer.
-    watched = sorted({get_act_name("pattern", layer) for layer, _ in top})
+    watched = sorted({(get_act_name("pattern", layer), layer) for layer, _ in top})
 
     def full_variants(bucket, index, store):
-        reference = {name: conf_stores[index][("clean_full", name)] for name in full_z}
-        look = lambda key: [watch(store, key, name) for name in watched]
-        values = lambda v: v.reshape(-1, 2, *v.shape[1:]).flip(1).reshape(v.shape)
+        reference = {name: conf_stores[index][("clean_full", name)] for name, _ in full_z}
+        look = lambda key: [watch(store, key, name, layer=layer) for name, layer in watched]
         return {
-            "ablate_induction": H.ablate_heads(model, induction_heads, "mean", reference_cache=reference)
-            + look("ablate_induction"),
-            "switch_value_cross": H.edit_head_values(model, top, values, query_pos=-1),
+            "ablate_induction": [AblateHeads(induction_heads, "mean", reference), *look("ablate_induction")],
+            "switch_value_cross": EditValues(top, partner_row, query_pos=-1),
         }
 
     def path_variant(bucket, index, store):
-        reference = {name: conf_stores[index][("clean_full", name)] for name in full_z}
+        reference = {name: conf_stores[index][("clean_full", name)] for name, _ in full_z}
         hooks = path_to_queries(model, induction_heads, top, reference)
-        return {"path_q": hooks + [watch(store, "path_q", name) for name in watched]}
+        return {"path_q": [hooks, *(watch(store, "path_q", name, layer=layer) for name, layer in watched)]}
 
     full, full_stores = sweep(model, conf_buckets, full_variants)
     path, path_stores = sweep(model, conf_buckets, path_variant, split_q=True)

@@ -1,7 +1,7 @@
 """Minimal pairs as position-matched buckets, the metrics read from them, and the sweep over them.
 
     bucket_list = buckets(pairs, meta)  # pairs: attnclaims.protocols.tokenize_pairs; meta: columns per pair
-    frame, stores = sweep(model, bucket_list, lambda b, i, s: {"clean": [watch(s, "clean", name)]})
+    frame, stores = sweep(model, bucket_list, lambda b, i, s: {"clean": [watch(s, "clean", name, layer=3)]})
     attention = attention_frame(bucket_list, stores, "clean", range(model.cfg.n_layers))
     behaviour = sensitivity_by_pair(frame)  # per pair: LD(text a) - LD(text b)
 
@@ -128,12 +128,6 @@ def attention_frame(bucket_list, stores, key, layers, offset: int = 0) -> pd.Dat
     frame = pd.concat(frames, ignore_index=True)
     frame["follows"] = frame.entailed - frame.alternative
     return frame
-
-
-def top_heads(series: pd.Series, k: int, largest: bool = True) -> list[tuple[int, int]]:
-    """The k (layer, head) index entries of `series` with the largest (or smallest) values."""
-    picked = series.nlargest(k) if largest else series.nsmallest(k)
-    return [tuple(map(int, index)) for index in picked.index]
 
 
 def sensitivity_by_pair(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:

@@ -19,14 +19,15 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims import hooks as H
-from attnclaims.protocols import partner_row, tokenize_pairs, watch
+from attnclaims.heads import top_heads
+from attnclaims.hooks import partner_row
+from attnclaims.interventions import EditAttention
+from attnclaims.protocols import tokenize_pairs, watch
 from attnclaims.studies.entailment_sweep import (
     attention_frame,
     buckets,
     sensitivity_by_pair,
     sweep,
-    top_heads,
 )
 from attnclaims.tasks import TASKS
 from attnclaims.toy import ToyConfig
@@ -67,7 +68,9 @@ def run_toy_study(model, config: ToyConfig, n_prompts: int, offset: int, k: int,
     clean, stores = sweep(
         model,
         bucket_list,
-        lambda b, i, s: {"clean": [watch(s, "clean", get_act_name("pattern", lyr)) for lyr in layers]},
+        lambda b, i, s: {
+            "clean": [watch(s, "clean", get_act_name("pattern", lyr), layer=lyr) for lyr in layers]
+        },
     )
     attention = attention_frame(bucket_list, stores, "clean", layers, offset=offset)
     fact_heads = top_heads(
@@ -76,7 +79,7 @@ def run_toy_study(model, config: ToyConfig, n_prompts: int, offset: int, k: int,
     crossed, _ = sweep(
         model,
         bucket_list,
-        lambda b, i, s: {"cross": H.edit_attention_rows(model, fact_heads, -1, partner_row)},
+        lambda b, i, s: {"cross": EditAttention(fact_heads, partner_row)},
     )
     crossed["delta"] = crossed.value.to_numpy() - clean.value.to_numpy()
     behaviour = sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"})

@@ -29,7 +29,8 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims import hooks as H
+from attnclaims.heads import top_heads
+from attnclaims.interventions import AblateHeads
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.scores import attention_patterns, entropy_from_pattern, induction_score_from_pattern
 from attnclaims.stats import bootstrap_ci
@@ -84,6 +85,17 @@ def same_layer_draws(
 
 
 @dataclass(frozen=True)
+class Entropy:
+    """Mean attention entropy per held-out sequence (nats, [batch] each): the top heads, and the other
+    heads of their layers, over the queries of the first half and of the repeated half."""
+
+    top_first: torch.Tensor
+    top_repeated: torch.Tensor
+    other_first: torch.Tensor
+    other_repeated: torch.Tensor
+
+
+@dataclass(frozen=True)
 class Ablations:
     """Loss on the repeated half [batch] per prompt, under each intervention."""
 
@@ -107,15 +119,15 @@ def ablations(
     every = [(layer, h) for layer in layers for h in range(model.cfg.n_heads)]
 
     def keep(kept) -> list:
-        return H.ablate_heads(model, [h for h in every if h not in kept], "mean", ref_cache)
+        return AblateHeads([h for h in every if h not in kept], "mean", ref_cache)
 
     variants = {"clean": []}
     for how in hows:
-        variants[("top", how)] = H.ablate_heads(model, top, how, ref_cache)
+        variants[("top", how)] = AblateHeads(top, how, ref_cache)
         for i, heads in enumerate(draws):
-            variants[("random", how, i)] = H.ablate_heads(model, heads, how, ref_cache)
+            variants[("random", how, i)] = AblateHeads(heads, how, ref_cache)
     if sufficiency:
-        variants["layers"] = H.ablate_heads(model, every, "mean", ref_cache)
+        variants["layers"] = AblateHeads(every, "mean", ref_cache)
         variants["top_kept"] = keep(top)
         for i, heads in enumerate(draws):
             variants[("random_kept", i)] = keep(heads)
@@ -154,7 +166,7 @@ class RealStudy:
     top: tuple[tuple[int, int], ...]
     confirm: torch.Tensor  # [batch] held-out induction score of the top heads (mean over them), per sequence
     natural_confirm: torch.Tensor  # [n] the same on repeated natural text
-    entropy: dict  # {("top"|"other", "first"|"repeated"): [batch]} mean entropy per sequence (nats)
+    entropy: Entropy
     random: Ablations  # repeated random tokens
     natural: Ablations  # repeated natural text (mean ablation only)
 
@@ -176,7 +188,7 @@ def real_study(model, model_name: str, design: RealDesign, results_dir: Path) ->
             for p in attention_patterns(model, random_repeats(model, pool, 11, design.batch, S))
         ]
     )
-    top = [divmod(int(i), n_heads) for i in discovery.flatten().topk(design.top_k).indices]
+    top = top_heads(discovery, design.top_k)
     tokens, reference, natural = (
         random_repeats(model, pool, 12, design.batch, S),
         random_repeats(model, pool, 13, design.batch, S),
@@ -188,15 +200,15 @@ def real_study(model, model_name: str, design: RealDesign, results_dir: Path) ->
     rows = {layer: entropy_from_pattern(confirm[layer]) for layer in layers}  # [batch, head, query]
     for half, queries in (("first", slice(1, S + 1)), ("repeated", slice(S + 1, None))):
         per_head = {(l, h): rows[l][:, h, queries].mean(-1) for l in layers for h in range(n_heads)}
-        entropy[("top", half)] = torch.stack([per_head[h] for h in top]).mean(0)
-        entropy[("other", half)] = torch.stack([v for h, v in per_head.items() if h not in top]).mean(0)
+        entropy[f"top_{half}"] = torch.stack([per_head[h] for h in top]).mean(0)
+        entropy[f"other_{half}"] = torch.stack([v for h, v in per_head.items() if h not in top]).mean(0)
     draws = same_layer_draws(model, top, design.control_draws)
     study = RealStudy(
         discovery=discovery,
         top=tuple(top),
         confirm=top_head_score(confirm, top, S),
         natural_confirm=top_head_score(attention_patterns(model, natural), top, S),
-        entropy=entropy,
+        entropy=Entropy(**entropy),
         random=ablations(model, tokens, reference, top, draws, S, design.ablations),
         natural=ablations(model, natural, natural, top, draws, S, ("mean",), sufficiency=False),
     )

@@ -250,7 +250,21 @@ def offset_copying(model, t: ToySeed, head: int) -> OffsetCopying:
     )
 
 
-def phase_change(history: pd.DataFrame) -> dict:
+@dataclass(frozen=True)
+class PhaseChange:
+    """Where a seed's loss drop happens, in training steps."""
+
+    start: int  # the loss has fallen 10% of the way from its first to its last value
+    end: int  # ... and 90%
+    score_step: int  # the best layer-1 offset induction score is half-way to its final value
+
+    @property
+    def abrupt(self) -> bool:
+        """The drop takes no more steps than the plateau before it."""
+        return self.end - self.start <= self.start
+
+
+def phase_change(history: pd.DataFrame) -> PhaseChange:
     """Loss 10%->90% drop window, and the step where the best layer-1 offset score is half-way to its
     final value."""
     loss = history.loss_repeated_half.to_numpy()
@@ -260,7 +274,7 @@ def phase_change(history: pd.DataFrame) -> dict:
     end = steps[np.argmax(loss <= loss[0] - 0.9 * drop)]
     score = history.filter(like="offset_induction_L1").max(axis=1).to_numpy()
     half = steps[np.argmax(score >= score[0] + 0.5 * (score[-1] - score[0]))]
-    return {"start": int(start), "end": int(end), "score_step": int(half)}
+    return PhaseChange(int(start), int(end), int(half))
 
 
 COLOURS = {"canonical": "tab:blue", "none": "tab:grey"}

@@ -1,0 +1,52 @@
+"""Attention heads: the `Head` type, its label, and the selections every study makes.
+
+Head(3, 4)                      # == (3, 4); str() is "L3H4"
+label([Head(3, 4), Head(5, 0)])  # "L3H4, L5H0"
+top_heads(scores, 3)            # the 3 highest of a [layer, head] tensor or a (layer, head) series
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple
+
+import torch
+
+
+class Head(NamedTuple):
+    """A query head. A plain (layer, head) tuple compares and hashes equal to it."""
+
+    layer: int
+    head: int
+
+    def __str__(self) -> str:
+        return f"L{self.layer}H{self.head}"
+
+    __repr__ = __str__  # a spec's repr, in a ledger note, names its heads as the report does
+
+
+def as_heads(heads: Iterable) -> list[Head]:
+    """(layer, head) pairs as Heads, in order."""
+    return [Head(int(layer), int(head)) for layer, head in heads]
+
+
+def label(heads: Iterable) -> str:
+    """ "L3H4, L5H0": how a ledger note or a figure names a set of heads."""
+    return ", ".join(str(head) for head in as_heads(heads))
+
+
+def every_head(model) -> list[Head]:
+    return [Head(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+
+
+def top_heads(scores, k: int, largest: bool = True) -> list[Head]:
+    """The k heads with the highest (or, largest=False, lowest) score, best first: `scores` is a
+    [n_layers, n_heads] tensor or array, or a series indexed by (layer, head). NaN scores never count."""
+    if hasattr(scores, "index") and hasattr(scores, "dropna"):  # a pandas series
+        ordered = scores.dropna().sort_values(ascending=not largest, kind="stable")
+        return as_heads(ordered.index[:k])
+    values = torch.as_tensor(scores, dtype=torch.float64)
+    n_heads = values.shape[1]
+    flat = values.flatten()
+    finite = torch.nonzero(~torch.isnan(flat)).flatten()
+    order = finite[torch.argsort(flat[finite], descending=largest, stable=True)]
+    return [Head(int(i) // n_heads, int(i) % n_heads) for i in order[:k]]

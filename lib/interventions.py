@@ -1,0 +1,250 @@
+"""Interventions as data: frozen dataclasses that say what is done to the model, read by the sweep engine.
+
+    switch = MoveAttention(heads=[(23, 7)], src=12, dst=17)        # final-row weight on 12 moves to 17
+    values = run_variants(model, tokens, [switch, AblateHeads([(5, 0)], "mean", reference)], metric)
+    values[switch]                                                  # results are keyed by the spec itself
+    repr(switch)  # "MoveAttention(heads=(L23H7,), src=12, dst=17, alpha=1.0, query_pos=-1, swap=False)"
+
+Each spec builds its TransformerLens hooks with `.hooks(model)` (attnclaims.hooks) and says what the
+engine needs to know without reading hook names: `.layer(model)`, the lowest block it acts in
+(n_layers when it acts after the blocks only, None when it may act before them), and `.final_row`,
+whether it edits the final query row only (the engine then runs the last token against the
+prefix's KV cache). `a + b` applies both. `Hooks(...)` wraps hooks built by hand with what they
+declare; a plain list of hooks still works, run in full from the embeddings (the safe assumption).
+A spec's repr names what it did, for a ledger note; caches and functions are left out of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from attnclaims import hooks as H
+from attnclaims.heads import Head, as_heads
+from attnclaims.hooks import Hook, RowEdit
+
+
+def _heads(heads) -> tuple[Head, ...]:
+    return tuple(as_heads(heads))
+
+
+def _position(pos):
+    """An int stays an int; per-prompt positions (a tensor or a sequence) become a tuple of ints."""
+    if isinstance(pos, int):
+        return pos
+    values = torch.as_tensor(pos).reshape(-1).tolist()
+    return int(values[0]) if torch.as_tensor(pos).ndim == 0 else tuple(int(v) for v in values)
+
+
+def _tensor(pos):
+    return pos if isinstance(pos, int) else torch.tensor(pos, dtype=torch.long)
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+class Intervention:
+    """What every spec offers: its hooks, the lowest block they act in, and whether it edits the
+    final query row only."""
+
+    final_row: bool = False
+
+    def hooks(self, model) -> list[Hook]:
+        raise NotImplementedError
+
+    def layer(self, model) -> int | None:
+        return min(head.layer for head in self.heads)  # the head-level specs below
+
+    def __add__(self, other: Intervention) -> Compose:
+        return Compose((*_parts(self), *_parts(other)))
+
+
+def _parts(spec: Intervention) -> tuple[Intervention, ...]:
+    if not isinstance(spec, Intervention):
+        raise TypeError(f"only interventions add up, got {type(spec).__name__}; wrap hooks in Hooks(...)")
+    return spec.parts if isinstance(spec, Compose) else (spec,)
+
+
+@dataclass(frozen=True)
+class Compose(Intervention):
+    """Several interventions in one run, applied in order (`a + b`)."""
+
+    parts: tuple[Intervention, ...]
+
+    def hooks(self, model) -> list[Hook]:
+        return [hook for part in self.parts for hook in part.hooks(model)]
+
+    def layer(self, model) -> int | None:
+        layers = [part.layer(model) for part in self.parts]
+        return None if None in layers else min(layers, default=model.cfg.n_layers)
+
+    @property
+    def final_row(self) -> bool:
+        return all(part.final_row for part in self.parts)
+
+
+@dataclass(frozen=True)
+class EditAttention(Intervention):
+    """Each head's attention row at `query_pos` replaced by `edit(row)` (rows [batch, key])."""
+
+    heads: tuple[Head, ...]
+    edit: RowEdit
+    query_pos: int = -1
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", _heads(self.heads))
+
+    def hooks(self, model) -> list[Hook]:
+        return H.edit_attention_rows(model, self.heads, self.query_pos, self.edit)
+
+    @property
+    def final_row(self) -> bool:
+        return self.query_pos == -1
+
+    def __repr__(self) -> str:
+        heads = ", ".join(map(str, self.heads))
+        return f"EditAttention(heads=({heads},), edit={_name(self.edit)}, query_pos={self.query_pos})"
+
+
+@dataclass(frozen=True)
+class MoveAttention(Intervention):
+    """A fraction `alpha` of each head's weight on `src` at `query_pos` moves to `dst` (`swap`:
+    the two weights trade places). Positions are ints or one per prompt."""
+
+    heads: tuple[Head, ...]
+    src: Any
+    dst: Any
+    alpha: float = 1.0
+    query_pos: int = -1
+    swap: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", _heads(self.heads))
+        object.__setattr__(self, "src", _position(self.src))
+        object.__setattr__(self, "dst", _position(self.dst))
+        if self.swap and self.alpha != 1.0:
+            raise ValueError("a swap trades the two weights whole; give alpha=1")
+
+    def hooks(self, model) -> list[Hook]:
+        src, dst = _tensor(self.src), _tensor(self.dst)
+        edit = H.move_row(src, dst, self.swap) if self.alpha == 1.0 else H.move_fraction(src, dst, self.alpha)
+        return H.edit_attention_rows(model, self.heads, self.query_pos, edit)
+
+    @property
+    def final_row(self) -> bool:
+        return self.query_pos == -1
+
+
+@dataclass(frozen=True)
+class RedirectAttention(Intervention):
+    """Each head attends, from `query_pos`, only to `dst` (a one-hot row)."""
+
+    heads: tuple[Head, ...]
+    dst: Any
+    query_pos: int = -1
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", _heads(self.heads))
+        object.__setattr__(self, "dst", _position(self.dst))
+
+    def hooks(self, model) -> list[Hook]:
+        return H.redirect_attention(model, self.heads, _tensor(self.dst), self.query_pos)
+
+    @property
+    def final_row(self) -> bool:
+        return self.query_pos == -1
+
+
+@dataclass(frozen=True)
+class PatchHeads(Intervention):
+    """Query heads' `component` ("z", "q", "rot_q") copied from `source` (a cache of another run)."""
+
+    heads: tuple[Head, ...]
+    source: Any = field(repr=False, compare=False)
+    component: str = "z"
+    positions: Any = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", _heads(self.heads))
+
+    def hooks(self, model) -> list[Hook]:
+        return H.patch_heads(model, self.heads, self.source, self.component, self.positions)
+
+
+@dataclass(frozen=True)
+class AblateHeads(Intervention):
+    """Query heads' outputs knocked out: "zero", "mean" or "resample" over `reference` (a cache of
+    reference prompts' hook_z, drawn from other prompts than the ones ablated)."""
+
+    heads: tuple[Head, ...]
+    how: str = "zero"
+    reference: Any = field(default=None, repr=False, compare=False)
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", _heads(self.heads))
+
+    def hooks(self, model) -> list[Hook]:
+        return H.ablate_heads(model, self.heads, self.how, self.reference, self.seed)
+
+
+@dataclass(frozen=True)
+class EditValues(Intervention):
+    """Each head's output recomputed from edited values, z_h = pattern_h @ edit(v) (full forwards)."""
+
+    heads: tuple[Head, ...]
+    edit: Callable[[torch.Tensor], torch.Tensor]
+    query_pos: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", _heads(self.heads))
+
+    def hooks(self, model) -> list[Hook]:
+        return H.edit_head_values(model, self.heads, self.edit, self.query_pos)
+
+    def __repr__(self) -> str:
+        heads = ", ".join(map(str, self.heads))
+        return f"EditValues(heads=({heads},), edit={_name(self.edit)}, query_pos={self.query_pos})"
+
+
+@dataclass(frozen=True)
+class Hooks(Intervention):
+    """Hooks built by hand, with what they declare: the lowest block they act in (`first_layer`;
+    None: they may act before the blocks) and whether they edit the final query row only."""
+
+    hook_list: tuple[Hook, ...] = field(repr=False, compare=False)
+    first_layer: int | None = None
+    edits_final_row: bool = False
+    label: str = "hooks"
+
+    def __post_init__(self):
+        object.__setattr__(self, "hook_list", tuple(self.hook_list))
+
+    def hooks(self, model) -> list[Hook]:
+        return list(self.hook_list)
+
+    def layer(self, model) -> int | None:
+        return self.first_layer
+
+    @property
+    def final_row(self) -> bool:
+        return self.edits_final_row
+
+
+NOTHING = Compose(())  # the clean run: no hooks, nothing below the unembedding repeated
+
+
+def as_intervention(variant) -> Intervention:
+    """A spec as it is; a list of specs as their sum; a plain list of (name, fn) hooks as Hooks
+    that declare nothing (they may act anywhere, on any row)."""
+    if isinstance(variant, Intervention):
+        return variant
+    items = list(variant)
+    if all(isinstance(item, Intervention) for item in items):
+        return Compose(tuple(part for item in items for part in _parts(item)))
+    if any(isinstance(item, Intervention) for item in items):
+        return Compose(tuple(item if isinstance(item, Intervention) else Hooks((item,)) for item in items))
+    return Hooks(tuple(items), label="plain hooks")
