@@ -25,7 +25,7 @@ Protocol
 4. The offset circuit, per seed of type offset-d: the layer-0 head that attends d tokens back, and
    its OV circuit read through the layer-1 circuit head's OV circuit (embedding -> L0 OV -> L1 OV ->
    unembedding): does it copy? Control: the layer-0 head with the least attention d tokens back,
-   through the same layer-1 head. And the layer-0 head that attends d+1 tokens back (the keys).
+   through the same layer-1 head. Seeds without an offset circuit record no figure (inconclusive).
 5. Phase change: from the training log, the steps over which the loss on the repeated half falls
    from 10% to 90% of its total drop, and the step where the best layer-1 offset induction score is
    half-way to its final value.
@@ -201,8 +201,17 @@ def test_keys_carry_layer0_into_the_induction_head(toys, claim):
 def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim, seed):
     t = toys.seed(seed)
     ok, reason = t.offset_precondition
-    head = t.d_back_head if ok else 0
-    d = t.offset or 0
+    if not ok:  # no offset circuit: nothing to measure, and no placeholder head recorded
+        assert claim(
+            None,
+            ">=",
+            0.5,
+            why="half: most of the head's attention lands d tokens back",
+            model=f"{TOY} seed {seed}",
+            metric="lag-d attention of the layer-0 head reading d back",
+            precondition=(ok, reason),
+        )
+    head, d = t.d_back_head, t.offset
     others = {h: score for h, score in t.lag_profile(d).items() if h != head}
     assert claim(
         bootstrap_ci(t.lag_scores[:, head, d]),
@@ -218,34 +227,24 @@ def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim, seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
-def test_offset_circuit_keys_come_from_a_head_reading_d_plus_1_back(toys, claim, seed):
-    """The layer-1 head attends from x_i's second occurrence to position i+1+d; for the key there to
-    match x_i, a layer-0 head must bring x_i from d+1 tokens back (K-composition)."""
-    t = toys.seed(seed)
-    ok, reason = t.offset_precondition
-    lag = (t.offset or 0) + 1
-    head = t.lag_head(lag)
-    assert claim(
-        bootstrap_ci(t.lag_scores[:, head, lag]),
-        ">=",
-        0.5,
-        why="half: most of the head's attention lands d+1 tokens back",
-        model=f"{TOY} seed {seed}",
-        metric=f"lag-(d+1) attention of the layer-0 head reading d+1 back (L0H{head}, d+1={lag})",
-        unit="sequences",
-        precondition=(ok, reason),
-        note=f"layer-0 heads at lag {lag}: {t.lag_profile(lag)}",
-    )
-
-
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
 def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim, seed):
     """The d-back head moves token x_{i+1} to position i+1+d, where the layer-1 head reads it as a
     value: its OV circuit, read through the layer-1 head's, should copy (V-composition). Control:
     the layer-0 head that reads d back least."""
     t = toys.seed(seed)
     ok, reason = t.offset_precondition
-    c = offset_copying(toy_model(t.config), t, head=t.d_back_head if ok else 0)
+    if not ok:  # no offset circuit: no d-back head to read through layer 1
+        assert claim(
+            None,
+            ">=",
+            0.3,
+            why="0.3 of the vocabulary more than the control: a copying path, not noise in the weights",
+            model=f"{TOY} seed {seed}",
+            metric="copying score of the d-back head through the layer-1 head's OV, minus the layer-0 "
+            "head that reads d back least",
+            precondition=(ok, reason),
+        )
+    c = offset_copying(toy_model(t.config), t, head=t.d_back_head)
     assert claim(
         bootstrap_ci_diff(c.through[c.head], c.through[c.control]),
         ">=",
@@ -501,3 +500,8 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_their_laye
 #   engine reads instead of hook names; make research reproduced every value, CI, p and verdict of the
 #   ledger exactly. Notes now list heads as "L18H6, L17H4" and quote CIs at 3 significant digits (the
 #   str of attnclaims.stats.CI) where they had 2 decimals: e.g. random heads 0.15 [0.0865, 0.219].
+# 2026-12-02  Removed test_offset_circuit_keys_come_from_a_head_reading_d_plus_1_back (10 rows: 3
+#   supported, 7 inconclusive): it checked only that some layer-0 head attends d+1 back, on the sequences
+#   that selected it, and said nothing about keys. The offset-circuit claims of seeds without an offset
+#   circuit (7 of 10 per claim) now record no figure: their rows held the lag-0 score of head 0 and its
+#   copying score, figures their premise never produced. Verdicts unchanged (inconclusive).

@@ -151,9 +151,15 @@ class Claim:
             raise ValueError(
                 f"claim {self.claim_id!r}: an equivalence margin must be >= 0, got {self.threshold}"
             )
-        if not math.isfinite(self.value):
-            raise ValueError(f"claim {self.claim_id!r}: measured value is {self.value}; fix the measurement")
-        if self.has_ci == self.exact:
+        premise_failed = self.precondition is not None and not Precondition.coerce(self.precondition).ok
+        if math.isnan(self.value) and premise_failed and not self.has_ci:
+            pass  # not measured: the premise failed, so there is no figure to record (`measured`)
+        elif not math.isfinite(self.value):
+            raise ValueError(
+                f"claim {self.claim_id!r}: measured value is {self.value}; fix the measurement (only a claim "
+                "whose precondition failed may record no figure)"
+            )
+        elif self.has_ci == self.exact:
             raise ValueError(
                 f"claim {self.claim_id!r}: "
                 + (
@@ -168,6 +174,11 @@ class Claim:
             if not math.isnan(value) and not 0.0 <= value <= 1.0:
                 raise ValueError(f"claim {self.claim_id!r}: {name} must lie in [0, 1], got {value}")
         object.__setattr__(self, "precondition", Precondition.coerce(self.precondition))
+
+    @property
+    def measured(self) -> bool:
+        """False for a claim whose premise failed before there was anything to measure."""
+        return not math.isnan(self.value)
 
     @property
     def has_ci(self) -> bool:
@@ -207,6 +218,8 @@ class Claim:
 
     def figure(self) -> str:
         """The measured figure in words: "x = 1 [95% CI 0.4, 1.6], n=8 seeds"."""
+        if not self.measured:
+            return f"{self.metric}: not measured"
         ci = (
             f" [{_percent(self.ci_level)} CI {self.ci_low:.4g}, {self.ci_high:.4g}]"
             if self.has_ci
@@ -232,7 +245,7 @@ class Claim:
             claim=fields.pop("claim_id"),
             status=self.status,
             past_threshold=self.past_threshold,
-            ci_level="exact" if self.exact else _percent(self.ci_level),
+            ci_level="exact" if self.exact else _percent(self.ci_level) if self.measured else "",
             role=role_of(self.family),
             precondition="" if pre is None else f"{'met' if pre.ok else 'failed'}: {pre.reason}",
         )

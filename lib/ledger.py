@@ -310,14 +310,18 @@ def format_table(rows: pd.DataFrame) -> str:
         return "(no claims recorded)"
     lines = []
     for r in normalise(rows).itertuples():
-        ci = f"[{r.ci_low:.3g}, {r.ci_high:.3g}]" if pd.notna(r.ci_low) and pd.notna(r.ci_high) else "exact"
+        ci = (
+            f"[{r.ci_low:.3g}, {r.ci_high:.3g}]"
+            if pd.notna(r.ci_low) and pd.notna(r.ci_high)
+            else ("exact" if math.isfinite(r.value) else "-")
+        )
         model = f"{r.model} ({r.settings})" if r.settings else str(r.model)
         lines.append(
             (
                 f"{r.status:<12}",
                 f"{r.hypothesis}::{r.claim}",
                 model,
-                f"{r.value:.4g}",
+                f"{r.value:.4g}" if math.isfinite(r.value) else "-",
                 ci,
                 threshold_text(r.direction, r.threshold),
             )
@@ -399,6 +403,10 @@ def diff_ledgers(old: pd.DataFrame, new: pd.DataFrame) -> LedgerDiff:
         values = f"{round_sig(o.value)} -> {round_sig(n.value)}"
         if o.status != n.status:
             flips.append(f"{name}: {o.status} -> {n.status} ({o.metric}: {values})")
+        elif math.isnan(o.value) != math.isnan(n.value):  # a premise-failed row that records no figure
+            shifts.append(
+                f"{name}: {round_sig(o.value) or 'no figure'} -> {round_sig(n.value) or 'no figure'}"
+            )
         elif math.isfinite(o.ci_low) and math.isfinite(o.ci_high):
             if not o.ci_low <= n.value <= o.ci_high:
                 shifts.append(

@@ -95,7 +95,8 @@ def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
         has_ci = math.isfinite(row.ci_low) and math.isfinite(row.ci_high)
         if has_ci:
             ax.plot([row.ci_low, row.ci_high], [0, 0], color=colour, lw=3, solid_capstyle="butt")
-        ax.plot([row.value], [0], "o", color=colour, ms=6)
+        if math.isfinite(row.value):
+            ax.plot([row.value], [0], "o", color=colour, ms=6)
         ax.plot([row.threshold], [0], marker="|", color="red", ms=18, mew=2)
         ax.annotate(
             row.direction,
@@ -105,7 +106,7 @@ def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
             color="red",
             fontsize=7,
         )
-        points = [row.value, row.threshold] + ([row.ci_low, row.ci_high] if has_ci else [])
+        points = [v for v in (row.value, row.threshold, row.ci_low, row.ci_high) if math.isfinite(v)]
         low, high = min(points), max(points)
         pad = 0.15 * (high - low) or 0.15 * max(abs(high), 1.0)
         ax.set_xlim(low - pad, high + pad)
@@ -116,7 +117,8 @@ def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.text(-0.01, 0.5, _label(row.claim), transform=ax.transAxes, ha="right", va="center", fontsize=8)
         ci = f" [{round_sig(row.ci_low)}, {round_sig(row.ci_high)}]" if has_ci else ""
-        verdict = f"{round_sig(row.value)}{ci} {row.direction} {round_sig(row.threshold)}: {row.status}"
+        figure = f"{round_sig(row.value)}{ci}" if math.isfinite(row.value) else "no figure"
+        verdict = f"{figure} {row.direction} {round_sig(row.threshold)}: {row.status}"
         ax.text(1.01, 0.5, verdict, transform=ax.transAxes, ha="left", va="center", fontsize=8, color=colour)
     fig.suptitle(title, fontsize=10)
     height = 0.62 * n + 0.9  # inches
@@ -189,9 +191,10 @@ def render(results: Path, hypotheses: Path) -> str:
         if replicated:
             cells[EVERY_MODEL] = replicated.get((hypothesis, claim), "")
         for r in group.itertuples():
-            figure = f"{r.status} {round_sig(r.value)} {_ci(r) or '(exact)'}" + (
-                f" ({r.settings})" if r.settings else ""
+            measured = (
+                f"{round_sig(r.value)} {_ci(r) or '(exact)'}" if math.isfinite(r.value) else "(no figure)"
             )
+            figure = f"{r.status} {measured}" + (f" ({r.settings})" if r.settings else "")
             if r.model.startswith(TOY):
                 cells["toy model"] = "; ".join(filter(None, [cells["toy model"], f"{figure} ({r.model})"]))
             else:

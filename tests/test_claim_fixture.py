@@ -11,6 +11,7 @@ import pytest
 import scipy.stats  # noqa: F401 (imported once here: an in-process inner run must not import numpy's parts again)
 
 from attnclaims.ledger import Ledger, diff_ledgers, read_ledger
+from attnclaims.report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -198,3 +199,42 @@ def test_claims_under_two_xdist_workers_lose_no_rows(project, monkeypatch):
     table = read_ledger(project.path / "results" / "claims.csv")
     assert len(table) == 7 and table.adjusted_p.notna().sum() == 3  # Holm, once the workers are done
     assert len(Ledger(project.path / "results", run_id="x").table()) == 7
+
+
+UNMEASURED = """
+import pytest
+from attnclaims.stats import bootstrap_ci
+
+UNIT = "seeds"
+
+
+@pytest.mark.confirmatory
+def test_no_circuit_no_figure(claim):
+    assert claim(None, ">=", 0.5, why="w", model="toy:a", metric="m", precondition=(False, "no circuit"))
+
+
+@pytest.mark.confirmatory
+def test_measured(claim):
+    assert claim(bootstrap_ci([1.0, 1.1, 0.9, 1.2]), ">=", 0.5, why="w", model="toy:a", metric="m")
+
+
+def test_no_figure_without_a_failed_premise(claim):
+    with pytest.raises(TypeError, match="only for a claim whose precondition failed"):
+        claim(None, ">=", 0.5, why="w", model="toy:a", metric="m")
+"""
+
+
+def test_a_claim_whose_premise_failed_records_no_figure(pytester, monkeypatch):
+    """No placeholder: the row has no value, CI or level, the test is skipped, and the report and
+    the diff read it without inventing one."""
+    monkeypatch.delenv("ATTNCLAIMS_RUN_ID", raising=False)
+    pytester.makepyfile(test_unmeasured=UNMEASURED)
+    result = run(pytester)
+    result.assert_outcomes(passed=2, skipped=1)
+    table = read_ledger(pytester.path / "results" / "claims.csv").set_index("claim")
+    row = table.loc["test_no_circuit_no_figure"]
+    assert row.status == "inconclusive" and row.value != row.value and row.ci_level == "" and row.n == 0
+    assert table.loc["test_measured", "status"] == "supported"  # Holm counts the unmeasured one as p = 1
+    assert diff_ledgers(table.reset_index(), table.reset_index()).lines() == ["no claim moved"]
+    text = write_report(pytester.path / "results", pytester.path).read_text()
+    assert "inconclusive (no figure)" in text and "nan" not in text

@@ -331,3 +331,14 @@ def test_holm_counts_a_member_whose_premise_failed_as_untested(tmp_path):
         0.04
     )  # Holm of (0.01, 0.02, 1)
     assert math.isnan(adjusted["c"])
+
+
+def test_only_a_claim_whose_premise_failed_may_record_no_figure():
+    unmeasured = make(value=math.nan, exact=False, precondition=(False, "no circuit"))
+    assert unmeasured.status == "inconclusive" and not unmeasured.measured
+    assert unmeasured.row()["ci_level"] == "" and unmeasured.figure() == "x: not measured"
+    with pytest.raises(ValueError, match="only a claim whose precondition failed"):
+        make(value=math.nan, exact=False)
+    old, new = make("a", value=0.2, ci=(0.1, 0.3), precondition=(False, "p")), unmeasured
+    changes = diff_ledgers(pd.DataFrame([old.row()]), pd.DataFrame([{**new.row(), "claim": "a"}]))
+    assert changes.shifts == ["h::a on m: 0.2 -> no figure"] and not changes.flips
