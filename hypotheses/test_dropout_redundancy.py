@@ -62,7 +62,7 @@ from attnclaims.ensemble import Member, train_to_loss
 from attnclaims.heads import Head
 from attnclaims.metrics import mean_loss
 from attnclaims.scores import attention_patterns, induction_circuit_type, offset_induction_score_from_pattern
-from attnclaims.stats import binomial_ci, bootstrap_ci, bootstrap_ci_two_sample
+from attnclaims.stats import bootstrap_ci, bootstrap_ci_two_sample
 from attnclaims.tasks import repeat_batch
 from attnclaims.toy import ToyConfig
 
@@ -285,28 +285,13 @@ def plot(study: Study, results_dir: Path) -> None:
 # Claims
 
 
-GROUPS = [(None, 0.0)] + [(kind, p) for kind in KINDS for p in LEVELS[1:]]
-
-
-@pytest.mark.parametrize("kind, p", GROUPS, ids=[f"{kind}-p={p}" if p else "p=0" for kind, p in GROUPS])
-def test_models_learn_the_task_at_every_dropout_level(study, claim, kind, p):
-    """The premise: the share of seeds that reach TARGET within CAP steps (exact binomial CI)."""
-    models = group(study.table, kind, p)
-    circuits = models.circuit.value_counts().to_dict()
-    note = (
-        f"steps to target {models.steps.min()}-{models.steps.max()} (median {models.steps.median():.0f}); "
-        f"circuit types {circuits}"
-    )
-    assert claim(
-        binomial_ci(int(models.reached.sum()), len(models)),
-        ">=",
-        0.5,
-        why="most seeds: the level trains to the matched loss as a rule",
-        model=MODEL,
-        metric=f"share of seeds reaching {TARGET} nats on the repeated half",
-        unit="seeds",
-        note=note,
-    )
+def test_every_model_is_trained_and_measured(study):
+    """An implementation check, not a claim: every configuration was trained and every measure is
+    defined for it. Whether a level learned the task is each comparison's precondition (every model
+    of both groups reached TARGET), recorded in its row."""
+    assert len(study.table) == len(configs())
+    assert study.table[list(MEASURES)].notna().all().all(), "a measure is undefined for some model"
+    assert set(study.table.kind) == {"none", *KINDS}
 
 
 @pytest.mark.confirmatory
@@ -406,3 +391,7 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
 # 2026-12-01  Holm now counts a comparison whose premise failed (the 5 at residual p=0.2) as untested,
 #   p = 1, and gives it no adjusted p; before, their own p-values let the others step down. No verdict
 #   moved; the supported top-head share's Holm p is 0.011 (was 0.010).
+# 2026-12-02  The seven "models learn the task" claims are gone (7 rows, all supported): each repeated the
+#   premise its level's comparisons already state and record (every model of both groups reached the
+#   target; residual p=0.2 reached it in 7 of 8 seeds, so its 5 comparisons stay inconclusive). An
+#   implementation check (every model trained and measured) replaces them.

@@ -266,7 +266,13 @@ def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim
 @pytest.mark.confirmatory
 def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
     """Per seed with a circuit: the loss falls (10%->90%) in fewer steps than the plateau before it,
-    and the layer-1 score is half-way within that window (+- 2 log intervals)."""
+    and the layer-1 score is half-way within that window (+- 2 log intervals).
+
+    Why this criterion: a phase change (Olsson et al. 2022) is a drop that is short next to the
+    plateau before it, so the drop's length is compared with the plateau's (10%-90% of the drop,
+    which leaves out the slow tails at both ends); and the drop is the induction head forming only
+    if the head's score rises inside it, give or take two logging intervals (40 steps), the
+    resolution of the training log."""
     formed = toys.formed
     slack = 2 * TWO_LAYER.log_every
     changes = [phase_change(t.history) for t in formed]

