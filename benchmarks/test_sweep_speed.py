@@ -59,6 +59,18 @@ def boots_metric(model):
     return logit_diff(model.to_single_token(" boots"), model.to_single_token(" shoes"))
 
 
+def timed_head_out_sweep(benchmark, model, clean, corrupted) -> torch.Tensor:
+    """Our head-out sweep, timed by pytest-benchmark: the mean of ROUNDS rounds after a warm-up."""
+    return benchmark.pedantic(
+        lambda: head_out_patch_sweep(
+            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=boots_metric(model), progress=False
+        ),
+        rounds=ROUNDS,
+        iterations=1,
+        warmup_rounds=1,
+    )
+
+
 @pytest.mark.real_model
 def test_head_out_sweep_vs_transformer_lens(benchmark, record_ratio, smollm2):
     model = smollm2
@@ -67,14 +79,7 @@ def test_head_out_sweep_vs_transformer_lens(benchmark, record_ratio, smollm2):
     metric = boots_metric(model)
     _, cache = model.run_with_cache(clean)
     baseline_s, oracle = seconds(lambda: get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric))
-    ours = benchmark.pedantic(
-        lambda: head_out_patch_sweep(
-            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False
-        ),
-        rounds=ROUNDS,
-        iterations=1,
-        warmup_rounds=1,
-    )
+    ours = timed_head_out_sweep(benchmark, model, clean, corrupted)
     ratio = record_ratio(
         f"head-out patch sweep, {clean.shape[1]} tokens",
         benchmark.stats["mean"],
@@ -135,14 +140,7 @@ def test_head_out_sweep_vs_nnsight(benchmark, record_ratio, smollm2):
     folder = checkpoint_folder(CHECKPOINTS["smollm2-135m"])
     lm = LanguageModel(str(folder), dispatch=True, attn_implementation="eager", dtype=torch.float32)
     baseline_s, peer = seconds(lambda: nnsight_head_out_sweep(lm, clean, corrupted, boots, shoes))
-    ours = benchmark.pedantic(
-        lambda: head_out_patch_sweep(
-            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=boots_metric(model), progress=False
-        ),
-        rounds=ROUNDS,
-        iterations=1,
-        warmup_rounds=1,
-    )
+    ours = timed_head_out_sweep(benchmark, model, clean, corrupted)
     ratio = record_ratio(
         f"head-out patch sweep, {clean.shape[1]} tokens",
         benchmark.stats["mean"],

@@ -16,7 +16,7 @@ A spec's repr names what it did, for a ledger note; caches and functions are lef
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import torch
@@ -87,34 +87,48 @@ class Compose(Intervention):
 
 
 @dataclass(frozen=True)
-class EditAttention(Intervention):
-    """Each head's attention row at `query_pos` replaced by `edit(row)` (rows [batch, key])."""
+class _OnHeads(Intervention):
+    """A head-level spec: `heads` become Head tuples, positions (`src`, `dst`) ints or tuples, and
+    it edits the final row only when it acts at query_pos -1."""
 
     heads: tuple[Head, ...]
-    edit: RowEdit
-    query_pos: int = -1
 
     def __post_init__(self):
         object.__setattr__(self, "heads", _heads(self.heads))
+        for name in ("src", "dst"):
+            if hasattr(self, name):
+                object.__setattr__(self, name, _position(getattr(self, name)))
+
+    @property
+    def final_row(self) -> bool:
+        return getattr(self, "query_pos", None) == -1
+
+    def __repr__(self) -> str:
+        shown = (f"{f.name}={_shown(getattr(self, f.name))}" for f in fields(self) if f.repr)
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _shown(value) -> str:
+    """A field as a spec's repr shows it: a function by its name, anything else by its repr."""
+    return _name(value) if callable(value) else repr(value)
+
+
+@dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
+class EditAttention(_OnHeads):
+    """Each head's attention row at `query_pos` replaced by `edit(row)` (rows [batch, key])."""
+
+    edit: RowEdit
+    query_pos: int = -1
 
     def hooks(self, model) -> list[Hook]:
         return H.edit_attention_rows(model, self.heads, self.query_pos, self.edit)
 
-    @property
-    def final_row(self) -> bool:
-        return self.query_pos == -1
 
-    def __repr__(self) -> str:
-        heads = ", ".join(map(str, self.heads))
-        return f"EditAttention(heads=({heads},), edit={_name(self.edit)}, query_pos={self.query_pos})"
-
-
-@dataclass(frozen=True)
-class MoveAttention(Intervention):
+@dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
+class MoveAttention(_OnHeads):
     """A fraction `alpha` of each head's weight on `src` at `query_pos` moves to `dst` (`swap`:
     the two weights trade places). Positions are ints or one per prompt."""
 
-    heads: tuple[Head, ...]
     src: Any
     dst: Any
     alpha: float = 1.0
@@ -122,9 +136,7 @@ class MoveAttention(Intervention):
     swap: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "heads", _heads(self.heads))
-        object.__setattr__(self, "src", _position(self.src))
-        object.__setattr__(self, "dst", _position(self.dst))
+        super().__post_init__()
         if self.swap and self.alpha != 1.0:
             raise ValueError("a swap trades the two weights whole; give alpha=1")
 
@@ -133,81 +145,57 @@ class MoveAttention(Intervention):
         edit = H.move_row(src, dst, self.swap) if self.alpha == 1.0 else H.move_fraction(src, dst, self.alpha)
         return H.edit_attention_rows(model, self.heads, self.query_pos, edit)
 
-    @property
-    def final_row(self) -> bool:
-        return self.query_pos == -1
 
-
-@dataclass(frozen=True)
-class RedirectAttention(Intervention):
+@dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
+class RedirectAttention(_OnHeads):
     """Each head attends, from `query_pos`, only to `dst` (a one-hot row)."""
 
-    heads: tuple[Head, ...]
     dst: Any
     query_pos: int = -1
-
-    def __post_init__(self):
-        object.__setattr__(self, "heads", _heads(self.heads))
-        object.__setattr__(self, "dst", _position(self.dst))
 
     def hooks(self, model) -> list[Hook]:
         return H.redirect_attention(model, self.heads, _tensor(self.dst), self.query_pos)
 
-    @property
-    def final_row(self) -> bool:
-        return self.query_pos == -1
 
-
-@dataclass(frozen=True)
-class PatchHeads(Intervention):
+@dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
+class PatchHeads(_OnHeads):
     """Query heads' `component` ("z", "q", "rot_q") copied from `source` (a cache of another run)."""
 
-    heads: tuple[Head, ...]
     source: Any = field(repr=False, compare=False)
     component: str = "z"
     positions: Any = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "heads", _heads(self.heads))
 
     def hooks(self, model) -> list[Hook]:
         return H.patch_heads(model, self.heads, self.source, self.component, self.positions)
 
 
-@dataclass(frozen=True)
-class AblateHeads(Intervention):
+@dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
+class AblateHeads(_OnHeads):
     """Query heads' outputs knocked out: "zero", "mean" or "resample" over `reference` (a cache of
     reference prompts' hook_z, drawn from other prompts than the ones ablated)."""
 
-    heads: tuple[Head, ...]
     how: str = "zero"
     reference: Any = field(default=None, repr=False, compare=False)
     seed: int = 0
-
-    def __post_init__(self):
-        object.__setattr__(self, "heads", _heads(self.heads))
 
     def hooks(self, model) -> list[Hook]:
         return H.ablate_heads(model, self.heads, self.how, self.reference, self.seed)
 
 
-@dataclass(frozen=True)
-class EditValues(Intervention):
-    """Each head's output recomputed from edited values, z_h = pattern_h @ edit(v) (full forwards)."""
+@dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
+class EditValues(_OnHeads):
+    """Each head's output recomputed from edited values, z_h = pattern_h @ edit(v): full forwards
+    always (under a KV cache hook_v sees only the new token), whatever `query_pos`."""
 
-    heads: tuple[Head, ...]
     edit: Callable[[torch.Tensor], torch.Tensor]
     query_pos: int | None = None
 
-    def __post_init__(self):
-        object.__setattr__(self, "heads", _heads(self.heads))
+    @property
+    def final_row(self) -> bool:
+        return False
 
     def hooks(self, model) -> list[Hook]:
         return H.edit_head_values(model, self.heads, self.edit, self.query_pos)
-
-    def __repr__(self) -> str:
-        heads = ", ".join(map(str, self.heads))
-        return f"EditValues(heads=({heads},), edit={_name(self.edit)}, query_pos={self.query_pos})"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from attnclaims.interventions import (
     AblateHeads,
     Compose,
     EditAttention,
+    EditValues,
     Hooks,
     MoveAttention,
     PatchHeads,
@@ -53,6 +54,11 @@ def test_specs_say_what_they_did_and_key_results(toy):
         MoveAttention([(1, 2)], (3, 4), 5)
     )
     assert "source" not in repr(PatchHeads([(0, 1)], {"big": torch.zeros(9)}))
+    assert (
+        repr(EditValues([(0, 1)], H.partner_row))
+        == "EditValues(heads=(L0H1,), edit=partner_row, query_pos=None)"
+    )
+    assert not EditValues([(0, 1)], H.partner_row, query_pos=-1).final_row  # values need full forwards
     assert (
         repr(EditAttention([(0, 1)], H.partner_row))
         == "EditAttention(heads=(L0H1,), edit=partner_row, query_pos=-1)"
