@@ -11,7 +11,8 @@ engine needs to know without reading hook names: `.layer(model)`, the lowest blo
 whether it edits the final query row only (the engine then runs the last token against the
 prefix's KV cache). `a + b` applies both. `Hooks(...)` wraps hooks built by hand with what they
 declare; a plain list of hooks still works, run in full from the embeddings (the safe assumption).
-A spec's repr names what it did, for a ledger note; caches and functions are left out of it.
+A spec's repr names what it did, for a ledger note: caches are left out of it, functions appear by
+their name.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def _position(pos):
     """An int stays an int; per-prompt positions (a tensor or a sequence) become a tuple of ints."""
     if isinstance(pos, int):
         return pos
-    values = torch.as_tensor(pos).reshape(-1).tolist()
-    return int(values[0]) if torch.as_tensor(pos).ndim == 0 else tuple(int(v) for v in values)
+    tensor = torch.as_tensor(pos)
+    return int(tensor) if tensor.ndim == 0 else tuple(int(v) for v in tensor.reshape(-1).tolist())
 
 
 def _tensor(pos):
@@ -56,7 +57,7 @@ class Intervention:
         raise NotImplementedError
 
     def layer(self, model) -> int | None:
-        return min(head.layer for head in self.heads)  # the head-level specs below
+        raise NotImplementedError
 
     def __add__(self, other: Intervention) -> Compose:
         return Compose((*_parts(self), *_parts(other)))
@@ -98,6 +99,9 @@ class _OnHeads(Intervention):
         for name in ("src", "dst"):
             if hasattr(self, name):
                 object.__setattr__(self, name, _position(getattr(self, name)))
+
+    def layer(self, model) -> int:
+        return min((head.layer for head in self.heads), default=model.cfg.n_layers)
 
     @property
     def final_row(self) -> bool:
@@ -201,7 +205,8 @@ class EditValues(_OnHeads):
 @dataclass(frozen=True)
 class Hooks(Intervention):
     """Hooks built by hand, with what they declare: the lowest block they act in (`first_layer`;
-    None: they may act before the blocks) and whether they edit the final query row only."""
+    None: they may act before the blocks, or on the logits themselves, so the engine computes every
+    logit) and whether they edit the final query row only."""
 
     hook_list: tuple[Hook, ...] = field(repr=False, compare=False)
     first_layer: int | None = None
