@@ -35,6 +35,7 @@ from matplotlib.ticker import MaxNLocator
 
 from attnclaims.claims import STATUSES
 from attnclaims.ledger import read_ledger, replication, round_sig
+from attnclaims.models import CHECKPOINTS
 
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 STATUS_COLOURS = {
@@ -166,14 +167,14 @@ def render(results: Path, hypotheses: Path) -> str:
     lines = [
         "# Claims report",
         "",
-        "Rendered by `make report` from `claims.csv` alone; edit the hypotheses, not this page. "
+        "Rendered by `attnclaims report` from `claims.csv` alone; edit the hypotheses, not this page. "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
         + f" ({len(ledger)} claims on {len(models)} models). "
         + "A claim is supported when its whole CI lies on the claimed side of its threshold, refuted when "
         "it lies wholly on the other side, undecided when it straddles the threshold, and inconclusive "
         "when its precondition failed. Confirmatory claims are decided on simultaneous CIs (95% over "
-        "the family: level 1 - 0.05/m); the others are exploratory, at 95%. Real models are 4-bit GGUF "
-        "checkpoints de-quantised to float32.",
+        "the family: level 1 - 0.05/m); the others are exploratory, at 95%."
+        + "".join(f" {name} is {CHECKPOINTS[name].note}." for name in models if name in CHECKPOINTS),
         "",
         "## Claims x models",
         "",
