@@ -96,8 +96,8 @@ class _OnHeads(Intervention):
 
     def __post_init__(self):
         object.__setattr__(self, "heads", _heads(self.heads))
-        for name in ("src", "dst"):
-            if hasattr(self, name):
+        for name in ("src", "dst", "query_pos", "positions"):
+            if getattr(self, name, None) is not None:
                 object.__setattr__(self, name, _position(getattr(self, name)))
 
     def layer(self, model) -> int:
@@ -105,7 +105,9 @@ class _OnHeads(Intervention):
 
     @property
     def final_row(self) -> bool:
-        return getattr(self, "query_pos", None) == -1
+        """True only for the int query_pos -1: per-prompt query positions may be any rows."""
+        query_pos = getattr(self, "query_pos", None)
+        return isinstance(query_pos, int) and query_pos == -1
 
     def __repr__(self) -> str:
         shown = (f"{f.name}={_shown(getattr(self, f.name))}" for f in fields(self) if f.repr)
@@ -125,7 +127,7 @@ class EditAttention(_OnHeads):
     query_pos: int = -1
 
     def hooks(self, model) -> list[Hook]:
-        return H.edit_attention_rows(model, self.heads, self.query_pos, self.edit)
+        return H.edit_attention_rows(model, self.heads, _tensor(self.query_pos), self.edit)
 
 
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
@@ -147,7 +149,7 @@ class MoveAttention(_OnHeads):
     def hooks(self, model) -> list[Hook]:
         src, dst = _tensor(self.src), _tensor(self.dst)
         edit = H.move_row(src, dst, self.swap) if self.alpha == 1.0 else H.move_fraction(src, dst, self.alpha)
-        return H.edit_attention_rows(model, self.heads, self.query_pos, edit)
+        return H.edit_attention_rows(model, self.heads, _tensor(self.query_pos), edit)
 
 
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
@@ -158,7 +160,7 @@ class RedirectAttention(_OnHeads):
     query_pos: int = -1
 
     def hooks(self, model) -> list[Hook]:
-        return H.redirect_attention(model, self.heads, _tensor(self.dst), self.query_pos)
+        return H.redirect_attention(model, self.heads, _tensor(self.dst), _tensor(self.query_pos))
 
 
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
@@ -170,7 +172,8 @@ class PatchHeads(_OnHeads):
     positions: Any = None
 
     def hooks(self, model) -> list[Hook]:
-        return H.patch_heads(model, self.heads, self.source, self.component, self.positions)
+        positions = None if self.positions is None else _tensor(self.positions)
+        return H.patch_heads(model, self.heads, self.source, self.component, positions)
 
 
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
@@ -199,7 +202,8 @@ class EditValues(_OnHeads):
         return False
 
     def hooks(self, model) -> list[Hook]:
-        return H.edit_head_values(model, self.heads, self.edit, self.query_pos)
+        query_pos = None if self.query_pos is None else _tensor(self.query_pos)
+        return H.edit_head_values(model, self.heads, self.edit, query_pos)
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,9 @@ class Hooks(Intervention):
 
     def __post_init__(self):
         object.__setattr__(self, "hook_list", tuple(self.hook_list))
+        if self.first_layer is not None:
+            for name, _ in self.hook_list:
+                _check_declared(name, self.first_layer, self.label)
 
     def hooks(self, model) -> list[Hook]:
         return list(self.hook_list)
@@ -225,6 +232,24 @@ class Hooks(Intervention):
     @property
     def final_row(self) -> bool:
         return self.edits_final_row
+
+
+def _check_declared(name: str, first_layer: int, label: str) -> None:
+    """Refuse a declaration its hooks break (checked once, where the spec is built: the engine itself
+    reads only the declaration): a hook in a block below `first_layer`, before the blocks, or on the
+    logits (whose partial unembedding would skip it)."""
+    parts = name.split(".")
+    if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit():
+        if int(parts[1]) < first_layer:
+            raise ValueError(
+                f"Hooks({label!r}): {name} acts in block {parts[1]}, below first_layer={first_layer}; "
+                "declare the lowest block any hook acts in"
+            )
+        return
+    if not name.startswith("ln_final."):
+        raise ValueError(
+            f"Hooks({label!r}): {name} acts before the blocks or on the logits; declare first_layer=None"
+        )
 
 
 NOTHING = Compose(())  # the clean run: no hooks, nothing below the unembedding repeated

@@ -134,13 +134,19 @@ def _label(claim: str, width: int = 46) -> str:
     """A claim's name in at most two lines of about `width` characters, broken after an underscore or
     before its parameters, never inside a word (the middle lines give way to "..." when longer)."""
     name = claim.removeprefix("test_")
+    pieces = re.findall(r"\[[^\]]*\]?|[^_\[]+_?|_", name)
     lines = [""]
-    for piece in re.findall(r"\[[^\]]*\]?|[^_\[]+_?|_", name):
+    for piece in pieces:
         if lines[-1] and len(lines[-1]) + len(piece) > width:
             lines.append(piece)
         else:
             lines[-1] += piece
-    return "\n".join(lines if len(lines) <= 2 else [lines[0], "..." + lines[-1]])
+    if len(lines) <= 2:
+        return "\n".join(lines)
+    tail = ""
+    while pieces and len(tail) + len(pieces[-1]) <= width - 3:  # as much of the end as fits, whole pieces
+        tail = pieces.pop() + tail
+    return f"{lines[0]}\n...{tail or name[-(width - 3) :]}"
 
 
 def _cell(text) -> str:

@@ -117,7 +117,8 @@ def run_variants(
         if not all(isinstance(v, Intervention) for v in variants) or len(set(variants)) != len(variants):
             raise ValueError(
                 "a list of variants must hold distinct interventions (attnclaims.interventions), each its "
-                "own key; give a dict {key: hooks} otherwise"
+                "own key (caches and hook lists do not count toward a spec's identity); give a dict "
+                "{key: variant} otherwise"
             )
         variants = {spec: spec for spec in variants}
     keys = list(variants)

@@ -105,3 +105,23 @@ def test_every_path_of_the_engine_gives_the_plain_hooks_results(toy, layer, head
         alone = metric(toy.run_with_hooks(batch, fwd_hooks=spec.hooks(toy)))
         torch.testing.assert_close(fast[key], alone, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(plain[key], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_a_declaration_its_hooks_break_is_refused_where_it_is_built(toy):
+    ablate_layer0 = H.ablate_heads(toy, [(0, 1)])
+    with pytest.raises(ValueError, match="below first_layer=1"):
+        Hooks(ablate_layer0, first_layer=1)
+    with pytest.raises(ValueError, match="on the logits; declare first_layer=None"):
+        Hooks((("unembed.hook_out", lambda x, hook: x * 0),), first_layer=toy.cfg.n_layers)
+    assert Hooks((("ln_final.hook_scale", lambda x, hook: x),), first_layer=toy.cfg.n_layers).layer(toy) == 2
+    assert Hooks((("unembed.hook_out", lambda x, hook: x * 0),)).layer(toy) is None  # undeclared: run in full
+
+
+def test_per_prompt_query_positions_are_data_and_never_final_row(toy):
+    batch = tokens(toy)
+    spec = MoveAttention([(1, 0)], src=0, dst=torch.tensor([2, 3]), query_pos=torch.tensor([6, 9]))
+    assert spec.query_pos == (6, 9) and not spec.final_row and hash(spec) == hash(spec)
+    assert not MoveAttention([(1, 0)], 0, 2, query_pos=torch.tensor([-1, -1])).final_row
+    metric = logit_diff(2, 3, per_prompt=True)
+    values = run_variants(toy, batch, [spec], metric)
+    torch.testing.assert_close(values[spec], metric(toy.run_with_hooks(batch, fwd_hooks=spec.hooks(toy))))
