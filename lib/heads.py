@@ -50,3 +50,23 @@ def top_heads(scores, k: int, largest: bool = True) -> list[Head]:
     finite = torch.nonzero(~torch.isnan(flat)).flatten()
     order = finite[torch.argsort(flat[finite], descending=largest, stable=True)]
     return [Head(int(i) // n_heads, int(i) % n_heads) for i in order[:k]]
+
+
+def same_layer_controls(rng, heads: Iterable, n_layers: int, n_heads: int) -> list[Head]:
+    """One control head per head, paired in order: another head of its layer (the nearest layer
+    with one left when its own runs out), never one of `heads`, none twice. `rng` is a
+    random.Random: draws are reproducible from its seed."""
+    heads = as_heads(heads)
+    taken = set(heads)
+    out: list[Head] = []
+    for head in heads:
+        for near in sorted(range(n_layers), key=lambda other: (abs(other - head.layer), other)):
+            pool = [Head(near, h) for h in range(n_heads) if Head(near, h) not in taken]
+            if pool:
+                pick = rng.choice(pool)
+                taken.add(pick)
+                out.append(pick)
+                break
+        else:
+            raise ValueError(f"no head is left to serve as a control for {head}: the model has too few heads")
+    return out

@@ -193,6 +193,28 @@ def move_fraction(src, dst, alpha: float) -> RowEdit:
     return edit
 
 
+def shift_mass(dst, mass) -> RowEdit:
+    """A row edit: `mass` of the row's weight (one value per prompt, or one for all) moves onto `dst`,
+    taken from the other positions in proportion to their weight, and never more than they hold. A
+    move's matched control: another head moves as much attention as the edited head did."""
+
+    def edit(row: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(row.shape[0])
+        to = _positions(dst, row.shape[0], row.shape[1], "dst").to(row.device)
+        amount = torch.as_tensor(mass, dtype=row.dtype, device=row.device).expand(row.shape[0])
+        held = row[rows, to]
+        rest = (1 - held).clamp_min(0)
+        moved = torch.minimum(amount.clamp_min(0), rest)
+        out = (
+            row
+            * torch.where(rest > 0, (rest - moved) / rest.clamp_min(1e-12), torch.zeros_like(rest))[:, None]
+        )
+        out[rows, to] = held + moved
+        return out
+
+    return edit
+
+
 def partner_row(row: torch.Tensor) -> torch.Tensor:
     """A row edit: each prompt gets the row of the other text of its pair (rows a, b, a, b, ...)."""
     return row.reshape(-1, 2, *row.shape[1:]).flip(1).reshape(row.shape)

@@ -153,6 +153,30 @@ class MoveAttention(_OnHeads):
 
 
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
+class ShiftAttention(_OnHeads):
+    """`mass` of each head's weight at `query_pos` (a number, or one per prompt) moves onto `dst`,
+    from the other positions in proportion to their weight: a control that moves as much attention
+    as a MoveAttention of another head."""
+
+    dst: Any
+    mass: Any = field(repr=False)  # per-prompt masses make a long repr; they count toward identity
+    query_pos: int = -1
+
+    def __post_init__(self):
+        super().__post_init__()
+        mass = torch.as_tensor(self.mass, dtype=torch.float)
+        object.__setattr__(self, "mass", float(mass) if mass.ndim == 0 else tuple(mass.reshape(-1).tolist()))
+
+    def hooks(self, model) -> list[Hook]:
+        return H.edit_attention_rows(
+            model,
+            self.heads,
+            _tensor(self.query_pos),
+            H.shift_mass(_tensor(self.dst), torch.tensor(self.mass)),
+        )
+
+
+@dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
 class RedirectAttention(_OnHeads):
     """Each head attends, from `query_pos`, only to `dst` (a one-hot row)."""
 

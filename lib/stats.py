@@ -161,6 +161,17 @@ def bootstrap_ci(
     return CI(estimate, float(low), float(high), int(x.size), confidence, redo, _bootstrap_p(stats))
 
 
+def bootstrap_ratio_ci(numerator, denominator, **kwargs) -> CI:
+    """CI of sum(numerator) / sum(denominator), resampling units (the pairs of values) together:
+    a share of an effect, e.g. of the sensitivity an intervention removes."""
+    num, den = _array(numerator, "numerator"), _array(denominator, "denominator")
+    if num.shape != den.shape:
+        raise ValueError(f"numerator and denominator differ in length: {num.size} vs {den.size}")
+    return bootstrap_ci(
+        np.arange(num.size), statistic=lambda i: num[i.astype(int)].sum() / den[i.astype(int)].sum(), **kwargs
+    )
+
+
 def bootstrap_ci_diff(a, b, **kwargs) -> CI:
     """CI of the mean paired difference a - b (same prompts or seeds, same order)."""
     a, b = _array(a, "a"), _array(b, "b")

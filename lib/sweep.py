@@ -271,11 +271,13 @@ def _widened(model, layer: int | None, copies: int, batch: int):
 
 def _widen(copies: int, batch: int, first: bool):
     """A block pre-hook: the first widened block repeats its input residual to `copies` copies;
-    every widened block repeats its batch-shaped inputs (attention mask, ...) to match. A KV cache
-    is left alone: its layers were repeated beforehand."""
+    every widened block repeats its batch-shaped inputs (attention mask, position ids, ...), given by
+    keyword or by position (GPT-2's blocks take the mask by position), to match. A KV cache is left
+    alone: its layers were repeated beforehand; so is a 1-d input (cache_position, one per token,
+    which a prompt as long as the batch would otherwise repeat)."""
 
     def repeat(value):
-        if torch.is_tensor(value) and value.ndim > 0 and value.shape[0] == batch and batch > 1:
+        if torch.is_tensor(value) and value.ndim > 1 and value.shape[0] == batch and batch > 1:
             return value.repeat(copies, *([1] * (value.ndim - 1)))
         if isinstance(value, tuple):
             return tuple(repeat(v) for v in value)
@@ -287,6 +289,7 @@ def _widen(copies: int, batch: int, first: bool):
                 args = (args[0].repeat(copies, 1, 1), *args[1:])
             else:
                 kwargs["hidden_states"] = kwargs["hidden_states"].repeat(copies, 1, 1)
+        args = (*args[:1], *(repeat(value) for value in args[1:]))
         kwargs = {
             name: value if name in ("hidden_states", "past_key_values") else repeat(value)
             for name, value in kwargs.items()

@@ -240,14 +240,21 @@ def _evaluate(task, model, config: ToyConfig, tokens: torch.Tensor) -> dict:
 
 def _save(config: ToyConfig, model, history: list[dict], folder: Path) -> None:
     from safetensors.torch import save_model
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     model.config.save_pretrained(folder)
     meta = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**meta, "toy_config": asdict(config)}, indent=1))
     save_model(model, str(folder / "model.safetensors"))
-    words = vocabulary(config)
+    save_tokenizer(vocabulary(config), folder)
+    (folder / "history.json").write_text(json.dumps(history))
+
+
+def save_tokenizer(words: list[str], folder: Path) -> None:
+    """A whitespace word-level tokenizer over `words` (id = index), saved into `folder`: TransformerLens
+    boots a bridge only with a tokenizer loaded back from disk."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=tasks.PAD))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(
@@ -258,4 +265,3 @@ def _save(config: ToyConfig, model, history: list[dict], folder: Path) -> None:
         unk_token=tasks.PAD,
     )
     tokenizer.save_pretrained(folder)
-    (folder / "history.json").write_text(json.dumps(history))

@@ -238,3 +238,34 @@ def test_a_claim_whose_premise_failed_records_no_figure(pytester, monkeypatch):
     assert diff_ledgers(table.reset_index(), table.reset_index()).lines() == ["no claim moved"]
     text = write_report(pytester.path / "results", pytester.path).read_text()
     assert "inconclusive (no figure)" in text and "nan" not in text
+
+
+TOY_FAMILIES = """
+import pytest
+from attnclaims.stats import bootstrap_ci
+
+UNIT = "pairs"
+
+
+@pytest.fixture(params=["toy:a", "toy:b"])
+def toy_name(request):
+    return request.param
+
+
+@pytest.mark.confirmatory
+@pytest.mark.parametrize("arm", ["x", "y"])
+def test_arm(claim, toy_name, arm):
+    assert claim(bootstrap_ci([1.0, 1.1, 1.2, 0.9]), ">=", 0.5, why="a reason", metric="m")
+"""
+
+
+def test_each_toy_name_is_a_family_and_a_column_of_its_own(pytester, monkeypatch):
+    """A test parametrized by `toy_name` records that toy as its model, and its confirmatory claims
+    form one family per toy (m = 2 here, not 4), as real models' do."""
+    monkeypatch.delenv("ATTNCLAIMS_RUN_ID", raising=False)
+    pytester.makepyfile(test_toys=TOY_FAMILIES)
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=4)
+    table = read_ledger(pytester.path / "results" / "claims.csv")
+    assert sorted(table.claim.unique()) == ["test_arm[x]", "test_arm[y]"]
+    assert sorted(table.model) == ["toy:a", "toy:a", "toy:b", "toy:b"]
+    assert (table.family == table.model).all() and (table.family_size == 2).all()
