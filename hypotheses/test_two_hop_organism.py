@@ -1,0 +1,185 @@
+"""Where does entailment happen in a model that entails, and does the switch protocol find it?
+
+Question. Neither real model entails through two rules (test_entailment_head_switching.py), so the
+protocol's claims there cannot show where entailment lives. Here it runs on a model that does: a
+two-hop model organism whose weights are set by hand (lib/studies/entailment_organism.py), so the
+answer is known: L1H0 carries hop 1 (condition -> bridge word), L2H0 hop 2 (bridge -> answer), and
+other heads look at the answers without following the fact (recency, both candidates) or at the
+bridge without carrying it. Trained toys did not learn the task in the search logged below.
+
+Task (lib/tasks/entailment.py, 16 words of each kind): "<bos> c3 b5 . b0 a7 . c1 b0 . b5 a2 . c3"
+-> a2. Each prompt becomes a minimal pair with the other chain's condition as the query, so the
+entailed and alternative answers trade places and nothing else changes (lib/studies/two_hop.py).
+
+Protocol (lib/studies/two_hop.py run_two_hop): 240 pairs drawn with a seed no model was trained
+on; every third pair is a discovery pair, the other 160 confirm; the pair is the unit of every CI.
+1. Clean run: LD = logit(entailed) - logit(alternative), top-1 token, final-row attention.
+2. Each hop's head: the top head by discovery fact-following (hop 1: attention on the entailed
+   bridge word minus the other; hop 2: on the entailed answer minus the other).
+3. That head gets the other text's final-row pattern: the share of the sensitivity removed.
+4. The original question's switch: the 3 heads with most final-row attention on the entailed
+   answer (discovery) move it to the alternative; controls are other heads of the same layers
+   moving the same amount of attention onto the alternative (3 draws). A switch = the top-1 token
+   becomes the alternative answer (counted on prompts whose clean answer is not already it).
+
+Models. Every claim runs on the organism and on two controls that cannot entail: the one-hop toy
+of the entailment file (rule-recall, trained 600 steps), on two-hop prompts, and an untrained toy
+of the suite's own kind (3 layers, initialisation only). A claim that holds on a control would say
+the protocol finds entailment where there is none. The organism has no MLPs (each adds exactly 0),
+so its entailment is computed by attention alone, by construction; which layer does what is in
+two_hop_<model>.png.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from attnclaims.stats import bootstrap_ci, bootstrap_ratio_ci
+from attnclaims.studies.entailment_organism import MECHANISM, organism
+from attnclaims.studies.two_hop import plot_mechanism, run_two_hop, two_hop_pairs
+from attnclaims.toy import ToyConfig
+
+N_PAIRS, PAIR_SEED, K = 240, 11, 3  # 160 confirmation pairs: a CI half-width of ~0.08 on a 0/1 rate
+ONE_HOP = ToyConfig(
+    task="rule-recall", n_layers=2, n_content=16, steps=600, log_every=50
+)  # as the entailment file's
+UNTRAINED = ToyConfig(task="entailment", n_layers=3, n_content=16, steps=0)
+MODELS = {
+    "toy:two-hop-organism": None,
+    "toy:rule-recall-2L-on-two-hop": ONE_HOP,
+    "toy:entailment-3L-untrained": UNTRAINED,
+}
+UNIT = "pairs"  # what every claim's n counts: independently drawn minimal pairs
+HOPS = ["hop 1", "hop 2"]
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def toy_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def study(toy_name, toy_model, results_dir):
+    config = MODELS[toy_name]
+    model = organism() if config is None else toy_model(config)
+    result = run_two_hop(model, toy_name, two_hop_pairs(N_PAIRS, PAIR_SEED), k=K)
+    plot_mechanism(result, results_dir / f"two_hop_{toy_name.removeprefix('toy:')}.png")
+    return result
+
+
+def per_pair(frame, column):
+    """Per pair: the mean over its two texts (those with a figure)."""
+    return frame.groupby("pair")[column].mean().dropna().to_numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the model entail?
+
+
+@pytest.mark.confirmatory
+@pytest.mark.parametrize("crossed", [False, True], ids=["same-order", "crossed-order"])
+def test_answers_heldout_two_hop_prompts(study, crossed, claim):
+    rows = study.prompts.query("split == 'confirmation' and crossed == @crossed")
+    by_order = study.prompts.query("split == 'confirmation'").groupby("order").correct.mean()
+    assert claim(
+        bootstrap_ci(per_pair(rows, "correct")),
+        ">=",
+        0.95,
+        why="a model that entails: at most 1 prompt in 20 wrong",
+        metric="held-out accuracy (top-1 = entailed answer), two-hop",
+        note=f"lowest of the {len(by_order)} rule orders: {by_order.min():.3f} ({by_order.idxmin()})",
+    )
+
+
+@pytest.mark.confirmatory
+@pytest.mark.parametrize("crossed", [False, True], ids=["same-order", "crossed-order"])
+def test_answer_follows_the_query(study, crossed, claim):
+    rows = study.behaviour.query("split == 'confirmation' and crossed == @crossed")
+    assert claim(
+        bootstrap_ci(rows.sensitivity.to_numpy()),
+        ">=",
+        1.0,
+        why="the entailed answer's odds move by a factor e or more between the pair's texts",
+        metric="sensitivity LD(text a) - LD(text b), two-hop, nats",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Which heads carry each hop?
+
+
+@pytest.mark.confirmatory
+@pytest.mark.parametrize("hop", HOPS)
+def test_hop_head_follows_the_fact_on_heldout_pairs(study, hop, claim):
+    head = study.hop_heads[hop]
+    column = "hop1" if hop == "hop 1" else "hop2"
+    rows = study.follows.query(f"split == 'confirmation' and layer == {head.layer} and head == {head.head}")
+    assert claim(
+        bootstrap_ci(rows[column].to_numpy()),
+        ">=",
+        0.5,
+        why="half the head's final-row weight moves with the fact",
+        metric=f"{hop} head {head} (discovery top): held-out fact-following",
+        note=f"the construction's {hop} head: {MECHANISM[hop]}",
+    )
+
+
+@pytest.mark.confirmatory
+@pytest.mark.parametrize("hop", HOPS)
+def test_hop_head_pattern_carries_the_sensitivity(study, hop, claim):
+    head = study.hop_heads[hop]
+    rows = study.swaps.query(f"split == 'confirmation' and layer == {head.layer} and head == {head.head}")
+    removed, clean = (rows.clean - rows.swapped).to_numpy(), rows.clean.to_numpy()
+    assert claim(
+        bootstrap_ratio_ci(removed, clean),
+        ">=",
+        0.5,
+        why="the head's pattern carries at least half of the sensitivity",
+        metric=f"share of sensitivity removed by giving {head} the other text's pattern",
+        note=f"clean sensitivity {clean.mean():.3g}; 2 = the answer follows the other fact",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The original question: does overwriting a few heads' attention switch the entailed answer?
+
+
+@pytest.mark.confirmatory
+def test_switch_moves_the_answer_to_the_alternative(study, claim):
+    rows = study.switch.query("split == 'confirmation'")
+    rows = rows.dropna(subset=["switched"])  # prompts already answering the alternative cannot switch to it
+    switched, control = per_pair(rows, "switched"), per_pair(rows, "control_switched")
+    assert claim(
+        bootstrap_ci(switched - control),
+        ">=",
+        0.5,
+        why="the switch makes the alternative the answer in at least half the prompts its control does not",
+        metric=f"switch rate to the alternative, {', '.join(map(str, study.switch_heads))} minus same-layer "
+        "controls moving as much attention",
+        note=f"switch {switched.mean():.3f}, control {control.mean():.3f}; delta LD "
+        f"{rows.delta.mean():.3g} vs control {rows.control_delta.mean():.3g}",
+    )
+
+
+# Log
+# 2026-12-02  Training search first (python -m attnclaims.studies.two_hop_search; loss curves in
+#   results/two_hop_search.png, one seed each, one thread): 3 layers attention-only d128, 8000 steps
+#   (13.5 min): held-out answer loss 0.722 (ln 2 = 0.693), accuracy 0.52; 4 layers with MLPs d128, lr 5e-4,
+#   3000 steps: 0.733, 0.49; 3 layers d128 with 4 words of each kind, 4000 steps: 0.689, 0.53. Training
+#   loss fell to 0.12 in all three: later queries of a training sequence repeat earlier ones, which
+#   copying answers; held-out prompts ask one query, which no toy answered above chance. No
+#   toy learned, so the organism is built by construction.
+#   First run, 240 pairs (seed 11), 160 confirmation; simultaneous CIs at 99.44% (family of 9 per model).
+#   Organism: accuracy 1 [1, 1] in same and crossed orders (all 12 orders 1.0); sensitivity 20.0 [20.0,
+#   20.0] nats; hop heads found on discovery pairs L1H0 and L2H0 (the construction's), fact-following 1.00
+#   held out; each one's pattern swap removes 2.00 of the sensitivity (the answer follows the other fact);
+#   the switch of L2H0, L1H2, L1H1 (most attention on the answer: hop 2, the candidates and recency heads)
+#   makes the alternative the answer in 1.00 of prompts, its matched controls in 0.00 (delta LD -27.9 vs
+#   -4.9): all supported. One-hop toy on two-hop prompts: accuracy 0.21 [0.11, 0.32] / 0.25 [0.16, 0.35];
+#   sensitivity -1.22 [-3.18, 0.88] (refuted) / 1.30 [-1.01, 3.49] (undecided); hop heads L1H1, L0H3 follow
+#   the fact by 0.004 and 0.000 (refuted); pattern swaps undecided (CIs +-35); switch -0.071 [-0.123, -0.029]
+#   beyond control on the 140 pairs with a prompt not already answering the alternative (refuted).
+#   Untrained toy: accuracy 0.03 / 0.04, sensitivity -0.04 / -0.001, fact-following 0.0001, switch -0.003:
+#   refuted, pattern swaps undecided. Where entailment happens here: in attention,
+#   L1H0 then L2H0 (two_hop_two-hop-organism.png); no claim is supported on a model that cannot entail.
+#   Runtime: 28 s for the three models on one thread (the one-hop toy's training included).
