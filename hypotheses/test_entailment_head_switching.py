@@ -18,38 +18,47 @@ answer to the other moves LD whether or not anything follows the fact; it does n
 attention depend on the fact.
 
 Which claims tell them apart: (a) sensitivity, two-hop, crossed orders, one-hop control; (b) heads
-whose final-row attention follows the fact, selected on discovery families and confirmed on the
+whose final-row attention follows the fact, selected on discovery groups and confirmed on the
 others, and whether giving them the other fact's pattern removes the sensitivity; (c) the copy
 account: switch effect vs induction score over all heads, mean-ablating the top induction heads
 (switch heads' attention on the answers, their recency bias), the same ablation reaching the switch
 heads through their queries only (path patching), and what is left of the sensitivity without
-them; (d) the seed's switch, rebuilt: top heads by discovery switch effect, held-out families,
-matched controls, dose-response, additivity, the seed's one-hot redirect, flips of the top-1 token;
-(e) where vs what, and the switch's direct vs total effect.
+them; (d) the seed's switch, rebuilt: top heads by discovery switch effect, held-out groups,
+matched controls, additivity, the seed's one-hot redirect, switches of the top-1 token to the
+alternative; (e) the switch's direct vs total effect. Where entailment does happen, in a model
+built to entail, is test_two_hop_organism.py.
 
 Protocol (lib/studies/entailment_study.py run_study, on attnclaims.protocols and
-attnclaims.sweep.run_variants; every stacked forward goes through run_variants; family statistics:
+attnclaims.sweep.run_variants; every stacked forward goes through run_variants; group statistics:
 lib/studies/entailment_stats.py)
-1. Pairs whose texts tokenize to equal length with single-token answers on the model; families are
-   split once into discovery (1/3) and confirmation (2/3) (attnclaims.stats.discovery_confirmation_split).
+1. Pairs whose texts tokenize to equal length with single-token answers on the model. The unit is
+   the group: families that share a verb or an answer word (a real family and its made-up twin)
+   are one (entailment_study.twin_groups); groups are split once into discovery (1/3) and
+   confirmation (2/3) (attnclaims.stats.discovery_confirmation_split), so the two share no answer.
 2. Clean run of every prompt: LD, final-row attention of every head, and the activations the later
    steps freeze or use as the mean-ablation reference.
 3. Discovery: fact-following score of every head, F = mean over a pair's two texts of
    attention(entailed) - attention(alternative) at the final row (a head whose looking ignores the
    fact scores 0); switch effect of every head alone = change of LD(entailed - alternative) when its
    final-row weight on the entailed answer moves to the alternative (one order per family).
-4. Confirmation families: the interventions of (b)-(e) against their controls.
+4. Confirmation groups: the interventions of (b)-(e) against their controls. The mean ablation's
+   reference is the mean of other groups' prompts, position-matched (BOS to BOS, then from the
+   shared ending), never the prompts ablated; its note says how far it moves the heads' output.
 Each family is used in two rule orders, one same and one crossed (ORDER_SETS, alternating between
 families so that both condition orders occur); the discovery sweep uses one of them per family.
 5. Toy positive control (lib/tasks/entailment.py "rule-recall", 2-layer attention-only): its heads
    must route the queried rule's answer, so sensitivity and the fact heads' pattern swap must work.
 
 Measures, in nats unless said: delta = LD(intervention) - LD(clean) per prompt, averaged over a
-family's prompts; flip = the top-1 token changes; every CI is a bootstrap over families, at 95% for
-exploratory claims and at the family's simultaneous level for the confirmatory ones (lib/claims.py).
-Controls: K random heads of the top heads' layers (never a top head), or K heads drawn from the top
-decile of final-row attention to the entailed answer (never a top head); their own effects are in
-each claim's note.
+family's prompts and then over the group's families; a switch = the top-1 token becomes the
+alternative answer; every CI is a bootstrap over groups, at 95% for exploratory claims and at the
+family's simultaneous level for the confirmatory ones (lib/claims.py).
+Controls, never a compared head: for each compared head another of its layer
+(attnclaims.heads.same_layer_controls), or one drawn from the top decile of final-row attention to
+the entailed answer; each moves as much attention onto the alternative as the head it stands for
+(attnclaims.interventions.ShiftAttention). Their own effects are in each claim's note.
+Implementation checks, not claims (tests/test_entailment_identities.py): the edit's output is
+linear in the moved weight, and values before the fact word are the same in both texts.
 """
 
 from __future__ import annotations
@@ -63,13 +72,13 @@ from attnclaims.stats import bootstrap_ci
 from attnclaims.studies.entailment_figures import write_figures
 from attnclaims.studies.entailment_stats import (
     answers_attention,
-    by_family,
+    by_group,
     deltas,
     entails,
-    family_ci,
-    flip_rate,
+    group_ci,
     mean_of_draws,
     ratio_ci,
+    switch_rate,
 )
 from attnclaims.studies.entailment_study import EntailmentDesign, Study, run_study
 from attnclaims.studies.entailment_sweep import sensitivity_by_pair
@@ -89,7 +98,7 @@ K, DOSE_K, DOSE_ALPHA, CONTROL_DRAWS = DESIGN.k, DESIGN.dose_k, DESIGN.dose_alph
 TOY = ToyConfig(task="rule-recall", n_layers=2, n_content=16, steps=600, log_every=50)
 TOY_OFFSET = 1  # the toy's layer-1 heads read each answer from the token after it (log, 2026-11-24)
 TOY_PROMPTS = 48
-UNIT = "families"  # what every real-model claim's n counts: CIs are bootstraps over families
+UNIT = "groups"  # what every real-model claim's n counts: twin families (same verb or answer) are one
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +121,7 @@ def figures(study, results_dir):
 @pytest.mark.real_model
 @pytest.mark.parametrize("hops", [2, 1], ids=["two-hop", "one-hop"])
 def test_answer_follows_the_fact(study, figures, hops, claim):
-    ci = family_ci(study.behaviour.query(f"hops == {hops}"), "sensitivity")
+    ci = group_ci(study.behaviour.query(f"hops == {hops}"), "sensitivity")
     assert claim(
         ci,
         ">=",
@@ -128,8 +137,8 @@ def test_answer_follows_the_fact(study, figures, hops, claim):
 def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
     """Crossed orders: the answer rules are in the opposite order to the condition rules, so
     "the answer in the matching place" is the wrong one."""
-    crossed = family_ci(study.behaviour.query("hops == 2 and crossed"), "sensitivity")
-    same = family_ci(study.behaviour.query("hops == 2 and not crossed"), "sensitivity")
+    crossed = group_ci(study.behaviour.query("hops == 2 and crossed"), "sensitivity")
+    same = group_ci(study.behaviour.query("hops == 2 and not crossed"), "sensitivity")
     assert claim(
         crossed,
         ">=",
@@ -150,8 +159,8 @@ def test_fact_heads_follow_the_fact_on_heldout_families(study, claim):
     two = study.attention.query("hops == 2 and split == 'confirmation'")
     pick = lambda heads: two[[(lyr, h) in heads for lyr, h in zip(two.layer, two["head"])]]
     top, control = (
-        by_family(pick(study.fact_heads), "follows"),
-        by_family(pick(study.same_layer[0]), "follows"),
+        by_group(pick(study.fact_heads), "follows"),
+        by_group(pick(study.same_layer[0]), "follows"),
     )
     ci = bootstrap_ci((top - control).to_numpy())
     assert claim(
@@ -171,8 +180,8 @@ def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
     clean = sensitivity_by_pair(deltas(study, "fact_cross").assign(value=lambda f: f.ld - f.delta))
     moved = sensitivity_by_pair(deltas(study, "fact_cross"), "delta")
     control = sensitivity_by_pair(deltas(study, "fact_cross_control"), "delta")
-    ci = ratio_ci(-by_family(moved, "delta"), by_family(clean, "value"))
-    ctrl = ratio_ci(-by_family(control, "delta"), by_family(clean, "value"))
+    ci = ratio_ci(-by_group(moved, "delta"), by_group(clean, "value"))
+    ctrl = ratio_ci(-by_group(control, "delta"), by_group(clean, "value"))
     assert claim(
         ci,
         ">=",
@@ -190,7 +199,7 @@ def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
 
 @pytest.mark.real_model
 def test_switch_effect_tracks_induction_score(study, figures, claim):
-    table = study.switch_by_family.pivot_table(index="family", columns=["layer", "head"], values="delta")
+    table = study.switch_by_family.pivot_table(index="group", columns=["layer", "head"], values="delta")
     induction = np.array([study.induction[lyr, h] for lyr, h in table.columns])
     matrix = table.to_numpy()
     rho = lambda i: spearmanr(induction, -matrix[i.astype(int)].mean(0)).statistic
@@ -200,7 +209,7 @@ def test_switch_effect_tracks_induction_score(study, figures, claim):
         0.3,
         why="0.3: a moderate rank correlation, where copying predicts the switch heads",
         metric="Spearman rho, induction score vs -switch effect over all heads",
-        unit="discovery families",
+        unit="discovery groups",
     )
 
 
@@ -215,7 +224,9 @@ def test_ablating_induction_heads_removes_switch_heads_attention_on_answers(stud
         why="a quarter: the induction heads feed a real part of the switch heads' attention on the answers",
         metric="share of switch heads' attention on both answers removed by mean-ablating "
         + label(study.induction_heads),
-        note=f"clean {bootstrap_ci(clean.both.to_numpy())}, ablated {bootstrap_ci(ablated.both.to_numpy())}",
+        note=f"clean {bootstrap_ci(clean.both.to_numpy())}, ablated {bootstrap_ci(ablated.both.to_numpy())}; "
+        f"the reference (other groups' prompts) moves the heads' final-row output by "
+        f"{study.ablation_change:.2f} of its norm",
     )
 
 
@@ -237,7 +248,7 @@ def test_ablating_induction_heads_removes_switch_heads_recency_bias(study, claim
             f"the switch heads favour the later answer (recency bias {bias} > 0)",
         ),
         note=f"clean recency bias {bootstrap_ci(clean.recency.to_numpy())}; ablation moves LD "
-        f"{family_ci(later, 'delta')}",
+        f"{group_ci(later, 'delta')}",
     )
 
 
@@ -266,7 +277,7 @@ def test_induction_heads_reach_switch_heads_through_queries(study, claim):
 def test_sensitivity_survives_induction_ablation(study, claim):
     """What copying leaves to entailment: the sensitivity without the top induction heads."""
     ablated = sensitivity_by_pair(deltas(study, "ablate_induction"), "ld")
-    ci = family_ci(ablated, "ld")
+    ci = group_ci(ablated, "ld")
     assert claim(
         ci,
         ">=",
@@ -284,7 +295,7 @@ def test_sensitivity_survives_induction_ablation(study, claim):
 @pytest.mark.confirmatory
 @pytest.mark.real_model
 def test_switching_top3_heads_moves_heldout_ld(study, claim):
-    ci = family_ci(deltas(study, ("switch", K, 1.0)), "delta")
+    ci = group_ci(deltas(study, ("switch", K, 1.0)), "delta")
     assert claim(
         ci,
         "<=",
@@ -298,8 +309,8 @@ def test_switching_top3_heads_moves_heldout_ld(study, claim):
 @pytest.mark.real_model
 @pytest.mark.parametrize("control", ["same_layer", "decile"])
 def test_top3_switch_beats_matched_control(study, control, claim):
-    top = by_family(deltas(study, ("switch", K, 1.0)), "delta")
-    other = by_family(mean_of_draws(study, control), "delta")
+    top = by_group(deltas(study, ("switch", K, 1.0)), "delta")
+    other = by_group(mean_of_draws(study, control), "delta")
     ci = bootstrap_ci((top - other).to_numpy())
     heads = study.same_layer if control == "same_layer" else study.decile
     assert claim(
@@ -314,31 +325,10 @@ def test_top3_switch_beats_matched_control(study, control, claim):
 
 
 @pytest.mark.real_model
-def test_switch_effect_grows_gradually_with_moved_weight(study, figures, claim):
-    half, full = (
-        by_family(deltas(study, ("switch", K, 0.5)), "delta"),
-        by_family(deltas(study, ("switch", K, 1.0)), "delta"),
-    )
-    ci = ratio_ci(half, full)
-    curve = {
-        k: [round(float(deltas(study, ("switch", k, a)).delta.mean()), 2) for a in DOSE_ALPHA[1:]]
-        for k in DOSE_K
-    }
-    assert claim(
-        ci,
-        ">=",
-        0.3,
-        why="0.3: half the weight moves at least 0.3 of the effect (no threshold step)",
-        metric=f"delta(alpha=0.5) / delta(alpha=1), K={K}",
-        note=f"mean delta at alpha .25..1 by K: {curve}",
-    )
-
-
-@pytest.mark.real_model
 def test_single_head_effects_add_up_to_the_joint_switch(study, claim):
     k = max(DOSE_K)
-    joint = by_family(deltas(study, ("switch", k, 1.0)), "delta")
-    singles = sum(by_family(deltas(study, ("single", head)), "delta") for head in study.switch_heads[:k])
+    joint = by_group(deltas(study, ("switch", k, 1.0)), "delta")
+    singles = sum(by_group(deltas(study, ("single", head)), "delta") for head in study.switch_heads[:k])
     ci = ratio_ci(joint, singles)
     assert claim(
         ci,
@@ -352,59 +342,44 @@ def test_single_head_effects_add_up_to_the_joint_switch(study, claim):
 @pytest.mark.confirmatory
 @pytest.mark.real_model
 @pytest.mark.parametrize("intervention", ["switch", "seed_redirect"])
-def test_intervention_flips_the_top1_token_beyond_its_control(study, intervention, claim):
-    """The seed's own intervention is the one-hot redirect of the heads that attend most to the answer."""
+def test_intervention_switches_the_answer_beyond_its_control(study, intervention, claim):
+    """A switch: the top-1 token becomes the alternative answer (on prompts whose clean top-1 is not
+    already the alternative). The seed's own intervention is the one-hot redirect of the heads that
+    attend most to the answer; each control head moves as much attention as the head it stands for."""
     if intervention == "switch":
-        top = flip_rate(study, ("switch", K, 1.0))
-        controls = [flip_rate(study, ("same_layer", i)) for i in range(CONTROL_DRAWS)]
-        control = controls[0].assign(flip=np.mean([c.flip.to_numpy() for c in controls], axis=0))
+        top = switch_rate(study, ("switch", K, 1.0))
+        controls = [switch_rate(study, ("same_layer", i)) for i in range(CONTROL_DRAWS)]
+        control = controls[0].assign(switch=np.mean([c.switch.to_numpy() for c in controls], axis=0))
         heads = study.switch_heads[:K]
     else:
         top, control, heads = (
-            flip_rate(study, "seed_redirect"),
-            flip_rate(study, "seed_redirect_control"),
+            switch_rate(study, "seed_redirect"),
+            switch_rate(study, "seed_redirect_control"),
             study.seed_heads,
         )
-    a, b = by_family(top, "flip"), by_family(control, "flip")
+    a, b = by_group(top, "switch"), by_group(control, "switch")
     ci = bootstrap_ci((a - b).to_numpy())
     assert claim(
         ci,
         ">=",
         0.3,
-        why="0.3: the edit switches the answer in 30 more families in 100 than its control",
-        metric=f"top-1 flip rate, {intervention} {label(heads)} - same-layer control",
-        note=f"flips {bootstrap_ci(a.to_numpy())}, control {bootstrap_ci(b.to_numpy())}; "
+        why="0.3: the edit makes the alternative the answer in 30 more prompts in 100 than its control",
+        metric=f"switch rate to the alternative, {intervention} {label(heads)} - same-layer control",
+        note=f"switches {bootstrap_ci(a.to_numpy())}, control {bootstrap_ci(b.to_numpy())}; "
         f"p(alternative) {top.p_alternative.mean():.3f} vs control {control.p_alternative.mean():.3f}",
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# e. Where vs what, direct vs total
-
-
-@pytest.mark.real_model
-def test_fact_changes_where_switch_heads_look_more_than_what_they_read(study, claim):
-    """Each switch head gets the other text's final-row pattern (where) or its values (what)."""
-    where = by_family(sensitivity_by_pair(deltas(study, "switch_cross"), "delta"), "delta")
-    what = by_family(sensitivity_by_pair(deltas(study, "switch_value_cross"), "delta"), "delta")
-    ci = bootstrap_ci((where - what).to_numpy())
-    assert claim(
-        ci,
-        "<=",
-        0.0,
-        why="any: the sign is the claim",
-        metric="delta sensitivity, pattern from the other fact - values from the other fact",
-        precondition=entails(study),
-        note=f"pattern {bootstrap_ci(where.to_numpy())}; values {bootstrap_ci(what.to_numpy())}",
-    )
+# e. Direct vs total
 
 
 @pytest.mark.real_model
 def test_switch_effect_is_mostly_direct(study, claim):
     """Direct effect: later heads, MLPs and ln_final's scale held at their clean values."""
     direct, total = (
-        by_family(deltas(study, "switch_direct"), "delta"),
-        by_family(deltas(study, ("switch", K, 1.0)), "delta"),
+        by_group(deltas(study, "switch_direct"), "delta"),
+        by_group(deltas(study, ("switch", K, 1.0)), "delta"),
     )
     ci = ratio_ci(direct, total)
     assert claim(
@@ -430,7 +405,7 @@ def toy_study(toy_model) -> ToyStudy:
 @pytest.mark.confirmatory
 def test_toy_answer_follows_the_query(toy_study, claim):
     assert claim(
-        family_ci(toy_study.behaviour, "sensitivity"),
+        group_ci(toy_study.behaviour, "sensitivity"),
         ">=",
         2.0,
         why="2 nats: the queried rule decides the answer (odds e^2 = 7.4 to 1 between the texts)",
@@ -553,3 +528,33 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 #   EditAttention, AblateHeads, EditValues, and the declared Hooks of freeze_after, path_to_queries and
 #   watch) that the sweep engine reads instead of hook names; make research reproduced every value, CI,
 #   p, adjusted p and verdict exactly. Metric names list heads as "L23H7, L24H7, L23H0".
+# 2026-12-02  Units, controls and switches redesigned; both models rerun (1 thread each). 40 families (16
+#   new: 8 twin groups with a verb and answers of their own), grouped into 17 units by shared verb or answer
+#   word (twin_groups; the six "drink" and four "eat" families are one unit each); 6 discovery and 11
+#   confirmation groups, which share no answer word; CIs over groups. Controls: one per compared head, from
+#   its layer (or the attention decile), moving as much attention onto the alternative as that head
+#   (ShiftAttention). A switch is the top-1 token becoming the alternative. The mean ablation's reference is
+#   other groups' prompts (position-matched), never the ablated ones; it moves the induction heads' final
+#   output by 0.71 / 0.54 of its norm (smollm2-135m / gemma3-270m), so a null is not a no-op. Removed as
+#   claims, kept as implementation checks (tests/test_entailment_identities.py): the dose-response (the
+#   edit is linear in the moved weight by construction) and where-vs-what (values before the fact word are
+#   the same in both texts); the flip claims become switch claims (8 rows removed, 4 added).
+#   a. Crossed orders -0.155 [-0.357, 0.049] / 0.213 [-0.055, 0.449]: undecided on both; on gemma3-270m's
+#      11 confirmation groups alone 0.163 [0.003, 0.345] (95%), so its claims that presume entailment are
+#      measured now (on smollm2-135m -0.264 [-0.416, -0.130]: still inconclusive). Two-hop 0.196 / 0.278
+#      (gemma3-270m undecided -> supported); one-hop 0.250 [-0.135, 0.576] / 0.406 [0.175, 0.724].
+#   b. Fact heads 0.017 [0.006, 0.030] / 0.013 [0.007, 0.019] over their layers: refuted (>= 0.05). On
+#      gemma3-270m their pattern swap removes 4.05 [-4.03, 16.0] of the sensitivity (inconclusive ->
+#      undecided: too wide to decide).
+#   c. Induction score vs switch effect 0.290 / 0.042; the ablation removes -0.008 / 0.086 of the switch
+#      heads' attention on the answers (refuted on both); query path / full drop on gemma3-270m 0.193 [0.126,
+#      0.509] (refuted -> undecided); sensitivity without the induction heads on gemma3-270m 0.270 [0.138,
+#      0.435] (inconclusive -> supported: what sensitivity gemma has does not run through them).
+#   d. Top-3 switch -1.94 [-2.47, -1.34] / -5.15 [-6.05, -4.01], beyond matched same-layer heads -1.59 /
+#      -4.57 and decile heads -1.80 / -5.82 (supported). It makes the alternative the answer in 0.60 / 0.85
+#      of the prompts against 0.21 / 0.22 for its controls: 0.390 [0.172, 0.596] (undecided) / 0.626
+#      [0.326, 0.861] (supported) beyond them. The seed's one-hot redirect switches 0.07 / 0.00, no more than
+#      controls moving as much attention (-0.030 / -0.049: refuted). Additive (1.02 / 1.05), mostly direct
+#      (0.85 / 1.55): supported. Verdict: no head is shown to carry entailment in either model; the switch
+#      heads write the answer they look at. Where entailment happens in a model that does entail:
+#      test_two_hop_organism.py.

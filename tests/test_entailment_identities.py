@@ -141,3 +141,81 @@ def test_path_to_queries_is_an_identity_when_the_mean_is_the_prompt_itself(model
             metric,
         )
     torch.testing.assert_close(values["path"], values["clean"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.real_model
+def test_switched_head_output_is_linear_in_the_moved_weight(model):
+    """Why the dose-response is no claim: moving a fraction alpha of a head's final-row weight from
+    one answer to the other changes its output z by alpha times the full move, by construction."""
+    tokens, boots, shoes = _positions(model)
+    head = _late(model)
+    name = get_act_name("z", head[0])
+    outputs = {}
+
+    def keep(z, hook):
+        outputs[alpha] = z[0, -1, head[1]].clone()
+
+    for alpha in (0.0, 0.3, 1.0):
+        model.run_with_hooks(
+            tokens, fwd_hooks=[*MoveAttention([head], boots, shoes, alpha).hooks(model), (name, keep)]
+        )
+    torch.testing.assert_close(
+        outputs[0.3], outputs[0.0] + 0.3 * (outputs[1.0] - outputs[0.0]), atol=1e-5, rtol=1e-4
+    )
+
+
+@pytest.mark.real_model
+def test_values_before_the_fact_word_are_the_same_in_both_texts(model):
+    """Why "what the heads read" was no claim: under the causal mask every position before the fact
+    word sees the same tokens in both texts of a pair, so its values (and the answers' values, which
+    come before the fact) are identical, and swapping them between the texts changes nothing."""
+    from attnclaims.prompts.entailment import minimal_pairs
+    from attnclaims.protocols import tokenize_pairs
+    from attnclaims.studies.entailment_study import label
+
+    kept, _ = tokenize_pairs(model, minimal_pairs(2)[:4], label)
+    pair = kept[0]
+    fact = int((pair.tokens[0] != pair.tokens[1]).nonzero()[0])
+    _, cache = model.run_with_cache(pair.tokens, names_filter=lambda n: n.endswith("hook_v"))
+    for layer in range(model.cfg.n_layers):
+        v = cache[get_act_name("v", layer)]  # [2, pos, kv_head, d_head]
+        torch.testing.assert_close(v[0, :fact], v[1, :fact], atol=1e-5, rtol=0)
+        assert pair.answer_pos[0] < fact and pair.answer_pos[1] < fact
+
+
+def test_twin_families_are_one_group_and_groups_share_no_answer():
+    from attnclaims.prompts.entailment import FAMILIES
+    from attnclaims.studies.entailment_study import twin_groups
+
+    group = twin_groups(FAMILIES)
+    assert group["umbrella"] == group["dax"] == "dax+umbrella"
+    assert group["fire"] == group["room"]  # both "drink": one unit, though their answers differ
+    answers: dict[str, set] = {}
+    for f in FAMILIES:
+        for word in (f.verb, *f.answers):
+            answers.setdefault(word, set()).add(group[f.name])
+    assert all(len(groups) == 1 for groups in answers.values())
+    assert len(set(group.values())) >= 16
+
+
+def test_other_groups_mean_never_reads_the_bucket_and_matches_positions_from_the_end():
+    import pandas as pd
+
+    from attnclaims.studies.entailment_sweep import Bucket, other_groups_mean
+
+    def bucket(groups, length, value):
+        rows = pd.DataFrame({"group": groups, "hops": 2})
+        acts = torch.full((len(groups), length, 1), float(value))
+        acts[:, 0] = -1.0  # BOS
+        acts[:, -1] = 10 * value  # the final position
+        dummy = torch.zeros(len(groups), dtype=torch.long)
+        return Bucket(torch.zeros(len(groups), length), dummy, dummy, dummy, dummy, rows), {"z": acts}
+
+    own, own_store = bucket(["g1", "g1"], 5, 100)
+    longer, longer_store = bucket(["g2"], 7, 2)
+    shorter, shorter_store = bucket(["g3", "g3"], 4, 4)
+    mean = other_groups_mean([own, longer, shorter], [own_store, longer_store, shorter_store], own, "z")
+    assert mean.shape == (1, 5, 1)
+    assert mean[0, 0, 0] == -1.0  # BOS from BOS
+    assert mean[0, -1, 0] == pytest.approx((20 + 2 * 40) / 3)  # the final positions, own group left out
+    assert mean[0, 1, 0] == pytest.approx(2.0)  # only the longer prompt reaches this far from the end

@@ -1,11 +1,12 @@
-"""Family-level statistics of the entailment study: what the claims read from a Study.
+"""Group-level statistics of the entailment study: what the claims read from a Study.
 
-    ci = family_ci(deltas(study, ("switch", 3, 1.0)), "delta")  # held-out delta LD, CI over families
-    ci = ratio_ci(by_family(direct, "delta"), by_family(total, "delta"))  # sum / sum, families resampled
+    ci = group_ci(deltas(study, ("switch", 3, 1.0)), "delta")  # held-out delta LD, CI over groups
+    ci = ratio_ci(by_group(direct, "delta"), by_group(total, "delta"))  # sum / sum, groups resampled
     claim(ci, ">=", 0.5, ..., precondition=entails(study), note=f"control {ci}")
 
-Families are the unit: a prompt's value is averaged within its family first, and every CI is a 95%
-bootstrap over families (attnclaims.stats.bootstrap_ci). Variants are the keys of
+Groups are the unit: families that share a verb or an answer word (a real family and its made-up
+twin) form one group; a prompt's value is averaged within its family, the families within their
+group, and every CI is a bootstrap over groups (attnclaims.stats.bootstrap_ci). Variants are the keys of
 attnclaims.studies.entailment_study (e.g. "clean", ("switch", k, alpha), ("same_layer", i),
 "ablate_induction").
 """
@@ -15,24 +16,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from attnclaims.stats import bootstrap_ci
+from attnclaims.stats import bootstrap_ci, bootstrap_ratio_ci
 from attnclaims.studies.entailment_study import Study
 
 
-def by_family(frame: pd.DataFrame, column: str) -> pd.Series:
-    return frame.groupby("family")[column].mean()
+def by_group(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Per group (the unit: twin families, attnclaims.studies.entailment_study.twin_groups): the mean
+    over its families, each family's own mean first."""
+    return frame.groupby(["group", "family"])[column].mean().groupby("group").mean()
 
 
-def family_ci(frame: pd.DataFrame, column: str):
-    return bootstrap_ci(by_family(frame, column).to_numpy())
+def group_ci(frame: pd.DataFrame, column: str):
+    return bootstrap_ci(by_group(frame, column).to_numpy())
 
 
 def ratio_ci(numerator: pd.Series, denominator: pd.Series):
-    """CI of sum(numerator) / sum(denominator) over families, resampling families."""
-    num, den = numerator.to_numpy(), denominator.loc[numerator.index].to_numpy()
-    return bootstrap_ci(
-        np.arange(len(num)), statistic=lambda i: num[i.astype(int)].sum() / den[i.astype(int)].sum()
-    )
+    """CI of sum(numerator) / sum(denominator) over groups, resampling groups."""
+    return bootstrap_ratio_ci(numerator.to_numpy(), denominator.loc[numerator.index].to_numpy())
 
 
 def deltas(study: Study, variant) -> pd.DataFrame:
@@ -52,33 +52,38 @@ def mean_of_draws(study: Study, kind: str) -> pd.DataFrame:
     return out
 
 
-def flip_rate(study: Study, variant) -> pd.DataFrame:
-    """Per confirmation prompt: `flip` = 1.0 where the top-1 token under `variant` differs from clean."""
+def switch_rate(study: Study, variant) -> pd.DataFrame:
+    """Per confirmation prompt whose clean top-1 token is not the alternative answer: `switch` = 1.0
+    where `variant` makes the alternative the top-1 token (a change to any other token is no switch)."""
     c = study.confirm
-    clean = c[c.variant.map(lambda v: v == "clean")].set_index(["pair", "text"]).top1
+    clean = c[c.variant.map(lambda v: v == "clean")].set_index(["pair", "text"]).alternative_top1
     v = c[c.variant.map(lambda x: x == variant)].copy()
-    v["flip"] = (v.top1.to_numpy() != clean.loc[list(zip(v.pair, v.text))].to_numpy()).astype(float)
+    was = clean.loc[list(zip(v.pair, v.text))].to_numpy()
+    v = v[was == 0].copy()
+    v["switch"] = v.alternative_top1.to_numpy()
     return v
 
 
 def answers_attention(study: Study, variant: str) -> pd.DataFrame:
-    """Per family: the switch heads' final-row attention on both answers (`both`) and on the later
+    """Per group: the switch heads' final-row attention on both answers (`both`) and on the later
     answer minus the earlier one (`recency`), under `variant` ("clean", "ablate_induction", "path_q")."""
     c = study.captures[study.captures.variant == variant]
     return (
         c.assign(both=c.entailed + c.alternative, recency=c.later - c.earlier)
-        .groupby("family")[["both", "recency"]]
+        .groupby(["group", "family"])[["both", "recency"]]
+        .mean()
+        .groupby("group")
         .mean()
     )
 
 
 def entails(study: Study, split: str | None = "confirmation") -> tuple[bool, str]:
-    """The premise of claims about entailment, on the families they measure: the two-hop answer follows
+    """The premise of claims about entailment, on the groups they measure: the two-hop answer follows
     the fact where the rule orders are crossed (there, matching the condition's place to the answer's
     gives the wrong answer, so a positive sensitivity is more than order matching)."""
     rows = study.behaviour.query("hops == 2 and crossed" + (f" and split == '{split}'" if split else ""))
-    ci = family_ci(rows, "sensitivity")
-    where = f"{split} families" if split else "all families"
+    ci = group_ci(rows, "sensitivity")
+    where = f"{split} groups" if split else "all groups"
     return (
         ci.low > 0,
         f"the model follows the fact when rule orders are crossed, on the {where} "

@@ -4,16 +4,19 @@
     study.switch_heads[:3], study.confirm.query("variant == 'clean'").ld
 
 Steps, in the order they run (each stacked forward goes through attnclaims.sweep.run_variants):
-1. Minimal pairs (prompts/entailment.py) that tokenize position-matched on the model; families split
-   once into discovery and confirmation (attnclaims.stats.discovery_confirmation_split), each family used in
-   one same and one crossed rule order (design.order_sets, alternating between families).
+1. Minimal pairs (prompts/entailment.py) that tokenize position-matched on the model; families grouped
+   into units by shared verb or answer word (twin_groups) and the groups split once into discovery and
+   confirmation (attnclaims.stats.discovery_confirmation_split), each family used in one same and one
+   crossed rule order (design.order_sets, alternating between families).
 2. Induction scores of every head on repeated random tokens (attnclaims.scores.induction_scores).
 3. Clean run of every prompt: LD, every head's final-row attention, and the activations later steps
    freeze (the direct effect) or use as the mean-ablation reference.
 4. Discovery: fact-following score and single-head switch effect of every head; from them the fact,
    switch, seed and induction heads, and the control draws (random.Random(0)).
-5. Confirmation families: every intervention of the claims against its controls, as LD, top-1 token
-   and p(alternative) per prompt x variant, and the switch heads' attention under the ablations.
+5. Confirmation groups: every intervention of the claims against its controls (one per compared head,
+   moving as much attention: ShiftAttention), as LD, whether the top-1 token is the alternative and
+   p(alternative) per prompt x variant, and the switch heads' attention under the ablations, whose
+   mean reference is other groups' prompts (entailment_sweep.other_groups_mean).
 """
 
 from __future__ import annotations
@@ -23,22 +26,31 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.heads import top_heads
+from attnclaims.heads import same_layer_controls, top_heads
 from attnclaims.hooks import partner_row
-from attnclaims.interventions import AblateHeads, EditAttention, EditValues, MoveAttention, RedirectAttention
-from attnclaims.prompts.entailment import minimal_pairs
+from attnclaims.interventions import (
+    AblateHeads,
+    EditAttention,
+    MoveAttention,
+    RedirectAttention,
+    ShiftAttention,
+)
+from attnclaims.prompts.entailment import FAMILIES, minimal_pairs
 from attnclaims.protocols import freeze_after, path_to_queries, tokenize_pairs, watch
 from attnclaims.scores import induction_scores
 from attnclaims.stats import discovery_confirmation_split
 from attnclaims.studies.entailment_sweep import (
+    alternative_top1_metric,
     attention_frame,
     buckets,
+    other_groups_mean,
+    output_change,
     p_alternative_metric,
     sensitivity_by_pair,
     sweep,
-    top1_metric,
 )
 from attnclaims.tasks import ordinary_token_ids, random_repeats
 
@@ -52,7 +64,7 @@ class EntailmentDesign:
     dose_alpha: tuple[float, ...]  # fractions of the entailed answer's weight moved (0 first)
     control_draws: int  # draws of K control heads, per kind of control
     n_induction: int  # top induction heads mean-ablated
-    discovery_fraction: float  # share of families in the discovery split
+    discovery_fraction: float  # share of groups (of twin families) in the discovery split
     order_sets: tuple[tuple[str, str], ...]  # rule orders per family, alternating between families
 
 
@@ -69,25 +81,49 @@ class Study:
     switch_heads: list  # top max(dose_k) by discovery switch effect (most negative first)
     seed_heads: list  # top K by discovery attention to the entailed answer (the seed's selection)
     induction_heads: list  # top n_induction by induction score, outside the switch heads
-    same_layer: list  # control_draws draws of K heads in the switch heads' layers
+    same_layer: list  # control_draws draws: for each top switch head, another head of its layer
     decile: list  # control_draws draws of K heads from the top attention decile
     confirm: pd.DataFrame  # confirmation: per prompt x variant, LD / top-1 / p(alternative)
     captures: pd.DataFrame  # confirmation: switch heads' attention per prompt x variant
+    ablation_change: float  # how far the mean ablation moves the induction heads' final-row output (relative)
 
 
 def label(p) -> str:
     return f"{p.family}/{p.hops}/{p.order}"
 
 
-def meta_of(p, split: dict, swept: dict) -> dict:
+def twin_groups(families) -> dict[str, str]:
+    """family name -> its unit: families that share a verb or an answer word (a real family and its
+    made-up twin, or two families that "drink" something) are one group, named by its members."""
+    parent = {f.name: f.name for f in families}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    seen: dict[str, str] = {}
+    for f in families:
+        for word in (f"verb:{f.verb}", *(f"answer:{a}" for a in f.answers)):
+            if word in seen:
+                parent[root(f.name)] = root(seen[word])
+            seen.setdefault(word, f.name)
+    members: dict[str, list[str]] = {}
+    for f in families:
+        members.setdefault(root(f.name), []).append(f.name)
+    return {name: "+".join(sorted(members[root(name)])) for name in parent}
+
+
+def meta_of(p, split: dict, swept: dict, group: dict) -> dict:
     """A pair's table columns; `swept`: a two-hop pair in one of its family's swept rule orders."""
     return {
         "family": p.family,
+        "group": group[p.family],
         "words": p.words,
         "hops": p.hops,
         "order": p.order,
         "crossed": p.crossed,
-        "split": split.get(p.family, "confirmation"),
+        "split": split.get(group[p.family], "confirmation"),
         "swept": p.hops == 2 and p.order in swept[p.family],
     }
 
@@ -97,16 +133,17 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     every_head = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     families = sorted({p.family for p in minimal_pairs(2)})
+    group = twin_groups(FAMILIES)
     discovery, _ = discovery_confirmation_split(
-        families, confirm_fraction=1 - design.discovery_fraction, seed=0
+        sorted(set(group.values())), confirm_fraction=1 - design.discovery_fraction, seed=0
     )
-    split = {f: "discovery" for f in discovery}
+    split = {g: "discovery" for g in discovery}
     orders = {f: design.order_sets[i % 2] for i, f in enumerate(families)}
     two_hop_pairs = [p for p in minimal_pairs(2) if p.order in orders[p.family]]
     two_hop, skipped = tokenize_pairs(model, two_hop_pairs, label)
     one_hop, skipped_1 = tokenize_pairs(model, minimal_pairs(1), label)
-    swept = {f: orders[f] if f not in split else (orders[f][i % 2],) for i, f in enumerate(families)}
-    meta = {label(p): meta_of(p, split, swept) for p in minimal_pairs(2) + minimal_pairs(1)}
+    swept = {f: orders[f] if group[f] not in split else (orders[f][i % 2],) for i, f in enumerate(families)}
+    meta = {label(p): meta_of(p, split, swept, group) for p in minimal_pairs(2) + minimal_pairs(1)}
 
     # Induction (copy) scores on repeated random tokens.
     rep = random_repeats(model, ordinary_token_ids(model), seed=0, batch=8, seq_len=24)
@@ -145,7 +182,7 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     disc = disc[disc.variant != "clean"].copy()
     disc["delta"] = disc.value - disc.prompt.map(clean_disc)
     disc["layer"], disc["head"] = disc.variant.str[0], disc.variant.str[1]
-    switch_by_family = disc.groupby(["family", "layer", "head"], as_index=False).delta.mean()
+    switch_by_family = disc.groupby(["group", "family", "layer", "head"], as_index=False).delta.mean()
     per_head = switch_by_family.groupby(["layer", "head"]).delta.mean()
     switch_heads = top_heads(per_head, max(design.dose_k), largest=False)
     top = switch_heads[: design.k]
@@ -153,22 +190,18 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         h for h in top_induction if h not in switch_heads and h[0] < min(lyr for lyr, _ in top)
     ][: design.n_induction]
 
-    # Controls: K heads of the same layers, or of the top attention decile, never a top head.
+    # Controls, never a compared head: for each compared head another of its layer, or one of the top
+    # attention decile; each moves as much attention as the head it stands for (matched below).
     rng = random.Random(0)
     layers = sorted({layer for layer, _ in top})
-    pool = [(layer, head) for layer in layers for head in range(n_heads) if (layer, head) not in top]
-    same_layer = [rng.sample(pool, design.k) for _ in range(design.control_draws)]
+    same_layer = [same_layer_controls(rng, top, n_layers, n_heads) for _ in range(design.control_draws)]
     attention_rank = disc_attention.entailed.mean()
     decile_pool = [
         h for h in top_heads(attention_rank, max(len(every_head) // 10, 2 * design.k)) if h not in top
     ]
     decile = [rng.sample(decile_pool, design.k) for _ in range(design.control_draws)]
-    fact_control = rng.sample(
-        [h for h in every_head if h[0] in {lyr for lyr, _ in fact_heads} and h not in fact_heads], design.k
-    )
-    seed_control = rng.sample(
-        [h for h in every_head if h[0] in {lyr for lyr, _ in seed_heads} and h not in seed_heads], design.k
-    )
+    fact_control = same_layer_controls(rng, fact_heads, n_layers, n_heads)
+    seed_control = same_layer_controls(rng, seed_heads, n_layers, n_heads)
 
     # Confirmation: two-hop pairs of held-out families, all rule orders.
     confirmation = [
@@ -184,19 +217,30 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     def switch(heads, bucket, alpha=1.0):
         return MoveAttention(heads, bucket.entailed_pos, bucket.alternative_pos, alpha)
 
+    def weight_on(index, head, pos):  # [batch]: a head's clean final-row weight on `pos`
+        pattern = conf_stores[index][("clean", get_act_name("pattern", head[0]))]
+        return pattern[torch.arange(len(pos)), head[1], pos]
+
+    def matched(controls, masses, dst):
+        """Control i moves masses[i] of its attention onto dst: as much as compared head i moves."""
+        parts = [ShiftAttention([c], dst=dst, mass=m) for c, m in zip(controls, masses)]
+        return sum(parts[1:], parts[0])
+
     def final_row_variants(bucket, index, store):
+        e, a = bucket.entailed_pos, bucket.alternative_pos
+        moved = [weight_on(index, h, e) for h in top]  # a switch moves each head's weight on e to a
+        redirected = [1 - weight_on(index, h, a) for h in seed_heads]  # a redirect moves all but a's
         variants = {"clean": []}
         for k in design.dose_k:
             for alpha in design.dose_alpha[1:]:
                 variants[("switch", k, alpha)] = switch(switch_heads[:k], bucket, alpha)
         variants.update({("single", head): switch([head], bucket) for head in switch_heads})
-        variants.update({("same_layer", i): switch(heads, bucket) for i, heads in enumerate(same_layer)})
-        variants.update({("decile", i): switch(heads, bucket) for i, heads in enumerate(decile)})
-        variants["seed_redirect"] = RedirectAttention(seed_heads, bucket.alternative_pos)
-        variants["seed_redirect_control"] = RedirectAttention(seed_control, bucket.alternative_pos)
+        variants.update({("same_layer", i): matched(heads, moved, a) for i, heads in enumerate(same_layer)})
+        variants.update({("decile", i): matched(heads, moved, a) for i, heads in enumerate(decile)})
+        variants["seed_redirect"] = RedirectAttention(seed_heads, a)
+        variants["seed_redirect_control"] = matched(seed_control, redirected, a)
         variants["fact_cross"] = EditAttention(fact_heads, partner_row)
         variants["fact_cross_control"] = EditAttention(fact_control, partner_row)
-        variants["switch_cross"] = EditAttention(top, partner_row)
         variants["switch_direct"] = switch(top, bucket) + freeze_after(
             model, top, conf_stores[index], "clean"
         )
@@ -215,30 +259,31 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         every = final_row_variants(bucket, index, store)
         return {key: every[key] for key in flip_keys}
 
-    top1, _ = sweep(model, conf_buckets, flip_variants, metric=top1_metric)
+    switched, _ = sweep(model, conf_buckets, flip_variants, metric=alternative_top1_metric)
     p_alt, _ = sweep(model, conf_buckets, flip_variants, metric=p_alternative_metric)
     confirm = confirm.rename(columns={"value": "ld"})
-    for frame, column in ((top1, "top1"), (p_alt, "p_alternative")):
+    for frame, column in ((switched, "alternative_top1"), (p_alt, "p_alternative")):
         confirm = confirm.merge(
             frame.rename(columns={"value": column})[["pair", "text", "variant", column]],
             on=["pair", "text", "variant"],
             how="left",
         )
 
-    # Copy account and "what": full forwards from the lowest edited layer.
+    # Copy account: full forwards from the lowest edited layer. The mean-ablation reference of a bucket
+    # is the mean of other groups' two-hop prompts (never its own), position-matched (other_groups_mean).
     watched = sorted({(get_act_name("pattern", layer), layer) for layer, _ in top})
+    references = [
+        {name: other_groups_mean(all_buckets, clean_stores, b, ("clean_full", name)) for name, _ in full_z}
+        for b in conf_buckets
+    ]
 
     def full_variants(bucket, index, store):
-        reference = {name: conf_stores[index][("clean_full", name)] for name, _ in full_z}
         look = lambda key: [watch(store, key, name, layer=layer) for name, layer in watched]
-        return {
-            "ablate_induction": [AblateHeads(induction_heads, "mean", reference), *look("ablate_induction")],
-            "switch_value_cross": EditValues(top, partner_row, query_pos=-1),
-        }
+        ablate = AblateHeads(induction_heads, "mean", references[index])
+        return {"ablate_induction": [ablate, *look("ablate_induction")]}
 
     def path_variant(bucket, index, store):
-        reference = {name: conf_stores[index][("clean_full", name)] for name, _ in full_z}
-        hooks = path_to_queries(model, induction_heads, top, reference)
+        hooks = path_to_queries(model, induction_heads, top, references[index])
         return {"path_q": [hooks, *(watch(store, "path_q", name, layer=layer) for name, layer in watched)]}
 
     full, full_stores = sweep(model, conf_buckets, full_variants)
@@ -255,6 +300,7 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         ignore_index=True,
     )
     captures = captures[[(lyr, h) in top for lyr, h in zip(captures.layer, captures["head"])]]
+    ablation_change = output_change(conf_stores, references, induction_heads)
     return Study(
         model_name,
         design,
@@ -271,4 +317,5 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         decile,
         confirm,
         captures,
+        ablation_change,
     )

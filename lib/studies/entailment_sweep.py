@@ -7,8 +7,8 @@
 
 A bucket stacks pairs of one token length, row 2i text a and row 2i+1 text b, so that a variant's
 hooks act on every pair at once (attnclaims.sweep.run_variants). Every frame here has one row per prompt
-(per prompt x head for attention), carrying the pair's table columns: pair, family, words, hops,
-order, crossed, split, swept, text ("a"/"b").
+(per prompt x head for attention), carrying the pair's table columns: pair, family, group, words,
+hops, order, crossed, split, swept, text ("a"/"b").
 """
 
 from __future__ import annotations
@@ -75,9 +75,50 @@ def ld_metric(bucket: Bucket):
     return logit_diff(bucket.entailed_id, bucket.alternative_id, per_prompt=True)
 
 
-def top1_metric(bucket: Bucket):
-    """Per prompt: the top-1 token id at the final position (as a float)."""
-    return reads(-1, lambda logits: logits[:, -1].argmax(-1).float())
+def alternative_top1_metric(bucket: Bucket):
+    """Per prompt: 1.0 where the top-1 token at the final position is the alternative answer."""
+    alternative = bucket.alternative_id
+    return reads(-1, lambda logits: (logits[:, -1].argmax(-1) == alternative.to(logits.device)).float())
+
+
+def other_groups_mean(bucket_list, stores, bucket: Bucket, key) -> torch.Tensor:
+    """[1, pos, ...]: the mean of store[key] ([batch, pos, ...], every position) over the two-hop
+    prompts of every other group than `bucket`'s (never the prompts it is the reference of), matched
+    by position: BOS to BOS, then counted from the end (the shared ", so I wear" ending), each
+    position averaged over the prompts long enough to have it."""
+    own = set(bucket.rows.group)
+    length = bucket.tokens.shape[1]
+    total, count = None, torch.zeros(length)
+    for other, store in zip(bucket_list, stores):
+        keep = torch.from_numpy(((~other.rows.group.isin(own)) & (other.rows.hops == 2)).to_numpy())
+        if not bool(keep.any()):
+            continue
+        acts = store[key][keep]  # [n, pos_other, ...]
+        aligned = torch.zeros(acts.shape[0], length, *acts.shape[2:], dtype=acts.dtype)
+        have = torch.zeros(length)
+        tail = min(length - 1, acts.shape[1] - 1)
+        aligned[:, 0] = acts[:, 0]
+        aligned[:, length - tail :] = acts[:, acts.shape[1] - tail :]
+        have[0], have[length - tail :] = 1, 1
+        summed = aligned.sum(0) * 1.0
+        total = summed if total is None else total + summed
+        count += have * acts.shape[0]
+    if total is None or bool((count == 0).any()):
+        raise ValueError(f"no other group's prompts cover every position of a {length}-token bucket")
+    return (total / count.view(-1, *([1] * (total.ndim - 1))))[None]
+
+
+def output_change(stores, references, heads) -> float:
+    """How far a mean ablation moves `heads`' final-position output: |reference - clean| / |clean| of
+    hook_z, averaged over prompts and heads (0 would make the ablation a no-op)."""
+    ratios = []
+    for store, reference in zip(stores, references):
+        for layer, head in heads:
+            name = get_act_name("z", layer)
+            clean = store[("clean_full", name)][:, -1, head]  # [batch, d_head]
+            ref = reference[name][:, -1, head]
+            ratios.append(((ref - clean).norm(dim=-1) / clean.norm(dim=-1).clamp_min(1e-12)).mean())
+    return float(torch.stack(ratios).mean())
 
 
 def p_alternative_metric(bucket: Bucket):
@@ -133,6 +174,8 @@ def attention_frame(bucket_list, stores, key, layers, offset: int = 0) -> pd.Dat
 def sensitivity_by_pair(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
     """Per pair: LD_entailed(a) + LD_entailed(b) = LD(text a) - LD(text b), the sensitivity."""
     keys = [
-        c for c in ("variant", "pair", "family", "words", "hops", "order", "crossed", "split") if c in frame
+        c
+        for c in ("variant", "pair", "family", "group", "words", "hops", "order", "crossed", "split")
+        if c in frame
     ]
     return frame.groupby(keys, as_index=False)[column].sum()

@@ -60,7 +60,11 @@ def run_toy_study(model, config: ToyConfig, n_prompts: int, offset: int, k: int,
     if skipped:
         raise RuntimeError(f"toy pairs failed to tokenize: {skipped}")
     meta = {
-        f"toy{i}": {"family": f"toy{i}", "split": "discovery" if i % 3 == 0 else "confirmation"}
+        f"toy{i}": {
+            "family": f"toy{i}",
+            "group": f"toy{i}",
+            "split": "discovery" if i % 3 == 0 else "confirmation",
+        }
         for i in range(len(pairs))
     }
     bucket_list = buckets(kept, meta)
