@@ -219,3 +219,23 @@ def test_other_groups_mean_never_reads_the_bucket_and_matches_positions_from_the
     assert mean[0, 0, 0] == -1.0  # BOS from BOS
     assert mean[0, -1, 0] == pytest.approx((20 + 2 * 40) / 3)  # the final positions, own group left out
     assert mean[0, 1, 0] == pytest.approx(2.0)  # only the longer prompt reaches this far from the end
+
+
+def test_a_switch_is_the_alternative_becoming_the_answer_where_it_was_not():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from attnclaims.studies.entailment_stats import switch_rate
+
+    confirm = pd.DataFrame(
+        {
+            "pair": [0, 0, 1, 1] * 2,
+            "text": ["a", "b"] * 4,
+            "variant": ["clean"] * 4 + ["edit"] * 4,
+            "alternative_top1": [0.0, 1.0, 0.0, 0.0] + [1.0, 1.0, 0.0, 1.0],
+        }
+    )
+    rate = switch_rate(SimpleNamespace(confirm=confirm), "edit")
+    assert list(zip(rate.pair, rate.text)) == [(0, "a"), (1, "a"), (1, "b")]  # (0, b) already answered it
+    assert rate.switch.tolist() == [1.0, 0.0, 1.0]
