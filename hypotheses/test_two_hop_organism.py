@@ -130,13 +130,16 @@ def test_hop_head_pattern_carries_the_sensitivity(study, hop, claim):
     head = study.hop_heads[hop]
     rows = study.swaps.query(f"split == 'confirmation' and layer == {head.layer} and head == {head.head}")
     removed, clean = (rows.clean - rows.swapped).to_numpy(), rows.clean.to_numpy()
+    others = study.swaps.query(f"split == 'confirmation' and layer == {head.layer} and head != {head.head}")
+    control = (others.clean - others.swapped).sum() / others.clean.sum()  # same layer, same swap
     assert claim(
         bootstrap_ratio_ci(removed, clean),
         ">=",
         0.5,
         why="the head's pattern carries at least half of the sensitivity",
         metric=f"share of sensitivity removed by giving {head} the other text's pattern",
-        note=f"clean sensitivity {clean.mean():.3g}; 2 = the answer follows the other fact",
+        note=f"clean sensitivity {clean.mean():.3g}; 2 = the answer follows the other fact; the other "
+        f"heads of layer {head.layer}, swapped alike, remove {control:.3g} each on average",
     )
 
 

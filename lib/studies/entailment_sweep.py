@@ -100,7 +100,7 @@ def other_groups_mean(bucket_list, stores, bucket: Bucket, key) -> torch.Tensor:
         aligned[:, 0] = acts[:, 0]
         aligned[:, length - tail :] = acts[:, acts.shape[1] - tail :]
         have[0], have[length - tail :] = 1, 1
-        summed = aligned.sum(0) * 1.0
+        summed = aligned.sum(0)
         total = summed if total is None else total + summed
         count += have * acts.shape[0]
     if total is None or bool((count == 0).any()):
