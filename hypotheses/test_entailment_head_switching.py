@@ -25,8 +25,9 @@ account: switch effect vs induction score over all heads, mean-ablating the top 
 heads through their queries only (path patching), and what is left of the sensitivity without
 them; (d) the seed's switch, rebuilt: top heads by discovery switch effect, held-out groups,
 matched controls, additivity, the seed's one-hot redirect, switches of the top-1 token to the
-alternative; (e) the switch's direct vs total effect. Where entailment does happen, in a model
-built to entail, is test_two_hop_organism.py.
+alternative; (e) the switch's direct vs total effect. Heads against MLPs, layer by layer, on the
+same pairs: test_entailment_layers.py. Where entailment does happen, in a model built to entail, is
+test_two_hop_organism.py.
 
 Protocol (lib/studies/entailment_study.py run_study, on attnclaims.protocols and
 attnclaims.sweep.run_variants; every stacked forward goes through run_variants; group statistics:
@@ -558,3 +559,7 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 #      (0.85 / 1.55): supported. Verdict: no head is shown to carry entailment in either model; the switch
 #      heads write the answer they look at. Where entailment happens in a model that does entail:
 #      test_two_hop_organism.py.
+# 2026-12-02  The sweep engine sizes chunks in rows (variants x prompts; lib/sweep.py): the study's setup on
+#   smollm2-135m took 132 s instead of 153 s (2 threads). Float rounding moved with the batching: the
+#   Spearman figure went 0.2904 -> 0.2902 / 0.0416 -> 0.0426 (near-tied switch effects change rank); no
+#   other value moved and no verdict. Heads against MLPs on these pairs: test_entailment_layers.py.

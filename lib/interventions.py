@@ -231,6 +231,42 @@ class EditValues(_OnHeads):
 
 
 @dataclass(frozen=True)
+class PatchOutput(Intervention):
+    """Block `block`'s attention output ("attn_out", every head together) or MLP output ("mlp_out")
+    at the final position replaced by `source` ([batch, d_model]: another run's, e.g. the pair's
+    other text, attnclaims.studies.layer_account)."""
+
+    block: int
+    component: str
+    source: Any = field(repr=False, compare=False)
+
+    COMPONENTS = ("attn_out", "mlp_out")
+    final_row = True  # it edits the final position only
+
+    def __post_init__(self):
+        if self.component not in self.COMPONENTS:
+            raise ValueError(f"PatchOutput patches one of {self.COMPONENTS}, got {self.component!r}")
+
+    def layer(self, model) -> int:
+        return self.block
+
+    def hooks(self, model) -> list[Hook]:
+        name, source = f"blocks.{self.block}.hook_{self.component}", self.source
+
+        def patch(act: torch.Tensor, hook) -> torch.Tensor:
+            if act.shape[0] != source.shape[0] or act.shape[-1] != source.shape[-1]:
+                raise ValueError(
+                    f"{name}: source {tuple(source.shape)} is not one [batch, d_model] row per prompt "
+                    f"of {tuple(act.shape)}"
+                )
+            act = act.clone()
+            act[:, -1] = source.to(act.device, act.dtype)
+            return act
+
+        return [(name, patch)]
+
+
+@dataclass(frozen=True)
 class Hooks(Intervention):
     """Hooks built by hand, with what they declare: the lowest block they act in (`first_layer`;
     None: they may act before the blocks, or on the logits themselves, so the engine computes every

@@ -66,6 +66,16 @@ def target_prob(target, pos: int = -1, per_prompt: bool = False) -> Metric:
     return reads(pos, metric)
 
 
+def top1_is(ids, pos: int = -1) -> Metric:
+    """Per prompt: 1.0 where the top-1 token at `pos` is ids[i] (an int: the same id for every prompt)."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        row = logits[:, pos]
+        return (row.argmax(-1) == _ids(ids, row.shape[0], row.device)).float()
+
+    return reads(pos, metric)
+
+
 def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = False) -> Metric:
     """KL(clean || patched) of the next-token distributions at `pos`, in nats."""
     clean_logprobs = clean_logits[:, pos].float().log_softmax(-1)

@@ -128,10 +128,18 @@ def meta_of(p, split: dict, swept: dict, group: dict) -> dict:
     }
 
 
-def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
-    """The study of `model` (recorded as `model_name`): steps 1-5 of the module docstring."""
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    every_head = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+@dataclass(frozen=True)
+class DesignPairs:
+    """Step 1: the pairs a model can use, tokenized, with their table columns."""
+
+    two_hop: list  # PairTokens of the two rule orders each family is used in
+    one_hop: list
+    meta: dict  # pair label -> its table columns (meta_of)
+    skipped: dict  # pairs this model cannot use, with the reason
+
+
+def design_pairs(model, design: EntailmentDesign) -> DesignPairs:
+    """Step 1 of the module docstring: pairs, groups, the split and each family's rule orders."""
     families = sorted({p.family for p in minimal_pairs(2)})
     group = twin_groups(FAMILIES)
     discovery, _ = discovery_confirmation_split(
@@ -139,11 +147,21 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     )
     split = {g: "discovery" for g in discovery}
     orders = {f: design.order_sets[i % 2] for i, f in enumerate(families)}
-    two_hop_pairs = [p for p in minimal_pairs(2) if p.order in orders[p.family]]
-    two_hop, skipped = tokenize_pairs(model, two_hop_pairs, label)
+    two_hop, skipped = tokenize_pairs(
+        model, [p for p in minimal_pairs(2) if p.order in orders[p.family]], label
+    )
     one_hop, skipped_1 = tokenize_pairs(model, minimal_pairs(1), label)
     swept = {f: orders[f] if group[f] not in split else (orders[f][i % 2],) for i, f in enumerate(families)}
     meta = {label(p): meta_of(p, split, swept, group) for p in minimal_pairs(2) + minimal_pairs(1)}
+    return DesignPairs(two_hop, one_hop, meta, {**skipped, **skipped_1})
+
+
+def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
+    """The study of `model` (recorded as `model_name`): steps 1-5 of the module docstring."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    every_head = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    pairs = design_pairs(model, design)
+    two_hop, one_hop, meta = pairs.two_hop, pairs.one_hop, pairs.meta
 
     # Induction (copy) scores on repeated random tokens.
     rep = random_repeats(model, ordinary_token_ids(model), seed=0, batch=8, seq_len=24)
@@ -304,7 +322,7 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     return Study(
         model_name,
         design,
-        {**skipped, **skipped_1},
+        pairs.skipped,
         behaviour,
         attention,
         induction,

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.metrics import logit_diff, reads, target_prob
+from attnclaims.metrics import logit_diff, target_prob, top1_is
 from attnclaims.patching import split_qkv_input
 from attnclaims.protocols import PairTokens
 from attnclaims.sweep import run_variants
@@ -77,8 +77,7 @@ def ld_metric(bucket: Bucket):
 
 def alternative_top1_metric(bucket: Bucket):
     """Per prompt: 1.0 where the top-1 token at the final position is the alternative answer."""
-    alternative = bucket.alternative_id
-    return reads(-1, lambda logits: (logits[:, -1].argmax(-1) == alternative.to(logits.device)).float())
+    return top1_is(bucket.alternative_id)
 
 
 def other_groups_mean(bucket_list, stores, bucket: Bucket, key) -> torch.Tensor:

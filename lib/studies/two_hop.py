@@ -41,7 +41,7 @@ from transformer_lens.utilities import get_act_name
 from attnclaims.heads import Head, every_head, same_layer_controls, top_heads
 from attnclaims.hooks import partner_row
 from attnclaims.interventions import NOTHING, EditAttention, MoveAttention, ShiftAttention
-from attnclaims.metrics import logit_diff, reads
+from attnclaims.metrics import logit_diff, top1_is
 from attnclaims.protocols import watch
 from attnclaims.sweep import run_variants
 from attnclaims.tasks import TASKS
@@ -140,13 +140,12 @@ class TwoHopStudy:
 def run_two_hop(model, name: str, pairs: TwoHopPairs, k: int = 3) -> TwoHopStudy:
     n_layers = model.cfg.n_layers
     ld = logit_diff(pairs.entailed, pairs.alternative, per_prompt=True)
-    top1 = reads(-1, lambda logits: logits[:, -1].argmax(-1).float())
     store: dict = {}
     names = [get_act_name("pattern", layer) for layer in range(n_layers)]
     watched = [watch(store, "clean", n, layer=layer) for layer, n in enumerate(names)]
     clean_ld = run_variants(model, pairs.tokens, {"clean": watched}, ld)["clean"]
-    clean_top1 = run_variants(model, pairs.tokens, {"clean": NOTHING}, top1)["clean"]
-    prompts = pairs.rows.assign(ld=clean_ld.numpy(), correct=(clean_top1 == pairs.entailed).numpy())
+    correct = run_variants(model, pairs.tokens, {"clean": NOTHING}, top1_is(pairs.entailed))["clean"]
+    prompts = pairs.rows.assign(ld=clean_ld.numpy(), correct=correct.bool().numpy())
 
     pattern = torch.stack([store[("clean", n)] for n in names], 1)  # [2n, layer, head, key]
     rows = torch.arange(len(pairs.rows))
@@ -180,7 +179,7 @@ def run_two_hop(model, name: str, pairs: TwoHopPairs, k: int = 3) -> TwoHopStudy
     ).merge(firsts, on="pair")
 
     switch_heads = top_heads(discovery.on_answer.mean(), k)
-    switch = _switch(model, pairs, pattern, switch_heads, ld, top1, clean_ld, clean_top1)
+    switch = _switch(model, pairs, pattern, switch_heads, ld, clean_ld)
     return TwoHopStudy(name, prompts, behaviour, follows, hop_heads, swaps, switch_heads, switch)
 
 
@@ -200,7 +199,7 @@ def _per_pair_head(pairs: TwoHopPairs, heads: list[Head], **scores: torch.Tensor
     return pd.concat(out, ignore_index=True)
 
 
-def _switch(model, pairs, pattern, switch_heads, ld, top1, clean_ld, clean_top1) -> pd.DataFrame:
+def _switch(model, pairs, pattern, switch_heads, ld, clean_ld) -> pd.DataFrame:
     """The switch of `switch_heads` and CONTROL_DRAWS same-layer controls moving as much attention.
     A switch counts on prompts whose clean top-1 token is not already the alternative (NaN elsewhere)."""
     rng = random.Random(0)
@@ -216,15 +215,12 @@ def _switch(model, pairs, pattern, switch_heads, ld, top1, clean_ld, clean_top1)
         ]
         variants[("control", draw)] = sum(parts[1:], parts[0])
     lds = run_variants(model, pairs.tokens, variants, ld)
-    tops = run_variants(model, pairs.tokens, variants, top1)
-    alternative = pairs.alternative.float()
+    switched = run_variants(model, pairs.tokens, {"clean": NOTHING, **variants}, top1_is(pairs.alternative))
     controls = [("control", d) for d in range(CONTROL_DRAWS)]
-    eligible = torch.where(clean_top1 == alternative, torch.nan, 1.0)
+    eligible = torch.where(switched["clean"] == 1, torch.nan, 1.0)
     return pairs.rows.assign(
-        switched=(eligible * (tops["switch"] == alternative)).numpy(),
-        control_switched=(
-            eligible * torch.stack([(tops[c] == alternative).float() for c in controls]).mean(0)
-        ).numpy(),
+        switched=(eligible * switched["switch"]).numpy(),
+        control_switched=(eligible * torch.stack([switched[c] for c in controls]).mean(0)).numpy(),
         delta=(lds["switch"] - clean_ld).numpy(),
         control_delta=torch.stack([lds[c] - clean_ld for c in controls]).mean(0).numpy(),
     )
