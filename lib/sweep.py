@@ -99,8 +99,8 @@ def run_variants(
     progress: str | None = None,
     kv_cache: bool = True,
 ) -> dict[Hashable, torch.Tensor]:
-    """{key: metric of the run with that variant}: a 0-d tensor, or [batch] for a metric that
-    returns one value per prompt.
+    """{key: metric of the run with that variant}: a 0-d tensor, [batch] for a metric that returns
+    one value per prompt, or [batch, k] for one that returns k measures per prompt.
 
     `variants`: {key: intervention (attnclaims.interventions), a list of them, or a plain list of
     hooks}, or a list of interventions, each its own key. tokens: [batch, pos] ids (equal-length
@@ -144,10 +144,10 @@ def run_variants(
         logits = run([hooks[key] for key in group], _split_layer(model, [start[key] for key in group]))
         for i, key in enumerate(group):
             value = torch.as_tensor(metric(logits[i * batch : (i + 1) * batch]))
-            if value.ndim > 1 or (value.ndim == 1 and value.shape[0] != batch):
+            if value.ndim > 2 or (value.ndim >= 1 and value.shape[0] != batch):
                 raise ValueError(
-                    f"the metric returned shape {tuple(value.shape)}; return a scalar or one value per "
-                    f"prompt ([{batch}])"
+                    f"the metric returned shape {tuple(value.shape)}; return a scalar, one value per "
+                    f"prompt ([{batch}]) or k per prompt ([{batch}, k])"
                 )
             if bool(torch.isnan(value).any()):
                 raise ValueError(

@@ -234,3 +234,18 @@ def test_bad_inputs_are_named(toy):
         attention_redirect_sweep(toy, clean, 2, metric=None)
     with pytest.raises(ValueError, match="outside the sequence"):
         attention_redirect_sweep(toy, clean, 99, metric=logit_diff(1, 2), progress=False)
+
+
+@pytest.mark.parametrize("kv_cache", [True, False])
+def test_a_metric_may_return_several_measures_per_prompt(toy_mlp, kv_cache):
+    """[batch, k] values: each column equals the run with that column's metric alone."""
+    tokens = torch.randint(2, toy_mlp.cfg.d_vocab, (3, 10), generator=torch.Generator().manual_seed(4))
+    first, second = logit_diff(5, 7, per_prompt=True), logit_diff(2, 9, per_prompt=True)
+    both = reads(-1, lambda logits: torch.stack([first(logits), second(logits)], 1))
+    variants = {head: RedirectAttention([(1, head)], dst=2) for head in range(toy_mlp.cfg.n_heads)}
+    joint = run_variants(toy_mlp, tokens, variants, both, kv_cache=kv_cache)
+    for metric, column in ((first, 0), (second, 1)):
+        alone = run_variants(toy_mlp, tokens, variants, metric, kv_cache=kv_cache)
+        assert all(torch.allclose(joint[key][:, column], alone[key], atol=1e-5) for key in variants)
+    with pytest.raises(ValueError, match="k per prompt"):
+        run_variants(toy_mlp, tokens, variants, lambda logits: logits[:, -1, :4].reshape(1, -1))

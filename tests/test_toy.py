@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from attnclaims import toy
+from attnclaims.tasks.repeat import halves
 from attnclaims.toy import ToyConfig, ensure_trained, load_toy, train_toy, training_history
 
 TINY = ToyConfig(n_layers=1, n_heads=2, d_model=16, n_content=12, seq_len=5, steps=12, batch=8, log_every=4)
@@ -104,3 +105,12 @@ def test_training_follows_the_device(tmp_path, monkeypatch):
     assert ensure_trained(TINY, tmp_path, device="cpu") == toy.toy_folder(TINY, tmp_path)
     assert seen == ["cpu"]
     assert toy.toy_folder(TINY, tmp_path, "cuda").name == toy.toy_folder(TINY, tmp_path).name + "-cuda"
+
+
+def test_halves_hold_as_many_predictions_of_each_copy():
+    S = 5
+    tokens = torch.tensor([[0, 11, 12, 13, 14, 15, 11, 12, 13, 14, 15]])  # BOS, S tokens, the same S
+    predicted = tokens[0, 1:]  # what next-token loss position i predicts
+    first, repeated = halves(S)
+    assert predicted[first].tolist() == [12, 13, 14, 15]
+    assert predicted[repeated].tolist() == [12, 13, 14, 15]

@@ -14,7 +14,10 @@ Steps, in the order they run:
    (random.Random(0); nearest layers fill in where a layer has too few other heads).
 4. Ablations, one call of the sweep engine (attnclaims.sweep.run_variants) per text: the top heads and each
    draw ablated by every kind (reference: another batch, seed 13), and whole layers mean-ablated but
-   for the top heads or a draw. On natural text, mean ablation only, the mean over the windows.
+   for the top heads or a draw. On natural text, mean ablation only, the mean over the windows. Each
+   run is read three ways (AblationMeasures): loss on the repeated half, loss on the first half (no
+   repeat to use there), and top-1 accuracy on the repeated half (bounded, where a loss can pass
+   ln(vocabulary) and measure a broken model).
 Then the figure (discovery map, loss rises with 95% CIs) goes to `results_dir`.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -31,12 +35,13 @@ from transformer_lens.utilities import get_act_name
 
 from attnclaims.heads import top_heads
 from attnclaims.interventions import AblateHeads
+from attnclaims.metrics import per_position_loss
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.scores import attention_patterns, entropy_from_pattern, induction_score_from_pattern
 from attnclaims.stats import bootstrap_ci
-from attnclaims.studies.induction_toys import repeated_half_loss
 from attnclaims.sweep import run_variants
 from attnclaims.tasks import bos_id, ordinary_token_ids, random_repeats
+from attnclaims.tasks.repeat import halves
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,33 @@ class Ablations:
     random_kept: torch.Tensor | None = None  # [draws, batch] random same-layer heads kept instead
 
 
+class AblationMeasures(NamedTuple):
+    """The same runs read three ways, each per prompt ([batch])."""
+
+    repeated: Ablations  # loss on the repeated half: what the repeat's benefit is measured by
+    first: Ablations  # loss on the first half: what the ablation costs where there is no repeat
+    accuracy: Ablations  # top-1 accuracy on the repeated half
+
+
+def repeat_measures(tokens: torch.Tensor, seq_len: int):
+    """Metric: [batch, 3] loss on the repeated half, loss on the first half, top-1 accuracy on the
+    repeated half (attnclaims.tasks.repeat.halves)."""
+    first, repeated = halves(seq_len)
+    losses = per_position_loss(tokens)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        loss = losses(logits)
+        correct = (logits[:, :-1].argmax(-1) == tokens[:, 1:].to(logits.device)).float()
+        return torch.stack(
+            [loss[:, repeated].mean(1), loss[:, first].mean(1), correct[:, repeated].mean(1)], 1
+        )
+
+    return metric
+
+
 def ablations(
     model, tokens, reference, top, draws, seq_len: int, hows: tuple[str, ...], sufficiency: bool = True
-) -> Ablations:
+) -> AblationMeasures:
     """Every intervention in one call of the sweep engine: the top heads and each draw of random
     same-layer heads ablated (`hows`), and (`sufficiency`) whole layers mean-ablated but for the
     top heads or a draw of random heads."""
@@ -131,26 +160,34 @@ def ablations(
         variants["top_kept"] = keep(top)
         for i, heads in enumerate(draws):
             variants[("random_kept", i)] = keep(heads)
-    loss = run_variants(
-        model,
-        tokens,
-        variants,
-        lambda logits: repeated_half_loss(logits, tokens, seq_len),
-        progress="induction ablations",
+    values = run_variants(
+        model, tokens, variants, repeat_measures(tokens, seq_len), progress="induction ablations"
     )
+    return AblationMeasures(
+        *(
+            _read(values, column, hows, len(draws), sufficiency)
+            for column in range(len(AblationMeasures._fields))
+        )
+    )
+
+
+def _read(values: dict, column: int, hows, n_draws: int, sufficiency: bool) -> Ablations:
+    """One measure of every variant's [batch, 3] values, as Ablations."""
+    v = {key: value[:, column] for key, value in values.items()}
+    draws = range(n_draws)
     kept = (
         {
-            "layers_ablated": loss["layers"],
-            "top_kept": loss["top_kept"],
-            "random_kept": torch.stack([loss[("random_kept", i)] for i in range(len(draws))]),
+            "layers_ablated": v["layers"],
+            "top_kept": v["top_kept"],
+            "random_kept": torch.stack([v[("random_kept", i)] for i in draws]),
         }
         if sufficiency
         else {}
     )
     return Ablations(
-        clean=loss["clean"],
-        top={how: loss[("top", how)] for how in hows},
-        random={how: torch.stack([loss[("random", how, i)] for i in range(len(draws))]) for how in hows},
+        clean=v["clean"],
+        top={how: v[("top", how)] for how in hows},
+        random={how: torch.stack([v[("random", how, i)] for i in draws]) for how in hows},
         **kept,
     )
 
@@ -167,8 +204,8 @@ class RealStudy:
     confirm: torch.Tensor  # [batch] held-out induction score of the top heads (mean over them), per sequence
     natural_confirm: torch.Tensor  # [n] the same on repeated natural text
     entropy: Entropy
-    random: Ablations  # repeated random tokens
-    natural: Ablations  # repeated natural text (mean ablation only)
+    random: AblationMeasures  # repeated random tokens
+    natural: AblationMeasures  # repeated natural text (mean ablation only)
 
 
 def top_head_score(patterns: torch.Tensor, top, seq_len: int) -> torch.Tensor:
@@ -221,7 +258,7 @@ def plot_real(study: RealStudy, model_name: str, design: RealDesign, results_dir
     image = ax_map.imshow(study.discovery.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
     ax_map.set(xlabel="head", ylabel="layer", title=f"induction score, {model_name}")
     fig.colorbar(image, ax=ax_map)
-    a = study.random
+    a = study.random.repeated
     labels, values = [], []
     for how in design.ablations:
         labels += [f"top {how}", f"random {how}"]

@@ -38,6 +38,7 @@ from attnclaims.scores import (
     ov_circuit,
 )
 from attnclaims.tasks import N_SPECIAL, repeat_batch
+from attnclaims.tasks.repeat import halves
 from attnclaims.toy import ToyConfig, training_history
 
 
@@ -62,7 +63,7 @@ def toy_eval_tokens(config: ToyConfig, seq_len: int, seed: int, batch: int = 64)
 
 def repeated_half_loss(logits: torch.Tensor, tokens: torch.Tensor, seq_len: int) -> torch.Tensor:
     """[batch] mean next-token loss on the 2nd..last token of the second copy."""
-    return per_position_loss(tokens)(logits)[:, seq_len + 1 :].mean(1)
+    return per_position_loss(tokens)(logits)[:, halves(seq_len)[1]].mean(1)
 
 
 @dataclass(frozen=True)

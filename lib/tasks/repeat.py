@@ -13,6 +13,12 @@ from attnclaims.scores import induction_score_from_pattern, offset_induction_sco
 from attnclaims.tasks.vocab import N_SPECIAL, SPECIAL
 
 
+def halves(seq_len: int) -> tuple[slice, slice]:
+    """Where next-token losses ([batch, pos-1]) predict the 2nd..last token of the first copy and of
+    the second (repeated) copy of BOS + S tokens + the same S: as many predictions in each."""
+    return slice(1, seq_len), slice(seq_len + 1, None)
+
+
 def repeat_vocab(n_content: int) -> list[str]:
     """[BOS, PAD, t0, ..., t{n-1}]"""
     return [*SPECIAL, *(f"t{i}" for i in range(n_content))]
@@ -69,9 +75,10 @@ class RepeatTask:
         logprobs = logits[:, :-1].log_softmax(-1)
         token_loss = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]  # [batch, 2S]
         S = config.seq_len
+        first, repeated = halves(S)
         row = {
-            "loss_first_half": token_loss[:, 1:S].mean().item(),  # predictions of tokens 2..S
-            "loss_repeated_half": token_loss[:, S + 1 :].mean().item(),  # 2nd..last token of the copy
+            "loss_first_half": token_loss[:, first].mean().item(),
+            "loss_repeated_half": token_loss[:, repeated].mean().item(),
         }
         for layer, pattern in enumerate(attentions):  # [batch, head, q, k]
             best_offset = (
