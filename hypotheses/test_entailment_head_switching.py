@@ -110,7 +110,8 @@ def study(model, model_name) -> Study:
 
 @pytest.fixture(scope="module")
 def figures(study, results_dir):
-    """The study's four figures, entailment_*_<model>.png in the results folder (written once per model)."""
+    """The study's four figures, entailment_head_switching_*_<model>.png in the results folder (once
+    per model)."""
     write_figures(study, results_dir)
 
 

@@ -12,7 +12,7 @@ network, `--model HuggingFaceTB/SmolLM2-135M-Instruct` runs this file on the ori
 
 Protocol
 1. Factual completion: rank of " Paris" among next-token logits after "The capital of France is".
-2. Loss on ordinary English (prompts/text.py, 6 paragraphs written for the suite), per token,
+2. Loss on ordinary English (prompts/text.py, 22 paragraphs written for the suite), per token,
    against the uniform baseline ln(d_vocab); control: the same paragraphs with their words
    shuffled (same tokens, no syntax). Bootstrap CIs over paragraphs (simultaneous over the four
    confirmatory claims: lib/claims.py).
@@ -171,3 +171,6 @@ def test_induction_head_is_silent_without_repeats(model, best_induction_head, cl
 #   gemma3-270m 9.35 [9.23, 9.49], 4.01 [3.71, 4.30], 0.807 [0.792, 0.820], 0.0045 [0.0010, 0.0098]).
 #   ' Paris' top-1 is exploratory and exact (one prompt): supported on smollm2-135m, refuted on
 #   gemma3-270m (rank 2). Replication, now derived from the ledger: 4 of 5 replicate, ' Paris' does not.
+# 2026-12-02  22 paragraphs (16 new), so the CIs are over 22 units, not 6; both models rerun (2 threads).
+#   Loss below uniform 7.05 [6.91, 7.20] / 9.28 [9.15, 9.42] nats (smollm2-135m / gemma3-270m; were 6.94 and
+#   9.35), shuffled words cost 3.69 [3.56, 3.85] / 3.89 [3.75, 4.04] (were 3.69 and 4.01): verdicts unchanged.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple
 
 import torch
+from scipy.optimize import linear_sum_assignment
 
 
 class Head(NamedTuple):
@@ -50,6 +51,21 @@ def top_heads(scores, k: int, largest: bool = True) -> list[Head]:
     finite = torch.nonzero(~torch.isnan(flat)).flatten()
     order = finite[torch.argsort(flat[finite], descending=largest, stable=True)]
     return [Head(int(i) // n_heads, int(i) % n_heads) for i in order[:k]]
+
+
+def nearest_controls(scores, heads: Iterable) -> list[Head]:
+    """One control head per head, paired in order, matched on a baseline: of the heads of any layer
+    that are not among `heads`, the one-to-one assignment whose scores ([n_layers, n_heads]) differ
+    least from theirs in total (scipy.optimize.linear_sum_assignment)."""
+    heads = as_heads(heads)
+    values = torch.as_tensor(scores, dtype=torch.float64)
+    pool = [Head(layer, h) for layer in range(values.shape[0]) for h in range(values.shape[1])]
+    pool = [h for h in pool if h not in set(heads)]
+    if len(pool) < len(heads):
+        raise ValueError(f"{len(heads)} heads need as many controls; the model has {len(pool)} others")
+    cost = torch.stack([(values[head] - torch.stack([values[p] for p in pool])).abs() for head in heads])
+    rows, columns = linear_sum_assignment(cost.numpy())
+    return [pool[c] for _, c in sorted(zip(rows, columns))]
 
 
 def same_layer_controls(rng, heads: Iterable, n_layers: int, n_heads: int) -> list[Head]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,13 @@ def test_plot_labels_break_between_words(claim):
         line.endswith("_") or next_line.startswith("[")
         for line, next_line in zip(label.split("\n"), label.split("\n")[1:])
     )
+
+
+def test_every_image_the_suite_writes_is_filed_under_one_hypothesis():
+    """A study's images reach the report only if their names say whose they are: two hypotheses that
+    share a first word (entailment_head_switching, entailment_layers) need their whole names."""
+    root = Path(__file__).parents[1]
+    hypotheses = sorted(p.stem.removeprefix("test_") for p in (root / "hypotheses").glob("test_*.py"))
+    images = {p for p in (root / "results").iterdir() if p.suffix == ".png"}
+    filed = {p for owned in study_figures(root / "results", hypotheses).values() for p in owned}
+    assert images - filed == set()

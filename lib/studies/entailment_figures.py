@@ -1,7 +1,8 @@
 """Figures of the entailment study, one set per model: write_figures(study, results_dir).
 
-Four PNGs named entailment_<what>_<model>.png: switch effect per head (discovery, with the top,
-control and fact heads marked), dose-response (held-out families), final-row attention on answer a
+Four PNGs named entailment_head_switching_<what>_<model>.png (the hypothesis's whole name: the
+report files an image under the hypothesis it starts with): switch effect per head (discovery, with
+the top, control and fact heads marked), dose-response (held-out families), final-row attention on answer a
 by fact (fact and switch heads, held out), and induction score vs switch effect (every head).
 """
 
@@ -43,7 +44,9 @@ def write_figures(study: Study, folder: Path) -> None:
     ax.set(xlabel="head", ylabel="layer", title=f"{name}: switch effect per head (discovery, nats)")
     ax.legend(fontsize=7, loc="lower left")
     fig.colorbar(image)
-    fig.savefig(folder / f"entailment_switch_per_head_{name}.png", dpi=120, bbox_inches="tight")
+    fig.savefig(
+        folder / f"entailment_head_switching_switch_per_head_{name}.png", dpi=120, bbox_inches="tight"
+    )
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -56,7 +59,7 @@ def write_figures(study: Study, folder: Path) -> None:
         title=f"{name}: dose-response, held-out families",
     )
     ax.legend()
-    fig.savefig(folder / f"entailment_dose_response_{name}.png", dpi=120, bbox_inches="tight")
+    fig.savefig(folder / f"entailment_head_switching_dose_response_{name}.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
     two = study.attention.query("hops == 2 and split == 'confirmation'")
@@ -72,7 +75,9 @@ def write_figures(study: Study, folder: Path) -> None:
         ylabel="final-row attention on answer a", title=f"{name}: attention on answer a by fact (held out)"
     )
     ax.legend()
-    fig.savefig(folder / f"entailment_attention_by_fact_{name}.png", dpi=120, bbox_inches="tight")
+    fig.savefig(
+        folder / f"entailment_head_switching_attention_by_fact_{name}.png", dpi=120, bbox_inches="tight"
+    )
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -82,5 +87,7 @@ def write_figures(study: Study, folder: Path) -> None:
         ylabel="discovery switch effect (nats)",
         title=f"{name}: copy score vs switch effect",
     )
-    fig.savefig(folder / f"entailment_induction_vs_switch_{name}.png", dpi=120, bbox_inches="tight")
+    fig.savefig(
+        folder / f"entailment_head_switching_induction_vs_switch_{name}.png", dpi=120, bbox_inches="tight"
+    )
     plt.close(fig)

@@ -8,8 +8,9 @@ Steps, in the order they run:
 1. Discovery: induction scores of every head on a batch of repeated random tokens drawn from the
    tokenizer's ordinary vocabulary (attnclaims.tasks.random_repeats, seed 11); the top `top_k` heads.
 2. Confirmation on a disjoint batch (seed 12) and on repeated natural text (prompts/text.py): the
-   top heads' induction score per sequence, and the entropy of the top heads and of the other heads
-   of their layers on the first and on the repeated half.
+   top heads' induction score per sequence, and the entropy of the top heads and of their controls
+   on the first and on the repeated half; each top head's control is the head whose first-half
+   entropy on the discovery batch is nearest its own (attnclaims.heads.nearest_controls).
 3. Controls: `control_draws` sets of random heads with the top heads' layer counts, never a top head
    (random.Random(0); nearest layers fill in where a layer has too few other heads).
 4. Ablations, one call of the sweep engine (attnclaims.sweep.run_variants) per text: the top heads and each
@@ -33,7 +34,7 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.heads import top_heads
+from attnclaims.heads import nearest_controls, top_heads
 from attnclaims.interventions import AblateHeads
 from attnclaims.metrics import per_position_loss
 from attnclaims.prompts.text import PARAGRAPHS
@@ -55,15 +56,19 @@ class RealDesign:
     ablations: tuple[str, ...]  # ablation kinds on repeated random tokens ("zero", "mean", "resample")
 
 
-def natural_repeats(model, seq_len: int, windows_per_paragraph: int = 3) -> torch.Tensor:
-    """[n, 1 + 2S]: BOS, S consecutive tokens of a paragraph of prompts/text.py, the same S again."""
+def natural_repeats(model, seq_len: int, windows_per_paragraph: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """([n, 1 + 2S], [n]): BOS, S consecutive tokens of a paragraph of prompts/text.py, the same S
+    again; and each window's paragraph (the unit: windows of one paragraph are not independent)."""
     S = seq_len
-    rows = []
-    for paragraph in PARAGRAPHS:
+    rows, paragraph_of = [], []
+    for index, paragraph in enumerate(PARAGRAPHS):
         ids = model.to_tokens(paragraph, prepend_bos=False)[0]
-        rows += [ids[i * S : (i + 1) * S] for i in range(min(windows_per_paragraph, len(ids) // S))]
+        windows = [ids[i * S : (i + 1) * S] for i in range(min(windows_per_paragraph, len(ids) // S))]
+        rows += windows
+        paragraph_of += [index] * len(windows)
     half = torch.stack(rows)
-    return torch.cat([torch.full((len(rows), 1), bos_id(model)), half, half], dim=1)
+    tokens = torch.cat([torch.full((len(rows), 1), bos_id(model)), half, half], dim=1)
+    return tokens, torch.tensor(paragraph_of)
 
 
 def same_layer_draws(
@@ -91,13 +96,15 @@ def same_layer_draws(
 
 @dataclass(frozen=True)
 class Entropy:
-    """Mean attention entropy per held-out sequence (nats, [batch] each): the top heads, and the other
-    heads of their layers, over the queries of the first half and of the repeated half."""
+    """Mean attention entropy per held-out sequence (nats, [batch] each): the top heads, and their
+    entropy-matched controls, over the queries of the first half and of the repeated half."""
 
     top_first: torch.Tensor
     top_repeated: torch.Tensor
-    other_first: torch.Tensor
-    other_repeated: torch.Tensor
+    control_first: torch.Tensor
+    control_repeated: torch.Tensor
+    controls: tuple  # per top head, the head nearest its first-half entropy on the discovery batch
+    baseline: torch.Tensor  # [layer, head] first-half entropy on the discovery batch
 
 
 @dataclass(frozen=True)
@@ -202,7 +209,8 @@ class RealStudy:
     discovery: torch.Tensor  # [layer, head] induction scores on the discovery batch
     top: tuple[tuple[int, int], ...]
     confirm: torch.Tensor  # [batch] held-out induction score of the top heads (mean over them), per sequence
-    natural_confirm: torch.Tensor  # [n] the same on repeated natural text
+    natural_confirm: torch.Tensor  # [n] the same on repeated natural text, per window
+    natural_paragraph: torch.Tensor  # [n] each natural window's paragraph (the unit of its CIs)
     entropy: Entropy
     random: AblationMeasures  # repeated random tokens
     natural: AblationMeasures  # repeated natural text (mean ablation only)
@@ -217,35 +225,35 @@ def top_head_score(patterns: torch.Tensor, top, seq_len: int) -> torch.Tensor:
 
 def real_study(model, model_name: str, design: RealDesign, results_dir: Path) -> RealStudy:
     """The steps of the module docstring on `model`; writes the figure induction_<model_name>.png."""
-    S, n_heads = design.seq_len, model.cfg.n_heads
+    S = design.seq_len
     pool = ordinary_token_ids(model)
-    discovery = torch.stack(
-        [
-            induction_score_from_pattern(p, S).mean(0)
-            for p in attention_patterns(model, random_repeats(model, pool, 11, design.batch, S))
-        ]
-    )
+    patterns = attention_patterns(model, random_repeats(model, pool, 11, design.batch, S))  # discovery batch
+    discovery = torch.stack([induction_score_from_pattern(p, S).mean(0) for p in patterns])
     top = top_heads(discovery, design.top_k)
-    tokens, reference, natural = (
+    first, repeated = slice(1, S + 1), slice(S + 1, None)  # the queries of each copy
+    baseline = torch.stack([entropy_from_pattern(p)[:, :, first].mean((0, 2)) for p in patterns])
+    controls = nearest_controls(baseline, top)
+    tokens, reference, natural, paragraph = (
         random_repeats(model, pool, 12, design.batch, S),
         random_repeats(model, pool, 13, design.batch, S),
-        natural_repeats(model, S),
+        *natural_repeats(model, S),
     )
     confirm = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
-    layers = sorted({layer for layer, _ in top})
+    rows = {layer: entropy_from_pattern(confirm[layer]) for layer, _ in [*top, *controls]}  # [batch, head, q]
     entropy = {}
-    rows = {layer: entropy_from_pattern(confirm[layer]) for layer in layers}  # [batch, head, query]
-    for half, queries in (("first", slice(1, S + 1)), ("repeated", slice(S + 1, None))):
-        per_head = {(l, h): rows[l][:, h, queries].mean(-1) for l in layers for h in range(n_heads)}
-        entropy[f"top_{half}"] = torch.stack([per_head[h] for h in top]).mean(0)
-        entropy[f"other_{half}"] = torch.stack([v for h, v in per_head.items() if h not in top]).mean(0)
+    for half, queries in (("first", first), ("repeated", repeated)):
+        for kind, heads in (("top", top), ("control", controls)):
+            entropy[f"{kind}_{half}"] = torch.stack([rows[l][:, h, queries].mean(-1) for l, h in heads]).mean(
+                0
+            )
     draws = same_layer_draws(model, top, design.control_draws)
     study = RealStudy(
         discovery=discovery,
         top=tuple(top),
         confirm=top_head_score(confirm, top, S),
         natural_confirm=top_head_score(attention_patterns(model, natural), top, S),
-        entropy=Entropy(**entropy),
+        natural_paragraph=paragraph,
+        entropy=Entropy(**entropy, controls=tuple(controls), baseline=baseline),
         random=ablations(model, tokens, reference, top, draws, S, design.ablations),
         natural=ablations(model, natural, natural, top, draws, S, ("mean",), sufficiency=False),
     )
