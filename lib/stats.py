@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 import numpy as np
+from scipy.stats import t as student_t
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,19 @@ def bootstrap_ci_two_sample(a, b, n_resamples: int = 2000, confidence: float = 0
         redo,
         _bootstrap_p(means_a - means_b),
     )
+
+
+def minimal_detectable_effect(values, confidence: float = 0.95, power: float = 0.8) -> float:
+    """The smallest mean (of paired differences, per-unit slopes, ...) that a two-sided test at
+    `confidence` detects with probability `power` from this many units of this spread:
+    (t_(1-alpha/2) + t_power) * sd / sqrt(n), t on n - 1 degrees of freedom."""
+    values = _array(values)
+    _check_confidence(confidence)
+    n = values.size
+    if n < 2:
+        raise ValueError("a detectable effect needs at least 2 units (a spread to estimate)")
+    quantiles = student_t.ppf(1 - (1 - confidence) / 2, n - 1) + student_t.ppf(power, n - 1)
+    return float(quantiles * values.std(ddof=1) / math.sqrt(n))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
