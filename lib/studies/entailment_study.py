@@ -43,12 +43,11 @@ from attnclaims.protocols import freeze_after, path_to_queries, tokenize_pairs, 
 from attnclaims.scores import induction_scores
 from attnclaims.stats import discovery_confirmation_split
 from attnclaims.studies.entailment_sweep import (
-    alternative_top1_metric,
+    alternative_metric,
     attention_frame,
     buckets,
     other_groups_mean,
     output_change,
-    p_alternative_metric,
     sensitivity_by_pair,
     sweep,
 )
@@ -277,15 +276,11 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         every = final_row_variants(bucket, index, store)
         return {key: every[key] for key in flip_keys}
 
-    switched, _ = sweep(model, conf_buckets, flip_variants, metric=alternative_top1_metric)
-    p_alt, _ = sweep(model, conf_buckets, flip_variants, metric=p_alternative_metric)
-    confirm = confirm.rename(columns={"value": "ld"})
-    for frame, column in ((switched, "alternative_top1"), (p_alt, "p_alternative")):
-        confirm = confirm.merge(
-            frame.rename(columns={"value": column})[["pair", "text", "variant", column]],
-            on=["pair", "text", "variant"],
-            how="left",
-        )
+    columns = ("alternative_top1", "p_alternative")
+    alternative, _ = sweep(model, conf_buckets, flip_variants, metric=alternative_metric, names=columns)
+    confirm = confirm.rename(columns={"value": "ld"}).merge(
+        alternative[["pair", "text", "variant", *columns]], on=["pair", "text", "variant"], how="left"
+    )
 
     # Copy account: full forwards from the lowest edited layer. The mean-ablation reference of a bucket
     # is the mean of other groups' two-hop prompts (never its own), position-matched (other_groups_mean).

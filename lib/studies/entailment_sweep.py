@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.metrics import logit_diff, target_prob, top1_is
+from attnclaims.metrics import logit_diff, reads, target_prob, top1_is
 from attnclaims.patching import split_qkv_input
 from attnclaims.protocols import PairTokens
 from attnclaims.sweep import run_variants
@@ -75,9 +75,11 @@ def ld_metric(bucket: Bucket):
     return logit_diff(bucket.entailed_id, bucket.alternative_id, per_prompt=True)
 
 
-def alternative_top1_metric(bucket: Bucket):
-    """Per prompt: 1.0 where the top-1 token at the final position is the alternative answer."""
-    return top1_is(bucket.alternative_id)
+def alternative_metric(bucket: Bucket):
+    """Per prompt: [1.0 where the top-1 token at the final position is the alternative answer, the
+    probability of the alternative there] (one run read both ways: each needs every logit)."""
+    top1, prob = top1_is(bucket.alternative_id), target_prob(bucket.alternative_id, per_prompt=True)
+    return reads(-1, lambda logits: torch.stack([top1(logits), prob(logits)], 1))
 
 
 def other_groups_mean(bucket_list, stores, bucket: Bucket, key) -> torch.Tensor:
@@ -120,15 +122,11 @@ def output_change(stores, references, heads) -> float:
     return float(torch.stack(ratios).mean())
 
 
-def p_alternative_metric(bucket: Bucket):
-    """Per prompt: the probability of the alternative answer at the final position."""
-    return target_prob(bucket.alternative_id, per_prompt=True)
-
-
-def sweep(model, bucket_list, variants: Callable, metric=ld_metric, split_q: bool = False):
+def sweep(model, bucket_list, variants: Callable, metric=ld_metric, split_q: bool = False, names=("value",)):
     """(one row per prompt and variant with its `value`, one capture store per bucket).
 
-    `variants(bucket, index, store)` returns {key: hooks}; hooks may write captures to `store`."""
+    `variants(bucket, index, store)` returns {key: hooks}; hooks may write captures to `store`. A
+    metric of k values per prompt fills k columns, `names`."""
     frames, stores = [], []
     for index, bucket in enumerate(bucket_list):
         store: dict = {}
@@ -139,7 +137,13 @@ def sweep(model, bucket_list, variants: Callable, metric=ld_metric, split_q: boo
         else:
             values = run_variants(model, bucket.tokens, hooks, metric(bucket))
         for key, value in values.items():
-            frames.append(bucket.rows.assign(variant=[key] * len(bucket.rows), value=value.numpy()))
+            columns = value.reshape(len(bucket.rows), -1).numpy()
+            if columns.shape[1] != len(names):
+                raise ValueError(
+                    f"the metric gives {columns.shape[1]} values per prompt for {len(names)} names"
+                )
+            figures = {name: columns[:, i] for i, name in enumerate(names)}
+            frames.append(bucket.rows.assign(variant=[key] * len(bucket.rows), **figures))
         stores.append(store)
     return pd.concat(frames, ignore_index=True), stores
 
