@@ -36,7 +36,8 @@ Protocol
    tokens per paragraph; natural-text CIs are over paragraphs, windows averaged within each). Ablation of the
    top 5 by zero, mean and resample (reference: another batch) against 5 random heads of the
    same layers (5 draws, never a top head; nearest layers fill in where a layer has too few other
-   heads). On natural text, mean ablation only, the mean taken over the text windows themselves.
+   heads). On natural text, mean ablation only, the mean taken over windows of other paragraphs
+   (even-numbered paragraphs take the odd ones' mean and the other way round).
    What is claimed is the rise on the repeated half minus the rise on the first half (where no
    repeat helps), so heads that matter for any text score 0; each note gives both halves and the
    repeated half's top-1 accuracy, which stays in range where a loss passes ln(vocabulary).
@@ -580,3 +581,8 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_entropy_ma
 #   vs +0.56. The claim is renamed for what it compares (..._than_in_entropy_matched_heads; the old rows
 #   removed): -0.332 [-0.425, -0.250] / -0.121 [-0.158, -0.086], supported on both (gemma3-270m was
 #   undecided, -0.022 against its layers' heads): the top heads sharpen on the repeat beyond heads as sharp.
+# 2026-12-03  The natural-text mean ablation took its reference from the windows it ablated; it now takes it
+#   from the other paragraphs (even-numbered paragraphs the odd ones' mean, and the other way round:
+#   induction_real.cross_paragraph_ablations). Both models rerun (2 threads): repeat-specific rise beyond
+#   random heads 0.470 -> 0.498 [0.405, 0.600] (smollm2-135m, undecided) and 2.89 -> 3.12 [2.65, 3.64]
+#   (gemma3-270m, supported); first-half rises stay near 0 (top heads -0.004 / +0.016 nats). No verdict moved.

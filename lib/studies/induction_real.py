@@ -15,7 +15,8 @@ Steps, in the order they run:
    (random.Random(0); nearest layers fill in where a layer has too few other heads).
 4. Ablations, one call of the sweep engine (attnclaims.sweep.run_variants) per text: the top heads and each
    draw ablated by every kind (reference: another batch, seed 13), and whole layers mean-ablated but
-   for the top heads or a draw. On natural text, mean ablation only, the mean over the windows. Each
+   for the top heads or a draw. On natural text, mean ablation only, the reference the mean over
+   the windows of the other half of the paragraphs (cross_paragraph_ablations). Each
    run is read three ways (AblationMeasures): loss on the repeated half, loss on the first half (no
    repeat to use there), and top-1 accuracy on the repeated half (bounded, where a loss can pass
    ln(vocabulary) and measure a broken model).
@@ -199,6 +200,32 @@ def _read(values: dict, column: int, hows, n_draws: int, sufficiency: bool) -> A
     )
 
 
+def cross_paragraph_ablations(model, tokens, paragraph, top, draws, seq_len: int) -> AblationMeasures:
+    """Mean ablation of natural-text windows with a reference drawn from other paragraphs: the
+    windows of even-numbered paragraphs take the mean over the odd ones' windows, and the other way
+    round (never the windows ablated); results in the windows' order."""
+    even = paragraph % 2 == 0
+    folds = [
+        (rows, ablations(model, tokens[rows], tokens[~rows], top, draws, seq_len, ("mean",), False))
+        for rows in (even, ~even)
+    ]
+
+    def merged(part: int) -> Ablations:
+        def join(pick) -> torch.Tensor:  # [..., windows] in the windows' order
+            out = torch.empty(*pick(folds[0][1][part]).shape[:-1], len(tokens))
+            for rows, measures in folds:
+                out[..., rows] = pick(measures[part])
+            return out
+
+        return Ablations(
+            clean=join(lambda a: a.clean),
+            top={"mean": join(lambda a: a.top["mean"])},
+            random={"mean": join(lambda a: a.random["mean"])},
+        )
+
+    return AblationMeasures(*(merged(part) for part in range(len(AblationMeasures._fields))))
+
+
 def recovered(a: Ablations, kept: torch.Tensor) -> torch.Tensor:
     """[batch] share of the loss rise from mean-ablating the whole layers that keeping `kept` heads undoes."""
     return (a.layers_ablated - kept) / (a.layers_ablated - a.clean)
@@ -255,7 +282,7 @@ def real_study(model, model_name: str, design: RealDesign, results_dir: Path) ->
         natural_paragraph=paragraph,
         entropy=Entropy(**entropy, controls=tuple(controls), baseline=baseline),
         random=ablations(model, tokens, reference, top, draws, S, design.ablations),
-        natural=ablations(model, natural, natural, top, draws, S, ("mean",), sufficiency=False),
+        natural=cross_paragraph_ablations(model, natural, paragraph, top, draws, S),
     )
     plot_real(study, model_name, design, results_dir)
     return study
