@@ -15,6 +15,8 @@ From the model (each returns losses or effects):
 - `self_repair_split`: for chosen heads, the total effect, the direct effect, and the effect with
   every downstream component's output frozen at its clean value, as `SelfRepair`: self-repair
   (direct - total) split into LayerNorm rescaling and compensation by downstream heads.
+- `hydra_effect`: for one head, the change in every downstream head's direct effect when it is
+  ablated, as `Hydra` (McGrath et al. 2023): compensation by later heads, summed.
 - `greedy_ablation`: heads ablated one at a time, each step the head that raises the loss most.
 - `losses_along`: the metric with the first k heads of an order ablated, k = 0..len(order).
 
@@ -39,7 +41,7 @@ from transformer_lens.utilities import get_act_name
 
 from attnclaims import hooks as H
 from attnclaims.heads import Head, every_head
-from attnclaims.interventions import AblateHeads, Hooks
+from attnclaims.interventions import AblateHeads, Hooks, Intervention
 from attnclaims.metrics import Metric
 from attnclaims.patching import z_names
 from attnclaims.sweep import check_tokens, per_head, run_variants
@@ -124,6 +126,7 @@ def direct_effects(
     reference=None,
     heads: Sequence[Head] | None = None,
     chunk: int | None = None,
+    under: Intervention | None = None,
 ) -> torch.Tensor:
     """[n_layers, n_heads]: metric(head's direct path ablated) - metric(clean); heads not in
     `heads` (default: all) are NaN.
@@ -132,12 +135,14 @@ def direct_effects(
     stream entering the final LayerNorm only (no later component sees it), and that LayerNorm's
     scale is held at its clean value, so the change reaches the logits linearly: Rushing & Nanda's
     (2024) direct effect. z_h_ablated is what `attnclaims.hooks.ablate_heads(how)` writes.
+    `under`: an intervention (e.g. another head's ablation) in force in every run, so that the
+    direct effects are those of the intervened run, measured from its own activations and scale.
     """
     _check_ablation(how, reference)
     tokens = check_tokens(model, tokens)
     heads = H.check_heads(model, heads) if heads is not None else every_head(model)
     names = set(z_names(model)) | {"ln_final.hook_scale"}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+    cache = _activations(model, tokens, names, under)
     clean_scale = cache["ln_final.hook_scale"]  # [batch, pos, 1]
     ablated_z = {}
     for layer in range(model.cfg.n_layers):  # what the ablation writes into each layer's z
@@ -150,22 +155,87 @@ def direct_effects(
     def remove(delta):
         return lambda resid, hook: resid - delta.to(resid.dtype)
 
-    variants: dict = {"clean": []}
+    base = [] if under is None else [under]
+    variants: dict = {"clean": base}
     for layer, head in heads:
         name = get_act_name("z", layer)
         delta = (cache[name][:, :, head] - ablated_z[name][:, :, head]) @ model.W_O[
             layer, head
         ]  # [batch, pos, d_model]
-        variants[(layer, head)] = Hooks(
-            (("ln_final.hook_in", remove(delta)), ("ln_final.hook_scale", freeze)),
-            first_layer=model.cfg.n_layers,  # after the blocks: every block runs once, shared
-            label=f"{Head(layer, head)}'s direct path removed, final LayerNorm scale frozen",
-        )
+        variants[(layer, head)] = base + [
+            Hooks(
+                (("ln_final.hook_in", remove(delta)), ("ln_final.hook_scale", freeze)),
+                first_layer=model.cfg.n_layers,  # after the blocks: every block runs once, shared
+                label=f"{Head(layer, head)}'s direct path removed, final LayerNorm scale frozen",
+            )
+        ]
     with warnings.catch_warnings():  # the bridge warns that an edited LayerNorm scale leaves HF's fused path
         warnings.simplefilter("ignore")
         values = run_variants(model, tokens, variants, metric, chunk=chunk)
     clean = values.pop("clean")
     return per_head(model, {head: value - clean for head, value in values.items()})
+
+
+def _activations(model, tokens, names: set[str], under: Intervention | None) -> dict[str, torch.Tensor]:
+    """{name: activation} of the run with `under` in force (the clean run without it)."""
+    if under is None:
+        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+        return dict(cache.items())
+    cache = {}
+
+    def keep(name: str):  # by the name asked for: the bridge may report an alias's canonical name
+        def store(act, hook):
+            cache[name] = act.detach().clone()
+
+        return store
+
+    model.run_with_hooks(
+        tokens, fwd_hooks=under.hooks(model) + [(name, keep(name)) for name in sorted(names)]
+    )
+    return cache
+
+
+@dataclass(frozen=True)
+class Hydra:
+    """The Hydra effect (McGrath et al. 2023) of ablating one head: how the direct effects of the
+    heads downstream of it change. Direct effects as in `direct_effects` (nats the loss rises when a
+    head's direct path is removed), in the clean run and in the run with `head` ablated."""
+
+    head: Head
+    clean: torch.Tensor  # [n_layers, n_heads]: downstream heads' direct effects, clean run (NaN elsewhere)
+    ablated: torch.Tensor  # the same in the run with `head` ablated
+
+    @property
+    def compensation(self) -> float:
+        """Sum over downstream heads of (direct effect with `head` ablated - clean): nats by which
+        the later heads' direct paths lower the loss more once the head is gone (0 where no head
+        lies downstream)."""
+        return float(torch.nansum(self.ablated - self.clean))
+
+
+@torch.no_grad()
+def hydra_effect(
+    model,
+    tokens,
+    metric: Metric,
+    head: Head,
+    how: Ablation = "mean",
+    reference=None,
+    chunk: int | None = None,
+) -> Hydra:
+    """`Hydra` of ablating `head`: every head of a later layer, its direct effect in both runs."""
+    (head,) = H.check_heads(model, [head])
+    downstream = [
+        (layer, h) for layer in range(head[0] + 1, model.cfg.n_layers) for h in range(model.cfg.n_heads)
+    ]
+    if not downstream:
+        nan = torch.full((model.cfg.n_layers, model.cfg.n_heads), math.nan)
+        return Hydra(Head(*head), nan, nan)
+    measured = [
+        direct_effects(model, tokens, metric, how, reference, heads=downstream, chunk=chunk, under=under)
+        for under in (None, AblateHeads([head], how, reference))
+    ]
+    return Hydra(Head(*head), *measured)
 
 
 @dataclass(frozen=True)

@@ -194,3 +194,45 @@ def test_heads_compensate_nothing_where_no_head_lies_downstream(toy, toy_1l):
         for repair in split:
             assert repair.heads == 0.0 and repair.downstream_frozen == repair.total
             assert repair.layernorm == pytest.approx(repair.repair)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Hydra effect: downstream heads' direct effects with and without an upstream ablation
+
+
+def test_hydra_direct_effects_are_those_of_the_ablated_run(toy, setup):
+    """With head (0, 1) mean-ablated, a layer-1 head's direct effect must equal the hand computation
+    on the ablated run's own activations and final-LayerNorm scale; without the ablation, what
+    direct_effects gives."""
+    tokens, metric, reference = setup
+    hydra = R.hydra_effect(toy, tokens, metric, (0, 1), "mean", reference)
+    downstream = [(1, h) for h in range(toy.cfg.n_heads)]
+    torch.testing.assert_close(
+        hydra.clean,
+        R.direct_effects(toy, tokens, metric, "mean", reference, heads=downstream),
+        equal_nan=True,
+    )
+    assert torch.isnan(hydra.ablated[0]).all() and not torch.isnan(hydra.ablated[1]).any()
+    names = {"ln_final.hook_in", "ln_final.hook_scale", "blocks.1.attn.hook_z"}
+    ablate = H.ablate_heads(toy, [(0, 1)], "mean", reference)
+    cache = {}
+    keep = [(n, lambda act, hook, n=n: cache.__setitem__(n, act.clone())) for n in sorted(names)]
+    logits = toy.run_with_hooks(tokens, fwd_hooks=ablate + keep)
+    ln = toy.ln_final._original_component
+    z_mean = reference["blocks.1.attn.hook_z"].mean(0, keepdim=True)
+    for _, head in downstream:
+        change = (cache["blocks.1.attn.hook_z"][:, :, head] - z_mean[:, :, head]) @ toy.W_O[1, head]
+        resid = cache["ln_final.hook_in"] - change
+        centred = resid - resid.mean(-1, keepdim=True)
+        edited = (centred / cache["ln_final.hook_scale"] * ln.weight + ln.bias) @ toy.W_U + toy.b_U
+        assert float(hydra.ablated[1, head]) == pytest.approx(
+            float(metric(edited) - metric(logits)), abs=1e-4
+        )
+    assert hydra.compensation == pytest.approx(float((hydra.ablated[1] - hydra.clean[1]).sum()), abs=1e-6)
+    assert hydra.compensation != pytest.approx(0.0, abs=1e-4)  # layer 1 does respond to layer 0
+
+
+def test_hydra_compensation_is_zero_where_no_head_lies_downstream(toy, setup):
+    tokens, metric, reference = setup
+    hydra = R.hydra_effect(toy, tokens, metric, (toy.cfg.n_layers - 1, 0), "mean", reference)
+    assert hydra.compensation == 0.0 and torch.isnan(hydra.clean).all()

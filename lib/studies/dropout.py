@@ -86,17 +86,20 @@ class Measured:
     repair_head: str  # the head whose self-repair is measured
     repair_direct: float
     repair_total: float
-    repair_heads: float  # compensation by downstream heads
+    repair_heads: float  # downstream components responding (effect with them frozen - total effect)
     repair_layernorm: float  # final-LayerNorm rescaling: reported beside, never counted as redundancy
+    hydra: float  # compensation: the rise of downstream heads' direct effects when repair_head is ablated
 
 
 def circuit_type(model, tokens: torch.Tensor, design: DropoutDesign) -> str:
     """canonical / offset-d / none (attnclaims.scores.induction_circuit_type) in the layer whose best
-    head has the highest offset induction score."""
+    head has the highest offset induction score, d in 0..S/2-1: an offset-d head reads x_(i+1+d)
+    from the first copy, where beyond S/2-1 fewer than half the repeated half's queries find it, and
+    at d = S-2 its key is the previous token (a previous-token head, not an induction circuit)."""
     S = design.base.seq_len
     scores = torch.stack(
         [
-            offset_induction_score_from_pattern(p, S, range(S - 1)).mean(0)
+            offset_induction_score_from_pattern(p, S, range(S // 2)).mean(0)
             for p in attention_patterns(model, tokens)
         ]
     )  # [layer, head, offset]
@@ -116,6 +119,7 @@ def measure(model, design: DropoutDesign) -> Measured:
     direct = R.direct_effects(model, tokens, metric, "mean", reference, heads=upstream)
     top = max(upstream, key=lambda head: float(direct[head]))
     (repair,) = R.self_repair_split(model, tokens, metric, [top], "mean", reference)
+    hydra = R.hydra_effect(model, tokens, metric, top, "mean", reference)
     order = sorted(R.every_head(model), key=lambda head: -float(effects.single[head]))
     losses = R.losses_along(model, tokens, metric, order, "mean", reference)
     return Measured(
@@ -132,6 +136,7 @@ def measure(model, design: DropoutDesign) -> Measured:
         repair_total=repair.repair,
         repair_heads=repair.heads,
         repair_layernorm=repair.layernorm,
+        hydra=hydra.compensation,
     )
 
 
@@ -197,7 +202,7 @@ def reached(table: pd.DataFrame, kind: str, levels) -> tuple[int, int]:
 
 
 def plot(study: Study, design: DropoutDesign, results_dir: Path) -> None:
-    columns = ["effective_heads", "top_head_share", "heads_to_threshold", "repair_heads", "repair_layernorm"]
+    columns = ["effective_heads", "top_head_share", "heads_to_threshold", "hydra", "repair_layernorm"]
     panels = ["steps", "clean_loss", *columns]
     titles = {
         "steps": "steps to matched loss",
@@ -205,7 +210,7 @@ def plot(study: Study, design: DropoutDesign, results_dir: Path) -> None:
         "effective_heads": "effective heads (exp entropy)",
         "top_head_share": "top head's share of the whole effect",
         "heads_to_threshold": f"heads to lose {design.threshold_fraction:.0%} of the effect",
-        "repair_heads": "self-repair by downstream heads (nats)",
+        "hydra": "downstream heads' direct effects, rise (Hydra, nats)",
         "repair_layernorm": "final-LayerNorm rescaling (nats; not redundancy)",
     }
     fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels), 3.2))
