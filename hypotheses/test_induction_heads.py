@@ -9,7 +9,7 @@ writes "the token before me" into each position, and the layer-1 head's keys rea
 
 Protocol
 1. Toys (lib/toy.py: GPT-NeoX blocks with rotary positions, MLPs fixed at zero, 4 heads, d_model 64):
-   2-layer models over SEEDS (10 seeds) and 1-layer models over ONE_LAYER_SEEDS, trained on in-context
+   2-layer models over SEEDS (30 seeds) and 1-layer models over ONE_LAYER_SEEDS, trained on in-context
    copying (lib/tasks `repeat`). Evaluated on BOS + S=16 random tokens + the same 16 again. The code
    of steps 1-5 is lib/studies/induction_toys.py; the `toys` fixture runs it once on TOY_DESIGN.
 2. Circuit type, recorded per seed: from the layer-1 offset induction scores, "canonical" (the best
@@ -22,10 +22,14 @@ Protocol
    its values; every other reader keeps the original. The effect is the rise in loss on the
    repeated half, for the largest (sender, receiver) pair per path. K-composition: the key path
    carries more than the query and the value paths.
-4. The offset circuit, per seed of type offset-d: the layer-0 head that attends d tokens back, and
-   its OV circuit read through the layer-1 circuit head's OV circuit (embedding -> L0 OV -> L1 OV ->
-   unembedding): does it copy? Control: the layer-0 head with the least attention d tokens back,
-   through the same layer-1 head. Seeds without an offset circuit record no figure (inconclusive).
+4. The offset circuit, on the offset-d seeds outside IDEA_SEEDS (seeds 0-4, the first run, where it
+   was seen), claims over those seeds (a Student-t CI of the mean: few seeds), each seed's heads
+   selected on the evaluation batch and measured on a held-out one: the layer-0 head that attends
+   d back (its held-out attention there); its OV circuit read through the layer-1 circuit head's
+   (embedding -> L0 OV -> L1 OV -> unembedding), whose copying score is compared with random maps of
+   the head's rank and norm in its place (a null); and the layer-0 head that attends d+1 back,
+   whose key path into the circuit head (path patching as in 3) is compared with the other layer-0
+   heads' key paths. Three claims; with fewer than 3 such seeds they record no figure.
 5. Phase change: from the training log, the steps over which the loss on the repeated half falls
    from 10% to 90% of its total drop, and the step where the best layer-1 offset induction score is
    half-way to its final value.
@@ -61,7 +65,7 @@ import pytest
 
 from attnclaims.heads import label
 from attnclaims.prompts.text import PARAGRAPHS
-from attnclaims.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff
+from attnclaims.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff, t_ci
 from attnclaims.studies.induction_real import RealDesign, RealStudy, real_study, recovered
 from attnclaims.studies.induction_toys import ToyDesign, ToyStudy, offset_copying, phase_change, toy_study
 from attnclaims.toy import ToyConfig
@@ -69,7 +73,9 @@ from attnclaims.toy import ToyConfig
 # 600 steps, not 1000: the loss drop ended by step 540 in every seed of the 1000-step run (see the log).
 TWO_LAYER = ToyConfig(n_layers=2, n_heads=4, d_model=64, steps=600, log_every=20)
 ONE_LAYER = TWO_LAYER.replace(n_layers=1)
-SEEDS = tuple(range(10))
+SEEDS = tuple(range(30))
+IDEA_SEEDS = range(5)  # the first run's seeds, where the offset circuit was seen (0, 3): not evidence for it
+NULL_DRAWS = 20  # random maps averaged for the offset circuit's copying null
 ONE_LAYER_SEEDS = (0, 1, 2)
 TOY = "toy:repeat 2L attn-only"
 REAL_BATCH = 16  # sequences per real-model batch
@@ -145,20 +151,6 @@ def test_most_seeds_form_a_canonical_induction_head(toys, claim):
     )
 
 
-def test_the_offset_circuit_recurs_across_seeds(toys, claim):
-    k = len(toys.of_type("offset"))
-    assert claim(
-        binomial_ci(k, len(toys.two_layer)),
-        ">=",
-        0.05,
-        why="1 in 20 seeds: a solution training finds again, not a one-off",
-        model=TOY,
-        metric="share of seeds forming an offset-d circuit (d > 0)",
-        unit="seeds",
-        note=toys.circuit_table,
-    )
-
-
 def test_canonical_heads_come_with_a_previous_token_head(toys, claim):
     canonical = toys.of_type("canonical")
     k = sum(t.previous_token >= 0.5 for t in canonical)
@@ -202,68 +194,97 @@ def test_keys_carry_layer0_into_the_induction_head(toys, claim):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. The offset circuit, per seed
+# 4. The offset circuit, on seeds that did not suggest it
 
 
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
-def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim, seed):
-    t = toys.seed(seed)
-    ok, reason = t.offset_precondition
-    if not ok:  # no offset circuit: nothing to measure, and no placeholder head recorded
-        assert claim(
-            None,
-            ">=",
-            0.5,
-            why="half: most of the head's attention lands d tokens back",
-            model=f"{TOY} seed {seed}",
-            metric="lag-d attention of the layer-0 head reading d back",
-            precondition=(ok, reason),
-        )
-    head, d = t.d_back_head, t.offset
-    others = {h: score for h, score in t.lag_profile(d).items() if h != head}
+def confirming(toys) -> list:
+    """The offset-circuit seeds among those that played no part in forming the idea (not IDEA_SEEDS)."""
+    return [t for t in toys.of_type("offset") if t.config.seed not in IDEA_SEEDS]
+
+
+def enough(seeds) -> tuple[bool, str]:
+    return len(seeds) >= 3, f"{len(seeds)} offset-circuit seeds outside seeds 0-4 (3 needed for a t interval)"
+
+
+def test_the_offset_circuit_recurs_across_seeds(toys, claim):
+    fresh = [t for t in toys.two_layer if t.config.seed not in IDEA_SEEDS]
     assert claim(
-        bootstrap_ci(t.lag_scores[:, head, d]),
+        binomial_ci(len(confirming(toys)), len(fresh)),
         ">=",
-        0.5,
-        why="half: most of the head's attention lands d tokens back",
-        model=f"{TOY} seed {seed}",
-        metric=f"lag-d attention of the layer-0 head reading d back (L0H{head}, d={d})",
-        unit="sequences",
-        precondition=(ok, reason),
-        note=f"other layer-0 heads at lag {d}: {others}",
+        0.05,
+        why="1 in 20 seeds: a solution training finds again, not a one-off",
+        model=TOY,
+        metric=f"share of seeds {fresh[0].config.seed}-{fresh[-1].config.seed} forming an offset-d "
+        "circuit (d > 0)",
+        unit="seeds",
+        note=toys.circuit_table,
     )
 
 
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
-def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim, seed):
-    """The d-back head moves token x_{i+1} to position i+1+d, where the layer-1 head reads it as a
-    value: its OV circuit, read through the layer-1 head's, should copy (V-composition). Control:
-    the layer-0 head that reads d back least."""
-    t = toys.seed(seed)
-    ok, reason = t.offset_precondition
-    if not ok:  # no offset circuit: no d-back head to read through layer 1
-        assert claim(
-            None,
-            ">=",
-            0.3,
-            why="0.3 of the vocabulary more than the control: a copying path, not noise in the weights",
-            model=f"{TOY} seed {seed}",
-            metric="copying score of the d-back head through the layer-1 head's OV, minus the layer-0 "
-            "head that reads d back least",
-            precondition=(ok, reason),
-        )
-    c = offset_copying(toy_model(t.config), t, head=t.d_back_head)
+def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim):
+    """Per seed: the layer-0 head with the most attention d back on the selection batch, its
+    attention d back on a held-out batch."""
+    seeds = confirming(toys)
+    ok, reason = enough(seeds)
     assert claim(
-        bootstrap_ci_diff(c.through[c.head], c.through[c.control]),
+        t_ci([t.heldout_d_back for t in seeds]) if ok else None,
+        ">=",
+        0.5,
+        why="half: most of the head's attention lands d tokens back",
+        model=TOY,
+        metric="held-out lag-d attention of the layer-0 head reading d back, mean over offset seeds",
+        unit="seeds",
+        precondition=(ok, reason),
+        note="; ".join(
+            f"s{t.config.seed} {t.circuit} L0H{t.d_back_head}: {t.heldout_d_back:.2f}" for t in seeds
+        ),
+    )
+
+
+def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim):
+    """The d-back head moves x_(i+1) to position i+1+d, where the layer-1 head reads it as a value:
+    its OV circuit read through the layer-1 head's should copy (V-composition). Null: random maps of
+    the head's rank and norm in its place, through the same layer-1 head."""
+    seeds = confirming(toys)
+    ok, reason = enough(seeds)
+    copying = [offset_copying(toy_model(t.config), t, NULL_DRAWS) for t in seeds]
+    assert claim(
+        t_ci([c.through - c.null for c in copying]) if ok else None,
         ">=",
         0.3,
-        why="0.3 of the vocabulary more than the control: a copying path, not noise in the weights",
-        model=f"{TOY} seed {seed}",
-        metric=f"copying score of L0H{c.head} through L1H{c.receiver}'s OV, minus the layer-0 "
-        f"head that reads d back least (L0H{c.control})",
-        unit="tokens",
+        why="0.3 of the vocabulary more than the null: a copying path, not any map's chance argmax",
+        model=TOY,
+        metric="copying score of the d-back head through the layer-1 circuit head's OV, minus random "
+        f"maps of its rank and norm ({NULL_DRAWS} draws), mean over offset seeds",
+        unit="seeds",
         precondition=(ok, reason),
-        note=f"copying through L1H{c.receiver}: {c.by_head}; direct OV of L0H{c.head}: {c.direct:.2f}",
+        note="; ".join(
+            f"s{t.config.seed} L0H{c.head}->L1H{c.receiver}: {c.through:.2f} vs null {c.null:.2f} (direct "
+            f"{c.direct:.2f})"
+            for t, c in zip(seeds, copying)
+        ),
+    )
+
+
+def test_offset_circuit_keys_come_from_the_head_reading_d_plus_1_back(toys, claim):
+    """Per seed: the layer-0 head reading d+1 back (selection batch) writes x_i into position i+1+d,
+    where the layer-1 head's key must match the query x_i. Its key path into the circuit head,
+    resampled on a held-out batch, raises the loss more than the other layer-0 heads' key paths."""
+    seeds = confirming(toys)
+    ok, reason = enough(seeds)
+    assert claim(
+        t_ci([t.key_path_beyond_layer for t in seeds]) if ok else None,
+        ">=",
+        0.1,
+        why="a tenth of a nat per token: a path the loss depends on, not float noise",
+        model=TOY,
+        metric="key-path loss rise of the (d+1)-back layer-0 head into the circuit head, minus the other "
+        "layer-0 heads' mean, held-out batch (nats), mean over offset seeds",
+        unit="seeds",
+        precondition=(ok, reason),
+        note="; ".join(
+            f"s{t.config.seed} L0H{t.key_head}: " + " ".join(f"{v:.2f}" for v in t.key_paths) for t in seeds
+        ),
     )
 
 
@@ -586,3 +607,21 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_entropy_ma
 #   induction_real.cross_paragraph_ablations). Both models rerun (2 threads): repeat-specific rise beyond
 #   random heads 0.470 -> 0.498 [0.405, 0.600] (smollm2-135m, undecided) and 2.89 -> 3.12 [2.65, 3.64]
 #   (gemma3-270m, supported); first-half rises stay near 0 (top heads -0.004 / +0.016 nats). No verdict moved.
+# 2026-12-03  The offset circuit confirmed on seeds that did not suggest it; 30 seeds (were 10). The idea came
+#   from seeds 0 and 3 of the first run (seeds 0-4, IDEA_SEEDS), which no offset claim counts now; its heads
+#   are selected on the evaluation batch and measured on a held-out one (they were selected and scored on
+#   one batch). The 20 per-seed rows (10 seeds x 2 claims, 14 of them inconclusive) become three claims over
+#   the offset seeds among seeds 5-29, a Student-t CI of the mean (attnclaims.stats.t_ci; a bootstrap over
+#   5 values is the min-max range). Seeds 10-29 are new (trained 2 at a time, one thread each: the weights
+#   of training them one by one). Offset circuits in 5 of seeds 5-29 (9, 22, 27, 29 offset-4; 11 offset-3):
+#   0.200 [0.068, 0.407] >= 0.05, supported. The d-back head's held-out lag-d attention 0.907 [0.885,
+#   0.928] (0.88-0.92), supported. Its OV through the layer-1 head copies 0.59-0.77 of the content tokens
+#   against 0.01-0.02 for random maps of its rank and norm (the null replaces the control chosen after the
+#   results, the head reading d back least): 0.640 [0.554, 0.725] >= 0.3, supported. The d+1-back head's
+#   key path into the circuit head (a claim about keys, replacing the one removed on 2026-12-02): 0.36-1.09
+#   nats against about 0 for the other layer-0 heads' (but 0.14 in seed 9), beyond them 0.695 [0.294,
+#   1.10] >= 0.1, supported. With 30 seeds the confirmatory counts move: canonical heads in 23/30, 0.767
+#   [0.527, 0.924], and the abrupt phase change in 25/30, 0.833 [0.603, 0.960], undecided at 10 seeds, are
+#   supported; an induction circuit and the key path in 30/30 [0.844, 1]; previous-token heads in 23/23
+#   canonical seeds (0.72-0.92); 1-layer gap 2.45 nats (exact). Toy training adds about 3 min cold on 2
+#   cores (20 toys, 2 processes), measuring 30 seeds about 1 min warm.

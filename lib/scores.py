@@ -163,13 +163,16 @@ def _ln_weight(norm) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ov_circuit(model, heads) -> torch.Tensor:
+def ov_circuit(model, heads, replace: dict | None = None) -> torch.Tensor:
     """[d_vocab, d_vocab]: embedding -> OV of each head in `heads` in turn (layers ascending) -> unembedding.
 
     `heads` is a sequence of (layer, head) pairs of query heads, e.g. [(0, 2)] for one head's direct
     OV circuit, [(0, 2), (1, 3)] for layer 0 head 2's output read as a value by layer 1 head 3
     (V-composition). On grouped-query models a query head reads its key/value head's W_V.
+    `replace`: {(layer, head): [d_model, d_model] map used instead of that head's W_V W_O} (a null
+    control: a random map in a head's place, read through the same heads).
     """
+    replace = {(int(layer), int(head)): m for (layer, head), m in (replace or {}).items()}
     heads = [(int(layer), int(head)) for layer, head in heads]
     if not heads or any(b[0] <= a[0] for a, b in itertools.pairwise(heads)):
         raise ValueError(f"heads {heads} must be a non-empty path with strictly ascending layers")
@@ -179,7 +182,11 @@ def ov_circuit(model, heads) -> torch.Tensor:
         block = model.blocks[layer]
         W_V = block.attn.W_V.detach().float()
         W_V = W_V[head // group] if W_V.shape[0] != model.cfg.n_heads else W_V[head]  # [d_model, d_head]
-        x = _centre(x * _ln_weight(block.ln1)) @ W_V @ block.attn.W_O[head].detach().float()
+        x = _centre(x * _ln_weight(block.ln1))
+        if (layer, head) in replace:
+            x = x @ replace[(layer, head)].float()
+        else:
+            x = x @ W_V @ block.attn.W_O[head].detach().float()
     return _centre(x) * _ln_weight(model.ln_final) @ model.W_U.detach().float()
 
 

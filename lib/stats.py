@@ -3,10 +3,10 @@ counts, Holm's correction, and a deterministic discovery/confirmation split.
 
 Inputs are 1-D sequences (lists, numpy arrays or torch tensors) of per-prompt or per-seed figures.
 With few seeds, report a count k/n with `binomial_ci` (a bootstrap over 3-5 values gives the
-min-max range or a degenerate interval); compare two groups of >= 8 seeds with
-`bootstrap_ci_two_sample`, and paired figures (the same seed under two conditions) with
-`bootstrap_ci_diff`. A claim is decided on its CI (attnclaims.claims); tests and effect sizes
-beyond that are scipy.stats's.
+min-max range or a degenerate interval), or the mean of a handful of per-seed figures with
+`t_ci`; compare two groups of >= 8 seeds with `bootstrap_ci_two_sample`, and paired figures (the
+same seed under two conditions) with `bootstrap_ci_diff`. A claim is decided on its CI
+(attnclaims.claims); tests and effect sizes beyond that are scipy.stats's.
 """
 
 from __future__ import annotations
@@ -160,6 +160,29 @@ def bootstrap_ci(
     low, high = np.quantile(stats, [alpha, 1 - alpha])
     redo = lambda level: bootstrap_ci(x, statistic, n_resamples, level, seed)
     return CI(estimate, float(low), float(high), int(x.size), confidence, redo, _bootstrap_p(stats))
+
+
+def t_ci(values, confidence: float = 0.95) -> CI:
+    """Student-t CI of the mean, mean +- t_(n-1) * sd / sqrt(n), for a handful of units (3-10 seeds)
+    where a bootstrap collapses to the min-max range; its p-value is the one-sample t-test's
+    (scipy.stats.ttest_1samp). Assumes roughly normal values; needs n >= 2 and some spread."""
+    from scipy.stats import ttest_1samp
+
+    x = _array(values)
+    _check_confidence(confidence)
+    if x.size < 2:
+        raise ValueError(f"a t interval needs at least 2 values, got {x.size}: use more units")
+    result = ttest_1samp(x, 0.0)
+    interval = result.confidence_interval(confidence)
+    return CI(
+        float(x.mean()),
+        float(interval.low),
+        float(interval.high),
+        int(x.size),
+        confidence,
+        redo=lambda level: t_ci(x, level),
+        pvalue=lambda threshold: float(ttest_1samp(x, threshold).pvalue),
+    )
 
 
 def bootstrap_ratio_ci(numerator, denominator, **kwargs) -> CI:

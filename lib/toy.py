@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import numbers
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ import pandas as pd
 import torch
 
 from attnclaims import tasks
-from attnclaims.cache import cache_root, verified_folder
+from attnclaims.cache import cache_root, verified_folder, verify_folder
 from attnclaims.models import check_device
 from attnclaims.progress import progress
 
@@ -108,6 +111,28 @@ def ensure_trained(config: ToyConfig, root: Path | None = None, device: str = "c
         return {"toy_config": asdict(config), "format": FORMAT_VERSION, "trained_on": device}
 
     return verified_folder(toy_folder(config, root, device), build, what=f"toy checkpoint {config.task}")
+
+
+def ensure_all_trained(configs, root: Path | None = None, workers: int | None = None) -> list[Path]:
+    """Every config trained on the CPU unless cached, several at once (one process per core, each
+    on one thread as always: the weights are those of training them one by one); their folders.
+
+    `workers` defaults to the cores this process may use. Progress is one line per model done.
+    """
+    configs = list(configs)
+    missing = list(dict.fromkeys(c for c in configs if not verify_folder(toy_folder(c, root))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(workers or cores, len(missing))
+    if workers > 1:
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch threads
+        with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+            jobs = [pool.submit(ensure_trained, c, root) for c in missing]
+            bar = progress(
+                as_completed(jobs), f"training {len(missing)} toys on {workers} processes", len(jobs)
+            )
+            for job in bar:
+                job.result()  # a worker's error is raised here
+    return [ensure_trained(c, root) for c in configs]
 
 
 def training_history(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> pd.DataFrame:

@@ -168,6 +168,19 @@ def test_ov_circuit_shape_and_path_checks(toy):
         scores.ov_circuit(toy, [(1, 0), (0, 1)])
 
 
+def test_ov_circuit_replace_puts_a_map_in_a_heads_place(toy):
+    """A head's own W_V W_O given as the replacement changes nothing; another head's map gives that
+    head's circuit."""
+    attn = toy.blocks[0].attn
+    own = {(0, 1): attn.W_V[1].detach() @ attn.W_O[1].detach()}
+    other = {(0, 1): attn.W_V[3].detach() @ attn.W_O[3].detach()}
+    path = [(0, 1), (1, 2)]
+    torch.testing.assert_close(scores.ov_circuit(toy, path, replace=own), scores.ov_circuit(toy, path))
+    torch.testing.assert_close(
+        scores.ov_circuit(toy, path, replace=other), scores.ov_circuit(toy, [(0, 3), (1, 2)])
+    )
+
+
 def test_ov_circuit_matches_a_forward_pass(toy):
     """A layer-0 head made to attend from the last position to position 1 only outputs, for token t
     at position 1, z_t @ W_O = (LN(e_t) @ W_V + b_V) @ W_O. Differences between tokens, rescaled by

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta, norm
@@ -160,3 +161,15 @@ def test_bad_input_is_named(call, message):
 def test_a_ci_reads_as_notes_quote_it():
     assert str(stats.bootstrap_ci([0.5, 0.52, 0.55, 0.6, 0.61])).startswith("0.556 [")
     assert str(stats.CI(1.23456, 1.0, 1.5, 8)) == "1.23 [1, 1.5]"
+
+
+def test_t_ci_matches_the_textbook_interval_and_its_test():
+    x = np.array([0.61, 0.72, 0.70, 0.66, 0.75])
+    ci = stats.t_ci(x)
+    half = scipy.stats.t.ppf(0.975, 4) * x.std(ddof=1) / np.sqrt(5)
+    assert ci.low == pytest.approx(x.mean() - half) and ci.high == pytest.approx(x.mean() + half)
+    assert ci.p_value(0.5) == pytest.approx(scipy.stats.ttest_1samp(x, 0.5).pvalue)
+    assert ci.at(0.99).high > ci.high
+    assert ci.p_value(float(ci.low)) == pytest.approx(0.05, abs=1e-9)  # the interval inverts the test
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.t_ci([0.7])

@@ -25,6 +25,15 @@ def test_same_seed_gives_identical_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_training_in_parallel_processes_gives_the_weights_of_training_one_by_one(tmp_path):
+    configs = [TINY.replace(seed=s) for s in (0, 1, 2)]
+    parallel = toy.ensure_all_trained(configs, tmp_path / "parallel", workers=2)
+    for config, folder in zip(configs, parallel):
+        a, b = weights(folder), weights(ensure_trained(config, tmp_path / "serial"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert parallel == toy.ensure_all_trained(configs, tmp_path / "parallel", workers=2)  # cached: no retraining
+
+
 def test_other_seed_gives_other_weights(tmp_path):
     a = weights(ensure_trained(TINY, tmp_path))
     b = weights(ensure_trained(TINY.replace(seed=1), tmp_path))

@@ -11,10 +11,12 @@ Steps, in the order they run, per trained toy (2-layer seeds, then 1-layer seeds
    repeated half (the 2nd..last token of the second copy).
 3. 2-layer toys: path patching of every layer-0 head into every layer-1 head's keys, queries and
    values (attnclaims.patching.path_patch_sweep); the largest loss rise per path.
-4. The training log (attnclaims.toy.training_history).
+4. On a held-out batch (seed 456; resample source seed 654), for what step 2 selected: the layer-0
+   lag scores, and each layer-0 head's key path into the circuit head (`key_paths`).
+5. The training log (attnclaims.toy.training_history).
 Then the figure (training curves, K/Q/V path effects) and the per-seed table go to `results_dir`.
-The offset circuit's copying (`offset_copying`) and the phase change (`phase_change`) are read off a
-`ToySeed` by the claims that need them.
+The offset circuit's copying against a null (`offset_copying`) and the phase change (`phase_change`)
+are read off a `ToySeed` by the claims that need them.
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ class ToySeed:
     head: int | None  # the layer-1 head with the best offset induction score
     offset_scores: torch.Tensor  # [layer, head, offset] offset induction scores, mean over sequences
     lag_scores: torch.Tensor  # [batch, head, lag] layer-0 attention from q to q-d, per sequence
+    heldout_lag_scores: torch.Tensor  # the same on the held-out batch
     loss: float  # loss on the repeated half (nats)
     path_effect: dict[str, float]  # {"k"|"q"|"v": loss rise of the strongest layer-0 -> layer-1 path (nats)}
+    key_paths: tuple[float, ...] | None  # per layer-0 head: loss rise, its key path into `head` (held out)
     history: pd.DataFrame  # training log
 
     @property
@@ -97,13 +101,26 @@ class ToySeed:
 
     @property
     def d_back_head(self) -> int:
-        """The layer-0 head reading d (the circuit's offset) tokens back."""
+        """The layer-0 head reading d (the circuit's offset) tokens back (selection batch)."""
         return self.lag_head(self.offset)
 
-    def lag_profile(self, lag: int) -> dict[int, float]:
-        """{layer-0 head: its lag-`lag` attention, mean over sequences, to 2 places} (for notes)."""
-        n_heads = self.lag_scores.shape[1]
-        return {h: round(float(self.lag_scores[:, h, lag].mean()), 2) for h in range(n_heads)}
+    @property
+    def key_head(self) -> int:
+        """The layer-0 head reading d + 1 tokens back (selection batch): it writes x_i into position
+        i + 1 + d, where the layer-1 head's key must match the query x_i."""
+        return self.lag_head(self.offset + 1)
+
+    @property
+    def heldout_d_back(self) -> float:
+        """The d-back head's attention d tokens back on the held-out batch."""
+        return float(self.heldout_lag_scores[:, self.d_back_head, self.offset].mean())
+
+    @property
+    def key_path_beyond_layer(self) -> float:
+        """The (d+1)-back head's key-path loss rise minus the mean of the other layer-0 heads' (nats)."""
+        paths = torch.tensor(self.key_paths)
+        others = torch.cat([paths[: self.key_head], paths[self.key_head + 1 :]])
+        return float(paths[self.key_head] - others.mean())
 
 
 @dataclass(frozen=True)
@@ -160,9 +177,38 @@ def path_effects(
     return out
 
 
+def key_paths(
+    model, tokens: torch.Tensor, source: torch.Tensor, seq_len: int, receiver: int
+) -> tuple[float, ...]:
+    """Per layer-0 head: the loss rise when its output on `source` replaces its output on `tokens`
+    along the path into layer-1 head `receiver`'s keys alone."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return repeated_half_loss(logits, tokens, seq_len).mean()
+
+    with torch.no_grad():
+        base = float(metric(model(tokens)))
+    return tuple(
+        float(
+            path_patch_sweep(
+                model,
+                clean_tokens=source,
+                corrupted_tokens=tokens,
+                metric=metric,
+                sender=(0, h),
+                component="k",
+            )[1, receiver]
+        )
+        - base
+        for h in range(model.cfg.n_heads)
+    )
+
+
 def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
+    """Steps 1-4 of the module docstring for one toy."""
     S = design.seq_len
     tokens, source = toy_eval_tokens(config, S, seed=123), toy_eval_tokens(config, S, seed=321)
+    heldout, heldout_source = toy_eval_tokens(config, S, seed=456), toy_eval_tokens(config, S, seed=654)
     patterns = attention_patterns(model, tokens)  # [layer, batch, head, q, k]
     offsets = torch.stack([offset_induction_score_from_pattern(p, S).mean(0) for p in patterns])
     circuit, offset, head = induction_circuit_type(offsets[-1], design.circuit)
@@ -176,8 +222,12 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
         head=head,
         offset_scores=offsets,
         lag_scores=lag_scores_from_pattern(patterns[0], design.lags),
+        heldout_lag_scores=lag_scores_from_pattern(attention_patterns(model, heldout)[0], design.lags),
         loss=loss,
         path_effect=path_effects(model, tokens, source, S, design.paths) if two_layer else {},
+        key_paths=key_paths(model, heldout, heldout_source, S, head)
+        if two_layer and head is not None
+        else None,
         history=training_history(config),
     )
 
@@ -186,9 +236,14 @@ def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> ToyStudy:
     """Every toy of `design` trained (or loaded) by `toy_model(config)` and measured; writes the
     figure induction_toy-repeat-2L.png and the table induction_toy-repeat-2L_seeds.csv."""
 
+    def configs(config: ToyConfig, seeds: tuple[int, ...]) -> list[ToyConfig]:
+        return [config.replace(seed=s) for s in seeds]
+
     def measured(config: ToyConfig, seeds: tuple[int, ...]) -> tuple[ToySeed, ...]:
-        configs = [config.replace(seed=s) for s in seeds]
-        return tuple(measure_toy(toy_model(c), c, design) for c in configs)
+        return tuple(measure_toy(toy_model(c), c, design) for c in configs(config, seeds))
+
+    if train_all := getattr(toy_model, "train_all", None):  # the fixture's factory trains them in parallel
+        train_all(configs(design.two_layer, design.seeds) + configs(design.one_layer, design.one_layer_seeds))
 
     study = ToyStudy(
         two_layer=measured(design.two_layer, design.seeds),
@@ -225,29 +280,38 @@ def seed_table(study: ToyStudy, paths: tuple[str, ...]) -> pd.DataFrame:
 class OffsetCopying:
     head: int  # the layer-0 head reading d back
     receiver: int  # the layer-1 circuit head
-    control: int  # the layer-0 head that reads d back least
-    through: dict[int, torch.Tensor]  # {layer-0 head: [content] 1 where a token copies through L1}
+    through: float  # copying score of `head`'s OV circuit read through the receiver's
+    null: float  # the same with random maps of `head`'s rank and norm in its place (mean over draws)
     direct: float  # copying score of `head`'s own OV circuit
 
-    @property
-    def by_head(self) -> dict[int, float]:
-        return {h: round(float(c.mean()), 2) for h, c in self.through.items()}
 
-
-def offset_copying(model, t: ToySeed, head: int) -> OffsetCopying:
-    """Copying scores of every layer-0 head's OV circuit read through the layer-1 circuit head's
-    (embedding -> L0 OV -> L1 OV -> unembedding), over the content tokens."""
-    receiver = t.head if t.head is not None else 0
+def offset_copying(model, t: ToySeed, draws: int = 20) -> OffsetCopying:
+    """Copying scores over the content tokens (embedding -> L0 OV -> L1 OV -> unembedding) of the
+    d-back head read through the layer-1 circuit head, and the null: `draws` random maps
+    W_V' W_O' (Gaussian, the head's rank, scaled to its W_V W_O's Frobenius norm; generator seed 0)
+    in the d-back head's place, through the same layer-1 head."""
+    head, receiver = t.d_back_head, t.head
     content = torch.arange(N_SPECIAL, N_SPECIAL + t.config.n_content)
+    attn = model.blocks[0].attn
+    ov = attn.W_V[head].detach().float() @ attn.W_O[head].detach().float()
+    d_model, d_head = attn.W_V.shape[1:]
+    generator = torch.Generator().manual_seed(0)
+
+    def score(path, replace=None) -> float:
+        return float(copying_score(ov_circuit(model, path, replace), content).float().mean())
+
+    nulls = []
+    for _ in range(draws):
+        random = torch.randn(d_model, d_head, generator=generator) @ torch.randn(
+            d_head, d_model, generator=generator
+        )
+        nulls.append(score([(0, head), (1, receiver)], {(0, head): random * ov.norm() / random.norm()}))
     return OffsetCopying(
         head=head,
         receiver=receiver,
-        control=int(t.lag_scores[:, :, t.offset or 0].mean(0).argmin()),
-        through={
-            h: copying_score(ov_circuit(model, [(0, h), (1, receiver)]), content).float()
-            for h in range(t.config.n_heads)
-        },
-        direct=float(copying_score(ov_circuit(model, [(0, head)]), content).float().mean()),
+        through=score([(0, head), (1, receiver)]),
+        null=float(np.mean(nulls)),
+        direct=score([(0, head)]),
     )
 
 
@@ -287,19 +351,24 @@ def plot_toys(study: ToyStudy, paths: tuple[str, ...], results_dir: Path) -> Non
         return COLOURS.get(t.circuit, "tab:orange")  # offset circuits in orange
 
     fig, (ax_loss, ax_score, ax_path) = plt.subplots(1, 3, figsize=(15, 4))
+    kinds = {t.circuit.split("-")[0] for t in study.two_layer}
+    counts = {k: sum(t.circuit.split("-")[0] == k for t in study.two_layer) for k in kinds}
+    labelled = set()
     for t in study.two_layer:
-        label = f"seed {t.config.seed}: {t.circuit}"
+        kind = t.circuit.split("-")[0]  # one legend entry per kind: canonical, offset, none
+        label = None if kind in labelled else f"2L {kind} ({counts[kind]} seeds)"
+        labelled.add(kind)
         ax_loss.plot(t.history.step, t.history.loss_repeated_half, color=colour(t), label=label)
         ax_score.plot(
             t.history.step, t.history.filter(like="offset_induction_L1").max(axis=1), color=colour(t)
         )
-    for t in study.one_layer:
+    for i, t in enumerate(study.one_layer):
         ax_loss.plot(
             t.history.step,
             t.history.loss_repeated_half,
             color="black",
             ls=":",
-            label=f"1L seed {t.config.seed}",
+            label=None if i else f"1L ({len(study.one_layer)} seeds)",
         )
     ax_loss.set(
         xlabel="training step",
