@@ -31,7 +31,7 @@ def test_training_in_parallel_processes_gives_the_weights_of_training_one_by_one
     for config, folder in zip(configs, parallel):
         a, b = weights(folder), weights(ensure_trained(config, tmp_path / "serial"))
         assert all(torch.equal(a[k], b[k]) for k in a)
-    assert parallel == toy.ensure_all_trained(configs, tmp_path / "parallel", workers=2)  # cached: no retraining
+    assert parallel == toy.ensure_all_trained(configs, tmp_path / "parallel", workers=2)  # cached now
 
 
 def test_other_seed_gives_other_weights(tmp_path):
