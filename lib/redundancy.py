@@ -24,7 +24,7 @@ From effects (pure functions, unit-tested on hand-made numbers):
 - `heads_carrying(effects, whole, fraction)`: heads whose single ablation costs >= fraction*whole.
 - `effective_heads(effects)`: exp of the entropy of the shares max(e_h, 0) / sum max(e, 0)
   (Hill number of order 1): n when n heads share the effect equally, 1 when one head has it all.
-- `top_head_share(effects, whole)`: max_h e_h / whole.
+- `top_head_share(effects, whole, selection)`: e_top / whole, top chosen on `selection` (or `effects`).
 - `self_repair(total, direct)`: direct - total; `self_repair_fraction`: (direct - total) / direct.
 - `heads_to_threshold(losses, threshold)`: the first k with losses[k] >= threshold.
 """
@@ -398,9 +398,15 @@ def effective_heads(effects) -> float:
     return float(math.exp(-float(torch.special.xlogy(p, p).sum())))
 
 
-def top_head_share(effects, whole: float) -> float:
-    """The largest single-head effect as a share of the whole effect."""
-    return float(_effects(effects).max()) / _whole(whole)
+def top_head_share(effects, whole: float, selection=None) -> float:
+    """The top head's single effect as a share of the whole effect. The top head is the one with
+    the largest effect in `selection` (the same heads' effects on other prompts, so that choosing
+    the head and measuring it do not share their noise), else in `effects` itself."""
+    e = _effects(effects)
+    pick = _effects(selection) if selection is not None else e
+    if pick.shape != e.shape:
+        raise ValueError(f"selection has {pick.numel()} effects, effects {e.numel()}: give the same heads")
+    return float(e[pick.argmax()]) / _whole(whole)
 
 
 def self_repair(total: float, direct: float) -> float:

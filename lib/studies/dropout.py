@@ -113,21 +113,24 @@ def measure(model, design: DropoutDesign) -> Measured:
     reference = R.reference_cache(
         model, repeat_batch(torch.Generator().manual_seed(321), 64, S, base.n_content)
     )
+    selection = repeat_batch(torch.Generator().manual_seed(456), 64, S, base.n_content)
     metric = mean_loss(tokens, halves(S)[1])  # predictions of the 2nd..last token of the copy
+    selection_metric = mean_loss(selection, halves(S)[1])
     effects = R.head_effects(model, tokens, metric, "mean", reference)
+    selected = R.head_effects(model, selection, selection_metric, "mean", reference)
     upstream = [(layer, h) for layer in range(base.n_layers - 1) for h in range(base.n_heads)]
-    direct = R.direct_effects(model, tokens, metric, "mean", reference, heads=upstream)
-    top = max(upstream, key=lambda head: float(direct[head]))
+    direct = R.direct_effects(model, selection, selection_metric, "mean", reference, heads=upstream)
+    top = max(upstream, key=lambda head: float(direct[head]))  # chosen on the selection batch
     (repair,) = R.self_repair_split(model, tokens, metric, [top], "mean", reference)
     hydra = R.hydra_effect(model, tokens, metric, top, "mean", reference)
-    order = sorted(R.every_head(model), key=lambda head: -float(effects.single[head]))
+    order = sorted(R.every_head(model), key=lambda head: -float(selected.single[head]))
     losses = R.losses_along(model, tokens, metric, order, "mean", reference)
     return Measured(
         circuit=circuit_type(model, tokens, design),
         clean_loss=effects.clean,
         whole_effect=effects.whole,
         effective_heads=R.effective_heads(effects.single),
-        top_head_share=R.top_head_share(effects.single, effects.whole),
+        top_head_share=R.top_head_share(effects.single, effects.whole, selection=selected.single),
         heads_to_threshold=R.heads_to_threshold(
             losses, effects.clean + design.threshold_fraction * effects.whole
         ),
