@@ -84,7 +84,9 @@ class ToySeed:
 
     @property
     def previous_token(self) -> float:
-        return float(self.lag_scores[:, :, 1].mean(0).max())
+        """The previous-token score (lag 1) of the layer-0 head with the highest one on the
+        selection batch, measured on the held-out batch."""
+        return float(self.heldout_lag_scores[:, self.lag_head(1), 1].mean())
 
     @property
     def has_circuit(self) -> bool:
