@@ -69,19 +69,32 @@ def nearest_controls(scores, heads: Iterable) -> list[Head]:
 
 
 def same_layer_controls(rng, heads: Iterable, n_layers: int, n_heads: int) -> list[Head]:
-    """One control head per head, paired in order: another head of its layer (the nearest layer
-    with one left when its own runs out), never one of `heads`, none twice. `rng` is a
-    random.Random: draws are reproducible from its seed."""
+    """One control head per head, paired in order: another head of its layer while the layer has one
+    left, else one of the nearest layer with one left; never one of `heads`, none twice. Every head
+    draws from its own layer first (in order), and only then do the rest spill over, so a spill never
+    takes a head that another compared head's own layer still had. `rng` is a random.Random: draws are
+    reproducible from its seed."""
     heads = as_heads(heads)
     taken = set(heads)
-    out: list[Head] = []
-    for head in heads:
+    out: list[Head | None] = []
+
+    def free(layer: int) -> list[Head]:
+        return [Head(layer, h) for h in range(n_heads) if Head(layer, h) not in taken]
+
+    def pick(pool: list[Head]) -> Head:
+        choice = rng.choice(pool)
+        taken.add(choice)
+        return choice
+
+    for head in heads:  # own layers first
+        pool = free(head.layer)
+        out.append(pick(pool) if pool else None)
+    for i, head in enumerate(heads):
+        if out[i] is not None:
+            continue
         for near in sorted(range(n_layers), key=lambda other: (abs(other - head.layer), other)):
-            pool = [Head(near, h) for h in range(n_heads) if Head(near, h) not in taken]
-            if pool:
-                pick = rng.choice(pool)
-                taken.add(pick)
-                out.append(pick)
+            if pool := free(near):
+                out[i] = pick(pool)
                 break
         else:
             raise ValueError(f"no head is left to serve as a control for {head}: the model has too few heads")
