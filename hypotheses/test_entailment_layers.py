@@ -70,7 +70,6 @@ def discovery_share(account: LayerAccount, kind: str, layer: int) -> float:
 
 
 @pytest.mark.confirmatory
-@pytest.mark.real_model
 @pytest.mark.parametrize("kind", ["attention", "mlp"])
 def test_one_layer_carries_half_of_the_fact(account, kind, claim):
     removed, clean = held_out(account, kind)
@@ -89,7 +88,6 @@ def test_one_layer_carries_half_of_the_fact(account, kind, claim):
 
 
 @pytest.mark.confirmatory
-@pytest.mark.real_model
 def test_an_mlp_layer_carries_more_of_the_fact_than_any_attention_layer(account, claim):
     """The rival account: the best MLP layer removes more of the sensitivity than the best attention
     layer (both selected on discovery groups, each the largest of as many layers), in nats per group:

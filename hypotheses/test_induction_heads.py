@@ -1,5 +1,5 @@
-"""Induction heads: how do 2-layer attention-only toys trained from scratch build them, and where are
-they in real language models?
+"""Induction heads in real language models: where are they, and does what they do depend on the
+repeat? (Toys trained from scratch: test_induction_toys.py.)
 
 Anchor: Olsson et al. 2022, "In-context learning and induction heads". A layer-1 head attends from
 each token of a repeated sequence to the token that followed its first occurrence (prefix
@@ -7,55 +7,28 @@ matching) and copies it. It finds that position through its *keys*: a layer-0 pr
 writes "the token before me" into each position, and the layer-1 head's keys read it
 (K-composition).
 
-Protocol
-1. Toys (lib/toy.py: GPT-NeoX blocks with rotary positions, MLPs fixed at zero, 4 heads, d_model 64):
-   2-layer models over SEEDS (30 seeds) and 1-layer models over ONE_LAYER_SEEDS, trained on in-context
-   copying (lib/tasks `repeat`). Evaluated on BOS + S=16 random tokens + the same 16 again. The code
-   of steps 1-5 is lib/studies/induction_toys.py; the `toys` fixture runs it once on TOY_DESIGN.
-2. Circuit type, recorded per seed: from the layer-1 offset induction scores, "canonical" (the best
-   head attends to the induction target), "offset-d" (to d tokens after it) or "none" (no layer-1
-   head reaches 0.5). Claims over seeds are counts k/n with a Clopper-Pearson CI (95%, or the
-   family's simultaneous level for the confirmatory claims: lib/claims.py).
-3. K-composition, per seed with a circuit: path patching (attnclaims.patching.path_patch_sweep). On the
-   repeated sequence, one layer-0 head's output is replaced, along one path only, by its output on
-   another repeated random sequence (a resample): into one layer-1 head's keys, or its queries, or
-   its values; every other reader keeps the original. The effect is the rise in loss on the
-   repeated half, for the largest (sender, receiver) pair per path. K-composition: the key path
-   carries more than the query and the value paths.
-4. The offset circuit, on the offset-d seeds outside IDEA_SEEDS (seeds 0-4, the first run, where it
-   was seen), claims over those seeds (a Student-t CI of the mean: few seeds), each seed's heads
-   selected on the evaluation batch and measured on a held-out one: the layer-0 head that attends
-   d back (its held-out attention there); its OV circuit read through the layer-1 circuit head's
-   (embedding -> L0 OV -> L1 OV -> unembedding), whose copying score is compared with random maps of
-   the head's rank and norm in its place (a null); and the layer-0 head that attends d+1 back,
-   whose key path into the circuit head (path patching as in 3) is compared with the other layer-0
-   heads' key paths. Three claims; with fewer than 3 such seeds they record no figure.
-5. Phase change: from the training log, the steps over which the loss on the repeated half falls
-   from 10% to 90% of its total drop, and the step where the best layer-1 offset induction score is
-   half-way to its final value.
-6. Real models (the `model` fixture; smollm2-135m by default; code: lib/studies/induction_real.py,
-   run once by the `real` fixture on REAL_DESIGN): induction scores of every head on a discovery
-   batch of repeated random tokens (drawn from the tokenizer's ordinary vocabulary); the top 5
-   confirmed on a disjoint batch, and on repeated natural text (prompts/text.py: up to 2 windows of S
-   tokens per paragraph; natural-text CIs are over paragraphs, windows averaged within each). Ablation of the
-   top 5 by zero, mean and resample (reference: another batch) against 5 random heads of the
-   same layers (5 draws, never a top head; nearest layers fill in where a layer has too few other
-   heads). On natural text, mean ablation only, the mean taken over windows of other paragraphs
-   (even-numbered paragraphs take the odd ones' mean and the other way round).
-   What is claimed is the rise on the repeated half minus the rise on the first half (where no
-   repeat helps), so heads that matter for any text score 0; each note gives both halves and the
+Protocol (the `model` fixture; smollm2-135m by default; code: lib/studies/induction_real.py, run once
+by the `real` fixture on REAL_DESIGN)
+1. Discovery: induction scores of every head on a batch of repeated random tokens (drawn from the
+   tokenizer's ordinary vocabulary); the top 5 are confirmed on a disjoint batch, and on repeated
+   natural text (prompts/text.py: up to 2 windows of S tokens per paragraph; natural-text CIs are
+   over paragraphs, windows averaged within each).
+2. Ablation of the top 5 by zero, mean and resample (reference: another batch) against 5 random
+   heads of the same layers (5 draws, never a top head; the nearest layer with one left fills in
+   where a layer has too few other heads). On natural text, mean ablation only, the mean taken over
+   windows of other paragraphs (even-numbered paragraphs take the odd ones' mean and the other way
+   round). What is claimed is the rise on the repeated half minus the rise on the first half (where
+   no repeat helps), so heads that matter for any text score 0; each note gives both halves and the
    repeated half's top-1 accuracy, which stays in range where a loss passes ln(vocabulary).
-   Sufficiency: only the top heads kept, every other head of their layers mean-ablated. Entropy: the
-   same heads on the first half vs the repeated half of the confirmation batch, against one control
-   per top head, the head (any layer) whose first-half entropy on the discovery batch is nearest
-   its own (heads as sharp to begin with; selection used another batch).
+3. Sufficiency: only the top heads kept, every other head of their layers mean-ablated.
+4. Entropy: the same heads on the first half vs the repeated half of the confirmation batch, against
+   one control per top head, the head (any layer) whose first-half entropy on the discovery batch is
+   nearest its own (heads as sharp to begin with; selection used another batch).
 
 Measures (lib/scores.py): induction score = mean attention from q in the second copy to q-S+1;
-offset induction score (d) = the same to q-S+1+d, d in 0..7; lag score (d) = mean attention from q
-to q-d (lag 1 = previous token); loss on the repeated half = mean next-token loss on the 2nd..last
-token of the second copy (on the first half: of the first copy); entropy in nats; copying score =
-share of content tokens whose own logit tops their row of the OV circuit. CIs over prompts are
-percentile bootstraps (2000 resamples).
+loss on the repeated half = mean next-token loss on the 2nd..last token of the second copy (on the
+first half: of the first copy); entropy in nats. CIs are percentile bootstraps (2000 resamples)
+over sequences, or over paragraphs for natural text.
 """
 
 from __future__ import annotations
@@ -65,50 +38,22 @@ import pytest
 
 from attnclaims.heads import label
 from attnclaims.prompts.text import PARAGRAPHS
-from attnclaims.stats import binomial_ci, bootstrap_ci, bootstrap_ci_diff, t_ci
+from attnclaims.stats import bootstrap_ci, bootstrap_ci_diff
 from attnclaims.studies.induction_real import RealDesign, RealStudy, real_study, recovered
-from attnclaims.studies.induction_toys import ToyDesign, ToyStudy, offset_copying, phase_change, toy_study
-from attnclaims.toy import ToyConfig
 
-# 600 steps, not 1000: the loss drop ended by step 540 in every seed of the 1000-step run (see the log).
-TWO_LAYER = ToyConfig(n_layers=2, n_heads=4, d_model=64, steps=600, log_every=20)
-ONE_LAYER = TWO_LAYER.replace(n_layers=1)
-SEEDS = tuple(range(30))
-IDEA_SEEDS = range(5)  # the first run's seeds, where the offset circuit was seen (0, 3): not evidence for it
-NULL_DRAWS = 20  # random maps averaged for the offset circuit's copying null
-ONE_LAYER_SEEDS = (0, 1, 2)
-TOY = "toy:repeat 2L attn-only"
-REAL_BATCH = 16  # sequences per real-model batch
+REAL_BATCH = 16  # sequences per batch
 S = 16  # length of the repeated sequence
-CIRCUIT = 0.5  # a layer-1 head "forms a circuit" when its best offset induction score reaches this
-LAGS = range(9)  # layer-0 lags searched for the offset circuit's head
-PATHS = ("k", "q", "v")
 TOP_K = 5
 CONTROL_DRAWS = 5
 ABLATIONS = ("zero", "mean", "resample")
 
-TOY_DESIGN = ToyDesign(
-    two_layer=TWO_LAYER,
-    one_layer=ONE_LAYER,
-    seeds=SEEDS,
-    one_layer_seeds=ONE_LAYER_SEEDS,
-    seq_len=S,
-    circuit=CIRCUIT,
-    lags=LAGS,
-    paths=PATHS,
-)
 REAL_DESIGN = RealDesign(
     seq_len=S, batch=REAL_BATCH, top_k=TOP_K, control_draws=CONTROL_DRAWS, ablations=ABLATIONS
 )
 
+
 # ---------------------------------------------------------------------------------------------
-# 1. The studies, computed once per module (lib/studies/induction_toys.py, induction_real.py)
-
-
-@pytest.fixture(scope="module")
-def toys(toy_model, results_dir) -> ToyStudy:
-    """Every toy of TOY_DESIGN trained (cached) and measured; writes the figure and the seed table."""
-    return toy_study(toy_model, TOY_DESIGN, results_dir)
+# The study, computed once per model (lib/studies/induction_real.py)
 
 
 @pytest.fixture(scope="module")
@@ -118,249 +63,9 @@ def real(model, model_name, results_dir) -> RealStudy:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Circuit types over seeds
+# Claims
 
 
-@pytest.mark.confirmatory
-def test_most_seeds_form_an_induction_circuit(toys, claim):
-    k = sum(t.has_circuit for t in toys.two_layer)
-    assert claim(
-        binomial_ci(k, len(toys.two_layer)),
-        ">=",
-        0.5,
-        why="most seeds: the circuit is what training finds, not a lucky seed",
-        model=TOY,
-        metric="share of seeds whose layer 1 forms an induction circuit (any offset)",
-        unit="seeds",
-        note=toys.circuit_table,
-    )
-
-
-@pytest.mark.confirmatory
-def test_most_seeds_form_a_canonical_induction_head(toys, claim):
-    k = len(toys.of_type("canonical"))
-    assert claim(
-        binomial_ci(k, len(toys.two_layer)),
-        ">=",
-        0.5,
-        why="most seeds: the canonical head is the usual solution, as in Olsson et al.",
-        model=TOY,
-        metric="share of seeds whose best layer-1 head is a canonical induction head (offset 0)",
-        unit="seeds",
-        note=toys.circuit_table,
-    )
-
-
-def test_canonical_heads_come_with_a_previous_token_head(toys, claim):
-    canonical = toys.of_type("canonical")
-    k = sum(t.previous_token >= 0.5 for t in canonical)
-    assert claim(
-        binomial_ci(k, max(len(canonical), 1)),
-        ">=",
-        0.5,
-        why="most canonical seeds: the previous-token head is part of the circuit, not an accident",
-        model=TOY,
-        metric="share of canonical seeds with a layer-0 previous-token head (held-out score >= 0.5)",
-        unit="seeds",
-        precondition=(len(canonical) >= 3, f"{len(canonical)} canonical seeds (3 needed)"),
-        note=", ".join(f"s{t.config.seed}:{t.previous_token:.2f}" for t in canonical),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# 3. K-composition by path patching
-
-
-@pytest.mark.confirmatory
-def test_keys_carry_layer0_into_the_induction_head(toys, claim):
-    """Per seed with a circuit: the key path's loss rise exceeds both the query and the value path's."""
-    formed = toys.formed
-    k = sum(t.path_effect["k"] > max(t.path_effect["q"], t.path_effect["v"]) for t in formed)
-    note = "; ".join(
-        f"s{t.config.seed} {t.circuit}: " + " ".join(f"{c} {t.path_effect[c]:.2f}" for c in PATHS)
-        for t in formed
-    )
-    assert claim(
-        binomial_ci(k, max(len(formed), 1)),
-        ">=",
-        0.5,
-        why="most seeds with a circuit: K-composition is how the circuit works, not one seed's way",
-        model=TOY,
-        metric="share of seeds with a circuit whose key path carries more than query and value paths",
-        unit="seeds",
-        precondition=(len(formed) >= 3, f"{len(formed)} seeds with a circuit (3 needed)"),
-        note=note,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# 4. The offset circuit, on seeds that did not suggest it
-
-
-def confirming(toys) -> list:
-    """The offset-circuit seeds among those that played no part in forming the idea (not IDEA_SEEDS)."""
-    return [t for t in toys.of_type("offset") if t.config.seed not in IDEA_SEEDS]
-
-
-def enough(seeds) -> tuple[bool, str]:
-    return len(seeds) >= 3, f"{len(seeds)} offset-circuit seeds outside seeds 0-4 (3 needed for a t interval)"
-
-
-def test_the_offset_circuit_recurs_across_seeds(toys, claim):
-    fresh = [t for t in toys.two_layer if t.config.seed not in IDEA_SEEDS]
-    assert claim(
-        binomial_ci(len(confirming(toys)), len(fresh)),
-        ">=",
-        0.05,
-        why="1 in 20 seeds: a solution training finds again, not a one-off",
-        model=TOY,
-        metric=f"share of seeds {fresh[0].config.seed}-{fresh[-1].config.seed} forming an offset-d "
-        "circuit (d > 0)",
-        unit="seeds",
-        note=toys.circuit_table,
-    )
-
-
-def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim):
-    """Per seed: the layer-0 head with the most attention d back on the selection batch, its
-    attention d back on a held-out batch."""
-    seeds = confirming(toys)
-    ok, reason = enough(seeds)
-    assert claim(
-        t_ci([t.heldout_d_back for t in seeds]) if ok else None,
-        ">=",
-        0.5,
-        why="half: most of the head's attention lands d tokens back",
-        model=TOY,
-        metric="held-out lag-d attention of the layer-0 head reading d back, mean over offset seeds",
-        unit="seeds",
-        precondition=(ok, reason),
-        note="; ".join(
-            f"s{t.config.seed} {t.circuit} L0H{t.d_back_head}: {t.heldout_d_back:.2f}" for t in seeds
-        ),
-    )
-
-
-def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim):
-    """The d-back head moves x_(i+1) to position i+1+d, where the layer-1 head reads it as a value:
-    its OV circuit read through the layer-1 head's should copy (V-composition). Null: random maps of
-    the head's rank and norm in its place, through the same layer-1 head."""
-    seeds = confirming(toys)
-    ok, reason = enough(seeds)
-    copying = [offset_copying(toy_model(t.config), t, NULL_DRAWS) for t in seeds]
-    assert claim(
-        t_ci([c.through - c.null for c in copying]) if ok else None,
-        ">=",
-        0.3,
-        why="0.3 of the vocabulary more than the null: a copying path, not any map's chance argmax",
-        model=TOY,
-        metric="copying score of the d-back head through the layer-1 circuit head's OV, minus random "
-        f"maps of its rank and norm ({NULL_DRAWS} draws), mean over offset seeds",
-        unit="seeds",
-        precondition=(ok, reason),
-        note="; ".join(
-            f"s{t.config.seed} L0H{c.head}->L1H{c.receiver}: {c.through:.2f} vs null {c.null:.2f} (direct "
-            f"{c.direct:.2f})"
-            for t, c in zip(seeds, copying)
-        ),
-    )
-
-
-def test_offset_circuit_keys_come_from_the_head_reading_d_plus_1_back(toys, claim):
-    """Per seed: the layer-0 head reading d+1 back (selection batch) writes x_i into position i+1+d,
-    where the layer-1 head's key must match the query x_i. Its key path into the circuit head,
-    resampled on a held-out batch, raises the loss more than the other layer-0 heads' key paths."""
-    seeds = confirming(toys)
-    ok, reason = enough(seeds)
-    assert claim(
-        t_ci([t.key_path_beyond_layer for t in seeds]) if ok else None,
-        ">=",
-        0.1,
-        why="a tenth of a nat per token: a path the loss depends on, not float noise",
-        model=TOY,
-        metric="key-path loss rise of the (d+1)-back layer-0 head into the circuit head, minus the other "
-        "layer-0 heads' mean, held-out batch (nats), mean over offset seeds",
-        unit="seeds",
-        precondition=(ok, reason),
-        note="; ".join(
-            f"s{t.config.seed} L0H{t.key_head}: " + " ".join(f"{v:.2f}" for v in t.key_paths) for t in seeds
-        ),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# 5. Phase change and the one-layer control
-
-
-@pytest.mark.confirmatory
-def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
-    """Per seed with a circuit: the loss falls (10%->90%) in fewer steps than the plateau before it,
-    and the layer-1 score is half-way within that window (+- 2 log intervals).
-
-    Why this criterion: a phase change (Olsson et al. 2022) is a drop that is short next to the
-    plateau before it, so the drop's length is compared with the plateau's (10%-90% of the drop,
-    which leaves out the slow tails at both ends); and the drop is the induction head forming only
-    if the head's score rises inside it, give or take two logging intervals (40 steps), the
-    resolution of the training log."""
-    formed = toys.formed
-    slack = 2 * TWO_LAYER.log_every
-    changes = [phase_change(t.history) for t in formed]
-    k = sum(c.abrupt and c.start - slack <= c.score_step <= c.end + slack for c in changes)
-    assert claim(
-        binomial_ci(k, max(len(formed), 1)),
-        ">=",
-        0.5,
-        why="most seeds with a circuit: the phase change is the rule, as in Olsson et al.",
-        model=TOY,
-        metric="share of seeds with an abrupt loss drop that coincides with the layer-1 score",
-        unit="seeds",
-        precondition=(len(formed) >= 3, f"{len(formed)} seeds with a circuit (3 needed)"),
-        note="; ".join(
-            f"s{t.config.seed} {c.start}-{c.end} score {c.score_step}" for t, c in zip(formed, changes)
-        ),
-    )
-
-
-def test_one_layer_toys_form_no_induction_head(toys, claim):
-    best = [float(t.offset_scores[0].max()) for t in toys.one_layer]
-    assert claim(
-        max(best),
-        "<=",
-        0.2,
-        exact=True,  # the largest over every seed trained: no sampling over sequences left in it
-        why="0.2: well below the 0.5 that counts as a circuit in 2-layer toys",
-        model="toy:repeat 1L attn-only",
-        metric="largest best offset induction score over the 1-layer seeds",
-        n=len(best),
-        unit="seeds",
-        note=f"per seed {[round(b, 3) for b in best]}",
-    )
-
-
-def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
-    """Every 1-layer seed against every 2-layer seed with a circuit: the smallest gap."""
-    one = [t.loss for t in toys.one_layer]
-    two = [t.loss for t in toys.formed]
-    assert claim(
-        min(one) - max(two),
-        ">=",
-        1.0,
-        exact=True,  # the smallest gap over every pair of seeds trained
-        why="1 nat: the second layer is what copying needs, by a wide margin",
-        model="toy:repeat 1L vs 2L",
-        metric="smallest 1-layer loss minus largest 2-layer loss, repeated half (nats)",
-        n=len(one) + len(two),
-        unit="seeds",
-        precondition=(len(two) >= 1, f"{len(two)} 2-layer seeds with a circuit"),
-        note=f"1-layer {[round(x, 2) for x in one]}; 2-layer {[round(x, 2) for x in two]}",
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# 6. Real models
-
-
-@pytest.mark.real_model
 @pytest.mark.confirmatory
 @pytest.mark.parametrize("text", ["random", "natural"])
 def test_top_induction_heads_confirm_on_heldout_sequences(real, claim, text):
@@ -382,7 +87,6 @@ def by_paragraph(real, values):
     return pd.Series(values.numpy()).groupby(real.natural_paragraph.numpy()).mean().to_numpy()
 
 
-@pytest.mark.real_model
 @pytest.mark.confirmatory
 @pytest.mark.parametrize("how", ABLATIONS)
 def test_top_heads_matter_more_than_same_layer_random_heads(real, claim, how):
@@ -429,7 +133,6 @@ def ablation_note(m, how) -> str:
     )
 
 
-@pytest.mark.real_model
 @pytest.mark.confirmatory
 def test_top_heads_matter_more_than_random_heads_on_natural_text(real, claim):
     """As on random tokens: the repeated half's rise minus the first half's (natural text, which
@@ -447,7 +150,6 @@ def test_top_heads_matter_more_than_random_heads_on_natural_text(real, claim):
     )
 
 
-@pytest.mark.real_model
 @pytest.mark.confirmatory
 def test_top_heads_alone_suffice_in_their_layers(real, claim):
     a = real.random.repeated
@@ -464,7 +166,6 @@ def test_top_heads_alone_suffice_in_their_layers(real, claim):
     )
 
 
-@pytest.mark.real_model
 @pytest.mark.confirmatory
 def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_entropy_matched_heads(real, claim):
     """Entropy change from the first half to the repeated half, top heads minus their controls: for
@@ -486,40 +187,6 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_entropy_ma
 
 
 # Log (smollm2-135m is the Q4_1 GGUF checkpoint de-quantised to float32, not the original weights)
-# 2026-11-25  First version: 2-layer x 5 seeds, 1-layer x 3 seeds, 1000 steps. Canonical induction
-#   heads in seeds 1, 2, 4, offset-4 circuits in seeds 0, 3. It claimed bootstrap means over the 5
-#   seeds (a bimodal "0.55 [0.18, 0.92]") and took mean-ablating layer 0 as K-composition (that
-#   removes layer 0's input to queries, keys and values at once). Replaced by what follows.
-# 2026-11-25  Toys, 2-layer x 10 seeds (0-9), 1-layer x 3 seeds, 600 steps (was 1000: the loss drop
-#   ended by step 540 in every seed, and 10 seeds x 1000 steps would not fit this file's CI share).
-#   Trained with one CPU thread. Figure: results/induction_toy-repeat-2L.png (training, K/Q/V);
-#   per-seed circuit types: results/induction_toy-repeat-2L_seeds.csv.
-#   Circuits: canonical in 7/10 seeds [0.35, 0.93] (1, 2, 4-8), offset-4 in 3/10 [0.07, 0.65]
-#   (0, 3, 9), none 0/10: an induction circuit in 10/10 [0.69, 1] -> supported; "canonical in most
-#   seeds" (>= 0.5) refuted by its CI. Every canonical seed has a layer-0 previous-token head
-#   (0.76-0.86), 7/7 [0.59, 1].
-#   K-composition by path patching (one layer-0 head's output resampled from another repeated
-#   sequence along one path; strongest sender/receiver pair): the key path raises the loss on the
-#   repeated half most in 10/10 seeds [0.69, 1] -> supported. Key 0.72-1.95 nats, query 0.00-0.10,
-#   value 0.02-0.11 in canonical seeds and 0.20-0.26 in offset-4 seeds.
-#   Offset-4 circuit (seeds 0, 3, 9): layer 0 has a head reading 4 back, lag-4 attention 0.90/0.93/
-#   0.92 (CIs within +-0.003 over 64 sequences), and a second one in each seed (0.90/0.93/0.91).
-#   Through the layer-1 circuit head's OV, the 4-back head copies 0.70/0.77/0.77 of the 64 content
-#   tokens; the head reading 4 back least copies 0.03/0.05/0.00: difference 0.67 [0.56, 0.78],
-#   0.72 [0.59, 0.84], 0.77 [0.66, 0.86] -> supported (V-composition; its direct OV copies only
-#   0.09-0.16). A first control, "the best other layer-0 head by copying", was the second 4-back
-#   head (0.53-0.64), so it measured nothing; the control is now the head with least lag-4 attention.
-#   The lag profile then showed where the keys come from (a claim added after seeing it, so it is
-#   exploratory on these seeds): in each offset-4 seed one layer-0 head reads 5 back (0.93, 0.94,
-#   0.93): it writes x_i into position i+5, where layer 1's key matches the query x_i, while the
-#   4-back heads write x_{i+1} there as the value. The 5-back head is the copying control above
-#   (copies 0.03/0.05/0.00 through layer 1). The canonical circuit is the d = 0 case of the same
-#   design: its keys' head reads 1 back (the previous-token head), its value is the token itself.
-#   Phase change: the loss falls 10%->90% within steps 240-500; abrupt (window <= plateau) and with
-#   the layer-1 score half-way inside in 7/10 seeds [0.35, 0.93] -> refuted; the 3 offset-4 seeds
-#   fall later and more slowly (240-500 vs 260-440 at most for canonical seeds).
-#   1-layer: best offset score <= 0.156 in all 3 seeds; loss on the repeated half 3.21-3.35 nats vs
-#   0.40-0.72 for 2-layer: smallest gap 2.48 nats -> supported.
 # 2026-11-25  smollm2-135m, random tokens drawn from 2000 ordinary vocabulary tokens (was ids
 #   1000-20000): top 5 on the discovery batch L18H6, L17H4, L17H5, L17H3, L18H7; held-out score
 #   0.61 [0.55, 0.66] (was 0.73 with the old id range) -> supported; on repeated natural text
@@ -544,22 +211,15 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_entropy_ma
 #   [1.00, 1.02] of a 10.8-nat whole-layer rise -> supported. Natural text: 2.40 [1.99, 2.84] nats
 #   over random heads -> supported. Entropy change, top minus their layers: -0.02 [-0.06, 0.01] ->
 #   refuted. Figure: results/induction_gemma3-270m.png.
-# 2026-11-25  Runtime on the shared 2-core machine (load 9-11 from other jobs, torch single-thread;
-#   with 2 threads under that load the toy analysis took 77 s per seed instead of 2.1 s): cold (10+3
-#   toys trained, smollm2-135m) 8 min 12 s wall, 175 s user CPU; warm 82 s wall, 55 s CPU.
-#   gemma3-270m part: 5 min 22 s wall, 138 s CPU (one variant per forward: 262k-token logits).
+# 2026-11-25  Runtime on the shared 2-core machine (load 9-11 from other jobs): gemma3-270m's part 5 min
+#   22 s wall, 138 s CPU (one variant per forward: 262k-token logits).
 # 2026-11-25  Replication (make research, both models, fresh clone; every figure above reproduced): replicate:
 #   the held-out score on random tokens (worst 0.61 [0.55, 0.66], smollm2-135m), the top 5 against
 #   same-layer random heads under zero, mean and resample ablation, and sufficiency in their layers.
 #   Do not: the held-out score on natural text (refuted on both), the natural-text ablation (refuted on
 #   smollm2-135m), the entropy claim (refuted on gemma3-270m).
 # 2026-12-01  One decision rule (lib/claims.py): "refuted" now means the CI excludes the claim; a CI that
-#   straddles the threshold is undecided. Toys: the confirmatory family is the circuit, canonical, key-path
-#   and phase-change counts (m = 4, Clopper-Pearson at 98.75%): an induction circuit in 10/10 [0.60, 1] and
-#   the key path in 10/10 [0.60, 1] supported (Holm p 0.008); canonical heads in 7/10 [0.28, 0.96] and the
-#   abrupt phase change in 7/10 [0.28, 0.96], "refuted" before, are undecided: 10 seeds cannot tell 7/10
-#   from a half. The per-seed offset claims, the previous-token, recurrence and 1-layer claims are
-#   exploratory (the 1-layer figures exact). Real models: 8 confirmatory claims per model (99.38%).
+#   straddles the threshold is undecided. 8 confirmatory claims per model (99.38%).
 #   smollm2-135m: the natural-text held-out score 0.481 [0.430, 0.534] and the natural-text ablation 0.481
 #   [0.290, 0.693], "refuted" before, are undecided; gemma3-270m: the entropy claim -0.022 [-0.069, 0.031]
 #   likewise undecided; its natural-text score 0.429 [0.401, 0.453] is refuted. Everything else supported
@@ -570,11 +230,6 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_entropy_ma
 #   engine reads instead of hook names; make research reproduced every value, CI, p and verdict of the
 #   ledger exactly. Notes now list heads as "L18H6, L17H4" and quote CIs at 3 significant digits (the
 #   str of attnclaims.stats.CI) where they had 2 decimals: e.g. random heads 0.15 [0.0865, 0.219].
-# 2026-12-02  Removed test_offset_circuit_keys_come_from_a_head_reading_d_plus_1_back (10 rows: 3
-#   supported, 7 inconclusive): it checked only that some layer-0 head attends d+1 back, on the sequences
-#   that selected it, and said nothing about keys. The offset-circuit claims of seeds without an offset
-#   circuit (7 of 10 per claim) now record no figure: their rows held the lag-0 score of head 0 and its
-#   copying score, figures their premise never produced. Verdicts unchanged (inconclusive).
 # 2026-12-02  Specific to the repeat? The ablation claims now take the loss rise on the repeated half minus
 #   the rise on the first half of the same sequences (where no repeat helps), top minus random same-layer
 #   heads: a head that matters for any text scores 0. Both models rerun (2 threads); verdicts unchanged.
@@ -607,23 +262,11 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_entropy_ma
 #   induction_real.cross_paragraph_ablations). Both models rerun (2 threads): repeat-specific rise beyond
 #   random heads 0.470 -> 0.498 [0.405, 0.600] (smollm2-135m, undecided) and 2.89 -> 3.12 [2.65, 3.64]
 #   (gemma3-270m, supported); first-half rises stay near 0 (top heads -0.004 / +0.016 nats). No verdict moved.
-# 2026-12-03  The offset circuit confirmed on seeds that did not suggest it; 30 seeds (were 10). The idea came
-#   from seeds 0 and 3 of the first run (seeds 0-4, IDEA_SEEDS), which no offset claim counts now; its heads
-#   are selected on the evaluation batch and measured on a held-out one (they were selected and scored on
-#   one batch). The 20 per-seed rows (10 seeds x 2 claims, 14 of them inconclusive) become three claims over
-#   the offset seeds among seeds 5-29, a Student-t CI of the mean (attnclaims.stats.t_ci; a bootstrap over
-#   5 values is the min-max range). Seeds 10-29 are new (trained 2 at a time, one thread each: the weights
-#   of training them one by one). Offset circuits in 5 of seeds 5-29 (9, 22, 27, 29 offset-4; 11 offset-3):
-#   0.200 [0.068, 0.407] >= 0.05, supported. The d-back head's held-out lag-d attention 0.907 [0.885,
-#   0.928] (0.88-0.92), supported. Its OV through the layer-1 head copies 0.59-0.77 of the content tokens
-#   against 0.01-0.02 for random maps of its rank and norm (the null replaces the control chosen after the
-#   results, the head reading d back least): 0.640 [0.554, 0.725] >= 0.3, supported. The d+1-back head's
-#   key path into the circuit head (a claim about keys, replacing the one removed on 2026-12-02): 0.36-1.09
-#   nats against about 0 for the other layer-0 heads' (but 0.14 in seed 9), beyond them 0.695 [0.294,
-#   1.10] >= 0.1, supported. With 30 seeds the confirmatory counts move: canonical heads in 23/30, 0.767
-#   [0.527, 0.924], and the abrupt phase change in 25/30, 0.833 [0.603, 0.960], undecided at 10 seeds, are
-#   supported; an induction circuit and the key path in 30/30 [0.844, 1]; previous-token heads in 23/23
-#   canonical seeds (0.72-0.92); 1-layer gap 2.45 nats (exact). Toy training adds about 3 min cold on 2
-#   cores (20 toys, 2 processes), measuring 30 seeds about 1 min warm.
-# 2026-12-03  The previous-token claim's head is chosen on the evaluation batch and scored on the held-out one
-#   (one batch did both): 23/23 canonical seeds, scores 0.72-0.92, unchanged.
+# 2026-12-03  The toy half moved to test_induction_toys.py, so each file reads as one study; the figures are
+#   results/induction_heads_<model>.png (were induction_<model>.png). The random same-layer heads are drawn by
+#   attnclaims.heads.same_layer_controls, as in the entailment studies (one per top head from its own layer,
+#   the nearest layer with one left where it has none; the study drew its own sets before), so the draws
+#   changed: top minus random heads, zero / mean / resample, smollm2-135m 5.92 / 4.32 / 5.31 (were 5.84 /
+#   4.25 / 5.13), gemma3-270m 15.4 / 12.2 / 10.2 (were 15.5 / 12.0 / 9.88); natural text 0.511 [0.418, 0.613]
+#   (undecided) / 3.21 [2.74, 3.74] (supported); random heads kept alone undo -0.006 / -0.188 of the layers'
+#   rise. No verdict moved.

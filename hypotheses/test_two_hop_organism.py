@@ -29,14 +29,22 @@ of the suite's own kind (3 layers, initialisation only). A claim that holds on a
 the protocol finds entailment where there is none. The organism has no MLPs (each adds exactly 0),
 so its entailment is computed by attention alone, by construction; which layer does what is in
 two_hop_<model>.png.
+
+Positive control of the protocol on its own task: the one-hop toy reading one-hop prompts ("c1 a7 .
+c3 a2 . c3" -> a2; lib/studies/entailment_toy.py) must route the queried rule's answer, so its
+sensitivity and its fact heads' pattern swap (top 3 by discovery fact-following) must work there.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from attnclaims.heads import label
 from attnclaims.stats import bootstrap_ci, bootstrap_ratio_ci
 from attnclaims.studies.entailment_organism import MECHANISM, organism
+from attnclaims.studies.entailment_stats import group_ci, ratio_ci
+from attnclaims.studies.entailment_sweep import sensitivity_by_pair
+from attnclaims.studies.entailment_toy import ToyStudy, run_toy_study
 from attnclaims.studies.two_hop import plot_mechanism, run_two_hop, two_hop_pairs
 from attnclaims.toy import ToyConfig
 
@@ -51,6 +59,8 @@ MODELS = {
     "toy:entailment-3L-untrained": UNTRAINED,
 }
 UNIT = "pairs"  # what every claim's n counts: independently drawn minimal pairs
+TOY_OFFSET = 1  # the one-hop toy's layer-1 heads read each answer from the token after it (2026-11-24)
+TOY_PROMPTS = 48
 HOPS = ["hop 1", "hop 2"]
 
 
@@ -172,6 +182,44 @@ def test_switch_moves_the_answer_to_the_alternative(study, claim):
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The one-hop toy on its own task: the positive control of the entailment file's protocol
+
+
+@pytest.fixture(scope="module")
+def toy_study(toy_model) -> ToyStudy:
+    """The one-hop toy on one-hop prompts, with the entailment file's protocol (trained once)."""
+    return run_toy_study(toy_model(ONE_HOP), ONE_HOP, n_prompts=TOY_PROMPTS, offset=TOY_OFFSET, k=K)
+
+
+@pytest.mark.confirmatory
+def test_toy_answer_follows_the_query(toy_study, claim):
+    assert claim(
+        group_ci(toy_study.behaviour, "sensitivity"),
+        ">=",
+        2.0,
+        why="2 nats: the queried rule decides the answer (odds e^2 = 7.4 to 1 between the texts)",
+        model=toy_study.name,
+        metric="sensitivity LD(query a) - LD(query b)",
+        unit="prompt pairs",
+    )
+
+
+@pytest.mark.confirmatory
+def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
+    clean = toy_study.behaviour.query("split == 'confirmation'").set_index("family").sensitivity
+    moved = sensitivity_by_pair(toy_study.crossed, "delta").set_index("family").delta
+    assert claim(
+        ratio_ci(-moved, clean),
+        ">=",
+        0.5,
+        why="half: the fact heads' pattern carries most of the routing",
+        model=toy_study.name,
+        metric=f"share of sensitivity removed by swapping {label(toy_study.fact_heads)}'s pattern",
+        unit="prompt pairs",
+    )
+
+
 # Log
 # 2026-12-02  Training search first (python -m attnclaims.studies.two_hop_search; loss curves in
 #   results/two_hop_search.png, one seed each, one thread): 3 layers attention-only d128, 8000 steps
@@ -202,3 +250,7 @@ def test_switch_moves_the_answer_to_the_alternative(study, claim):
 #   attention output of layer 1 or layer 2 at the final position from the other text removes 2.00 of the
 #   sensitivity, layer 0 and every MLP 0 (tests/test_layer_account.py; its MLPs add 0 by construction,
 #   so that is a check of the method, not a claim).
+# 2026-12-03  The one-hop toy's positive control moved here from test_entailment_head_switching.py (its rows
+#   renamed, entailment_head_switching -> two_hop_organism): on its own one-hop prompts (48 pairs) the same
+#   toy that fails two-hop prompts above routes the queried rule: sensitivity 16.6 [16.2, 16.9] nats, and
+#   its top-3 fact heads' pattern swap removes 1.67 [1.61, 1.73] of it (both supported, a family of 2).

@@ -12,7 +12,7 @@
   declare where they act: `freeze_after` (later layers held at clean values: the direct effect),
   `path_to_queries` (a mean-ablation that reaches some heads' queries only), and `watch` (keep an
   activation). The row edits they pair with (`partner_row`, `move_fraction`) are in attnclaims.hooks.
-- `attention_switch` (the seed's protocol): run the clean prompt; for every head alone, move its
+- `attention_switch` (the original question's protocol): run the clean prompt; for every head alone, move its
   final-row attention weight from the answer token to the alternative's token (and the reverse);
   measure the logit difference answer - alternative each time.
 """

@@ -3,20 +3,23 @@
     study = run_study(model, "smollm2-135m", EntailmentDesign(k=3, dose_k=(1, 3, 5, 10), ...))
     study.switch_heads[:3], study.confirm.query("variant == 'clean'").ld
 
-Steps, in the order they run (each stacked forward goes through attnclaims.sweep.run_variants):
-1. Minimal pairs (prompts/entailment.py) that tokenize position-matched on the model; families grouped
-   into units by shared verb or answer word (twin_groups) and the groups split once into discovery and
-   confirmation (attnclaims.stats.discovery_confirmation_split), each family used in one same and one
-   crossed rule order (design.order_sets, alternating between families).
-2. Induction scores of every head on repeated random tokens (attnclaims.scores.induction_scores).
-3. Clean run of every prompt: LD, every head's final-row attention, and the activations later steps
-   freeze (the direct effect) or use as the mean-ablation reference.
-4. Discovery: fact-following score and single-head switch effect of every head; from them the fact,
-   switch, seed and induction heads, and the control draws (random.Random(0)).
-5. Confirmation groups: every intervention of the claims against its controls (one per compared head,
-   moving as much attention: ShiftAttention), as LD, whether the top-1 token is the alternative and
-   p(alternative) per prompt x variant, and the switch heads' attention under the ablations, whose
-   mean reference is other groups' prompts (entailment_sweep.other_groups_mean).
+Steps, in the order they run, one function each that run_study calls in turn (every stacked forward
+goes through attnclaims.sweep.run_variants):
+1. design_pairs: minimal pairs (prompts/entailment.py) that tokenize position-matched on the model;
+   families grouped into units by shared verb or answer word (twin_groups) and the groups split once
+   into discovery and confirmation (attnclaims.stats.discovery_confirmation_split), each family used
+   in one same and one crossed rule order (design.order_sets, alternating between families).
+2. clean_run: induction scores of every head on repeated random tokens; the clean run of every
+   prompt: LD, every head's final-row attention, and the activations later steps freeze (the direct
+   effect) or use as the mean-ablation reference.
+3. discover: fact-following score and single-head switch effect of every head; from them the fact,
+   switch, redirect and induction heads. draw_controls: the control draws (random.Random(0)).
+4. confirm_final_row, on the confirmation groups: every final-row intervention of the claims against
+   its controls (one per compared head, moving as much attention: ShiftAttention), as LD, whether the
+   top-1 token is the alternative and p(alternative) per prompt x variant.
+5. copy_account: the induction heads mean-ablated, whole and along the switch heads' queries, with a
+   reference from other groups' prompts (entailment_sweep.other_groups_mean); the switch heads'
+   attention under each.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class Study:
     switch_by_family: pd.DataFrame  # discovery: per family x head, mean delta LD of the single-head switch
     fact_heads: list  # top K by discovery fact-following score
     switch_heads: list  # top max(dose_k) by discovery switch effect (most negative first)
-    seed_heads: list  # top K by discovery attention to the entailed answer (the seed's selection)
+    redirect_heads: list  # top K by discovery attention to the entailed answer (the one-hot redirect's)
     induction_heads: list  # top n_induction by induction score, outside the switch heads
     same_layer: list  # control_draws draws: for each top switch head, another head of its layer
     decile: list  # control_draws draws of K heads from the top attention decile
@@ -155,18 +158,23 @@ def design_pairs(model, design: EntailmentDesign) -> DesignPairs:
     return DesignPairs(two_hop, one_hop, meta, {**skipped, **skipped_1})
 
 
-def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
-    """The study of `model` (recorded as `model_name`): steps 1-5 of the module docstring."""
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    every_head = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    pairs = design_pairs(model, design)
-    two_hop, one_hop, meta = pairs.two_hop, pairs.one_hop, pairs.meta
+@dataclass(frozen=True)
+class CleanRun:
+    """Step 2: induction scores, and the clean run of every prompt with what later steps read."""
 
-    # Induction (copy) scores on repeated random tokens.
+    buckets: list  # every pair's texts in position-matched buckets (entailment_sweep.buckets)
+    stores: list  # per bucket: the clean activations captured (final rows, and full z of induction layers)
+    behaviour: pd.DataFrame  # per pair: table columns and sensitivity
+    attention: pd.DataFrame  # per prompt x head: final-row attention (entailment_sweep.attention_frame)
+    induction: np.ndarray  # [layer, head] induction scores
+    top_induction: list  # the top 3 * n_induction heads by induction score
+    full_z: list  # (hook name, layer) of the z captured at every position: the induction heads' layers
+
+
+def clean_run(model, pairs: DesignPairs, design: EntailmentDesign) -> CleanRun:
+    n_layers = model.cfg.n_layers
     rep = random_repeats(model, ordinary_token_ids(model), seed=0, batch=8, seq_len=24)
     induction = induction_scores(model, rep).numpy()
-
-    # Clean run: LD, every head's final row, and what later steps freeze or use as a reference.
     patterns = [(get_act_name("pattern", layer), layer) for layer in range(n_layers)]
     finals = [(get_act_name(kind, layer), layer) for layer in range(n_layers) for kind in ("z", "mlp_out")]
     finals.append(("ln_final.hook_scale", n_layers))
@@ -177,17 +185,44 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         hooks = [watch(store, "clean", name, layer=layer) for name, layer in patterns + finals]
         return {"clean": hooks + [watch(store, "clean_full", n, layer=lyr, final=False) for n, lyr in full_z]}
 
-    all_buckets = buckets(two_hop, meta) + buckets(one_hop, meta)
-    clean, clean_stores = sweep(model, all_buckets, clean_variant)
-    behaviour = sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"})
-    attention = attention_frame(all_buckets, clean_stores, "clean", range(n_layers))
-    two = attention.query("hops == 2")
-    disc_attention = two.query("split == 'discovery'").groupby(["layer", "head"])
-    fact_heads = top_heads(disc_attention.follows.mean(), design.k)
-    seed_heads = top_heads(disc_attention.entailed.mean(), design.k)
+    all_buckets = buckets(pairs.two_hop, pairs.meta) + buckets(pairs.one_hop, pairs.meta)
+    clean, stores = sweep(model, all_buckets, clean_variant)
+    return CleanRun(
+        buckets=all_buckets,
+        stores=stores,
+        behaviour=sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"}),
+        attention=attention_frame(all_buckets, stores, "clean", range(n_layers)),
+        induction=induction,
+        top_induction=top_induction,
+        full_z=full_z,
+    )
 
-    # Discovery: every head's single switch, one rule order per family.
-    disc_pairs = [p for p in two_hop if meta[p.label]["split"] == "discovery" and meta[p.label]["swept"]]
+
+@dataclass(frozen=True)
+class Discovery:
+    """Step 3: the heads chosen on discovery groups."""
+
+    fact_heads: list
+    redirect_heads: list
+    switch_by_family: pd.DataFrame
+    switch_heads: list
+    induction_heads: list
+
+
+def discovery_attention(clean: CleanRun):
+    """The clean final-row attention of the discovery groups' two-hop prompts, grouped by head."""
+    return clean.attention.query("hops == 2 and split == 'discovery'").groupby(["layer", "head"])
+
+
+def discover(model, pairs: DesignPairs, clean: CleanRun, design: EntailmentDesign) -> Discovery:
+    """Fact-following and attention on the answer from the clean run; every head's single switch,
+    one rule order per family; the induction heads below the top switch heads."""
+    disc_attention = discovery_attention(clean)
+    every_head = [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+    meta = pairs.meta
+    disc_pairs = [
+        p for p in pairs.two_hop if meta[p.label]["split"] == "discovery" and meta[p.label]["swept"]
+    ]
 
     def single_switches(bucket, index, store):
         e, a = bucket.entailed_pos, bucket.alternative_pos
@@ -202,34 +237,61 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     switch_by_family = disc.groupby(["group", "family", "layer", "head"], as_index=False).delta.mean()
     per_head = switch_by_family.groupby(["layer", "head"]).delta.mean()
     switch_heads = top_heads(per_head, max(design.dose_k), largest=False)
-    top = switch_heads[: design.k]
-    induction_heads = [
-        h for h in top_induction if h not in switch_heads and h[0] < min(lyr for lyr, _ in top)
-    ][: design.n_induction]
+    lowest = min(lyr for lyr, _ in switch_heads[: design.k])
+    return Discovery(
+        fact_heads=top_heads(disc_attention.follows.mean(), design.k),
+        redirect_heads=top_heads(disc_attention.entailed.mean(), design.k),
+        switch_by_family=switch_by_family,
+        switch_heads=switch_heads,
+        induction_heads=[h for h in clean.top_induction if h not in switch_heads and h[0] < lowest][
+            : design.n_induction
+        ],
+    )
 
-    # Controls, never a compared head: for each compared head another of its layer, or one of the top
-    # attention decile; each moves as much attention as the head it stands for (matched below).
+
+@dataclass(frozen=True)
+class Controls:
+    """Controls, never a compared head: for each compared head another of its layer, or one of the
+    top attention decile (each later moves as much attention as the head it stands for)."""
+
+    same_layer: list  # control_draws draws, one per top switch head
+    decile: list  # control_draws draws of k heads
+    fact: list  # one per fact head
+    redirect: list  # one per redirect head
+
+
+def draw_controls(model, clean: CleanRun, found: Discovery, design: EntailmentDesign) -> Controls:
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    top = found.switch_heads[: design.k]
     rng = random.Random(0)
-    layers = sorted({layer for layer, _ in top})
     same_layer = [same_layer_controls(rng, top, n_layers, n_heads) for _ in range(design.control_draws)]
-    attention_rank = disc_attention.entailed.mean()
+    attention_rank = discovery_attention(clean).entailed.mean()
     decile_pool = [
-        h for h in top_heads(attention_rank, max(len(every_head) // 10, 2 * design.k)) if h not in top
+        h for h in top_heads(attention_rank, max(n_layers * n_heads // 10, 2 * design.k)) if h not in top
     ]
     decile = [rng.sample(decile_pool, design.k) for _ in range(design.control_draws)]
-    fact_control = same_layer_controls(rng, fact_heads, n_layers, n_heads)
-    seed_control = same_layer_controls(rng, seed_heads, n_layers, n_heads)
+    fact = same_layer_controls(rng, found.fact_heads, n_layers, n_heads)
+    redirect = same_layer_controls(rng, found.redirect_heads, n_layers, n_heads)
+    return Controls(same_layer, decile, fact, redirect)
 
-    # Confirmation: two-hop pairs of held-out families, all rule orders.
-    confirmation = [
+
+def confirmation_buckets(clean: CleanRun) -> tuple[list, list]:
+    """(buckets, clean stores) of the two-hop pairs of held-out groups, every rule order."""
+    keep = [
         i
-        for i, b in enumerate(all_buckets)
+        for i, b in enumerate(clean.buckets)
         if b.rows.split.iloc[0] == "confirmation" and b.rows.hops.iloc[0] == 2 and b.rows.swept.iloc[0]
     ]
-    conf_buckets, conf_stores = (
-        [all_buckets[i] for i in confirmation],
-        [clean_stores[i] for i in confirmation],
-    )
+    return [clean.buckets[i] for i in keep], [clean.stores[i] for i in keep]
+
+
+def confirm_final_row(
+    model, clean: CleanRun, found: Discovery, controls: Controls, design: EntailmentDesign
+) -> pd.DataFrame:
+    """Step 4, the final-row edits: per confirmation prompt x variant, LD, and for the switch
+    claims' variants whether the top-1 token is the alternative and p(alternative)."""
+    conf_buckets, conf_stores = confirmation_buckets(clean)
+    top, switch_heads = found.switch_heads[: design.k], found.switch_heads
 
     def switch(heads, bucket, alpha=1.0):
         return MoveAttention(heads, bucket.entailed_pos, bucket.alternative_pos, alpha)
@@ -238,26 +300,26 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         pattern = conf_stores[index][("clean", get_act_name("pattern", head[0]))]
         return pattern[torch.arange(len(pos)), head[1], pos]
 
-    def matched(controls, masses, dst):
+    def matched(heads, masses, dst):
         """Control i moves masses[i] of its attention onto dst: as much as compared head i moves."""
-        parts = [ShiftAttention([c], dst=dst, mass=m) for c, m in zip(controls, masses)]
+        parts = [ShiftAttention([c], dst=dst, mass=m) for c, m in zip(heads, masses)]
         return sum(parts[1:], parts[0])
 
     def final_row_variants(bucket, index, store):
         e, a = bucket.entailed_pos, bucket.alternative_pos
         moved = [weight_on(index, h, e) for h in top]  # a switch moves each head's weight on e to a
-        redirected = [1 - weight_on(index, h, a) for h in seed_heads]  # a redirect moves all but a's
+        redirected = [1 - weight_on(index, h, a) for h in found.redirect_heads]  # all but a's
         variants = {"clean": []}
         for k in design.dose_k:
             for alpha in design.dose_alpha[1:]:
                 variants[("switch", k, alpha)] = switch(switch_heads[:k], bucket, alpha)
         variants.update({("single", head): switch([head], bucket) for head in switch_heads})
-        variants.update({("same_layer", i): matched(heads, moved, a) for i, heads in enumerate(same_layer)})
-        variants.update({("decile", i): matched(heads, moved, a) for i, heads in enumerate(decile)})
-        variants["seed_redirect"] = RedirectAttention(seed_heads, a)
-        variants["seed_redirect_control"] = matched(seed_control, redirected, a)
-        variants["fact_cross"] = EditAttention(fact_heads, partner_row)
-        variants["fact_cross_control"] = EditAttention(fact_control, partner_row)
+        variants.update({("same_layer", i): matched(h, moved, a) for i, h in enumerate(controls.same_layer)})
+        variants.update({("decile", i): matched(h, moved, a) for i, h in enumerate(controls.decile)})
+        variants["original_redirect"] = RedirectAttention(found.redirect_heads, a)
+        variants["original_redirect_control"] = matched(controls.redirect, redirected, a)
+        variants["fact_cross"] = EditAttention(found.fact_heads, partner_row)
+        variants["fact_cross_control"] = EditAttention(controls.fact, partner_row)
         variants["switch_direct"] = switch(top, bucket) + freeze_after(
             model, top, conf_stores[index], "clean"
         )
@@ -268,8 +330,8 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         "clean",
         ("switch", design.k, 1.0),
         *[("same_layer", i) for i in range(design.control_draws)],
-        "seed_redirect",
-        "seed_redirect_control",
+        "original_redirect",
+        "original_redirect_control",
     ]
 
     def flip_variants(bucket, index, store):
@@ -278,32 +340,48 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
 
     columns = ("alternative_top1", "p_alternative")
     alternative, _ = sweep(model, conf_buckets, flip_variants, metric=alternative_metric, names=columns)
-    confirm = confirm.rename(columns={"value": "ld"}).merge(
+    return confirm.rename(columns={"value": "ld"}).merge(
         alternative[["pair", "text", "variant", *columns]], on=["pair", "text", "variant"], how="left"
     )
 
-    # Copy account: full forwards from the lowest edited layer. The mean-ablation reference of a bucket
-    # is the mean of other groups' two-hop prompts (never its own), position-matched (other_groups_mean).
-    watched = sorted({(get_act_name("pattern", layer), layer) for layer, _ in top})
+
+@dataclass(frozen=True)
+class CopyAccount:
+    """Step 5, the copy account: the top induction heads mean-ablated (whole run, and along the
+    switch heads' queries only), with a reference from other groups' prompts."""
+
+    confirm: pd.DataFrame  # per confirmation prompt x variant ("ablate_induction", "path_q"): LD
+    captures: pd.DataFrame  # the top switch heads' attention per prompt x variant (clean included)
+    ablation_change: float  # how far the reference moves the induction heads' final-row output
+
+
+def copy_account(model, clean: CleanRun, found: Discovery, design: EntailmentDesign) -> CopyAccount:
+    """Full forwards from the lowest edited layer. A bucket's mean-ablation reference is the mean of
+    other groups' two-hop prompts (never its own), position-matched (other_groups_mean)."""
+    conf_buckets, conf_stores = confirmation_buckets(clean)
+    top = found.switch_heads[: design.k]
+    layers = sorted({layer for layer, _ in top})
+    watched = sorted({(get_act_name("pattern", layer), layer) for layer in layers})
     references = [
-        {name: other_groups_mean(all_buckets, clean_stores, b, ("clean_full", name)) for name, _ in full_z}
+        {
+            name: other_groups_mean(clean.buckets, clean.stores, b, ("clean_full", name))
+            for name, _ in clean.full_z
+        }
         for b in conf_buckets
     ]
 
     def full_variants(bucket, index, store):
         look = lambda key: [watch(store, key, name, layer=layer) for name, layer in watched]
-        ablate = AblateHeads(induction_heads, "mean", references[index])
+        ablate = AblateHeads(found.induction_heads, "mean", references[index])
         return {"ablate_induction": [ablate, *look("ablate_induction")]}
 
     def path_variant(bucket, index, store):
-        hooks = path_to_queries(model, induction_heads, top, references[index])
+        hooks = path_to_queries(model, found.induction_heads, top, references[index])
         return {"path_q": [hooks, *(watch(store, "path_q", name, layer=layer) for name, layer in watched)]}
 
     full, full_stores = sweep(model, conf_buckets, full_variants)
     path, path_stores = sweep(model, conf_buckets, path_variant, split_q=True)
     full_stores = [{**a, **b} for a, b in zip(full_stores, path_stores)]
-    confirm = pd.concat([confirm, full.rename(columns={"value": "ld"}), path.rename(columns={"value": "ld"})])
-    confirm = confirm.reset_index(drop=True)
     captures = pd.concat(
         [attention_frame(conf_buckets, conf_stores, "clean", layers).assign(variant="clean")]
         + [
@@ -312,23 +390,36 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
         ],
         ignore_index=True,
     )
-    captures = captures[[(lyr, h) in top for lyr, h in zip(captures.layer, captures["head"])]]
-    ablation_change = output_change(conf_stores, references, induction_heads)
+    return CopyAccount(
+        confirm=pd.concat([full.rename(columns={"value": "ld"}), path.rename(columns={"value": "ld"})]),
+        captures=captures[[(lyr, h) in top for lyr, h in zip(captures.layer, captures["head"])]],
+        ablation_change=output_change(conf_stores, references, found.induction_heads),
+    )
+
+
+def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
+    """The study of `model` (recorded as `model_name`): steps 1-5 of the module docstring."""
+    pairs = design_pairs(model, design)
+    clean = clean_run(model, pairs, design)
+    found = discover(model, pairs, clean, design)
+    controls = draw_controls(model, clean, found, design)
+    final_row = confirm_final_row(model, clean, found, controls, design)
+    copying = copy_account(model, clean, found, design)
     return Study(
-        model_name,
-        design,
-        pairs.skipped,
-        behaviour,
-        attention,
-        induction,
-        switch_by_family,
-        fact_heads,
-        switch_heads,
-        seed_heads,
-        induction_heads,
-        same_layer,
-        decile,
-        confirm,
-        captures,
-        ablation_change,
+        name=model_name,
+        design=design,
+        skipped=pairs.skipped,
+        behaviour=clean.behaviour,
+        attention=clean.attention,
+        induction=clean.induction,
+        switch_by_family=found.switch_by_family,
+        fact_heads=found.fact_heads,
+        switch_heads=found.switch_heads,
+        redirect_heads=found.redirect_heads,
+        induction_heads=found.induction_heads,
+        same_layer=controls.same_layer,
+        decile=controls.decile,
+        confirm=pd.concat([final_row, copying.confirm]).reset_index(drop=True),
+        captures=copying.captures,
+        ablation_change=copying.ablation_change,
     )

@@ -11,8 +11,9 @@ Steps, in the order they run:
    top heads' induction score per sequence, and the entropy of the top heads and of their controls
    on the first and on the repeated half; each top head's control is the head whose first-half
    entropy on the discovery batch is nearest its own (attnclaims.heads.nearest_controls).
-3. Controls: `control_draws` sets of random heads with the top heads' layer counts, never a top head
-   (random.Random(0); nearest layers fill in where a layer has too few other heads).
+3. Controls: `control_draws` draws of one random head of each top head's layer, never a top head
+   (attnclaims.heads.same_layer_controls, random.Random(0); the nearest layer with one left fills in
+   where a layer has too few other heads).
 4. Ablations, one call of the sweep engine (attnclaims.sweep.run_variants) per text: the top heads and each
    draw ablated by every kind (reference: another batch, seed 13), and whole layers mean-ablated but
    for the top heads or a draw. On natural text, mean ablation only, the reference the mean over
@@ -31,11 +32,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.heads import nearest_controls, top_heads
+from attnclaims.heads import nearest_controls, same_layer_controls, top_heads
 from attnclaims.interventions import AblateHeads
 from attnclaims.metrics import per_position_loss
 from attnclaims.prompts.text import PARAGRAPHS
@@ -70,29 +70,6 @@ def natural_repeats(model, seq_len: int, windows_per_paragraph: int = 2) -> tupl
     half = torch.stack(rows)
     tokens = torch.cat([torch.full((len(rows), 1), bos_id(model)), half, half], dim=1)
     return tokens, torch.tensor(paragraph_of)
-
-
-def same_layer_draws(
-    model, top: list[tuple[int, int]], draws: int, seed: int = 0
-) -> list[list[tuple[int, int]]]:
-    """`draws` sets of random heads with the top heads' layer counts, never a top head. Where a layer
-    has too few other heads (few heads per layer), the rest come from the nearest layers."""
-    rng = random.Random(seed)
-    per_layer = pd.Series([layer for layer, _ in top]).value_counts().to_dict()
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    out = []
-    for _ in range(draws):
-        heads: list[tuple[int, int]] = []
-        for layer, count in sorted(per_layer.items()):
-            for near in sorted(range(n_layers), key=lambda other: abs(other - layer)):
-                pool = [(near, h) for h in range(n_heads) if (near, h) not in top and (near, h) not in heads]
-                picked = rng.sample(pool, min(count, len(pool)))
-                heads += picked
-                count -= len(picked)
-                if count == 0:
-                    break
-        out.append(heads)
-    return out
 
 
 @dataclass(frozen=True)
@@ -273,7 +250,9 @@ def real_study(model, model_name: str, design: RealDesign, results_dir: Path) ->
             entropy[f"{kind}_{half}"] = torch.stack([rows[l][:, h, queries].mean(-1) for l, h in heads]).mean(
                 0
             )
-    draws = same_layer_draws(model, top, design.control_draws)
+    rng = random.Random(0)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    draws = [same_layer_controls(rng, top, n_layers, n_heads) for _ in range(design.control_draws)]
     study = RealStudy(
         discovery=discovery,
         top=tuple(top),
@@ -313,5 +292,5 @@ def plot_real(study: RealStudy, model_name: str, design: RealDesign, results_dir
         title=f"ablations of the top {design.top_k} heads, {model_name}",
     )
     fig.tight_layout()
-    fig.savefig(results_dir / f"induction_{model_name}.png", dpi=120)
+    fig.savefig(results_dir / f"induction_heads_{model_name}.png", dpi=120)
     plt.close(fig)

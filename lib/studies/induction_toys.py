@@ -12,7 +12,7 @@ Steps, in the order they run, per trained toy (2-layer seeds, then 1-layer seeds
 3. 2-layer toys: path patching of every layer-0 head into every layer-1 head's keys, queries and
    values (attnclaims.patching.path_patch_sweep); the largest loss rise per path.
 4. On a held-out batch (seed 456; resample source seed 654), for what step 2 selected: the layer-0
-   lag scores, and each layer-0 head's key path into the circuit head (`key_paths`).
+   lag scores, and each layer-0 head's key path into the circuit head (`layer0_paths`).
 5. The training log (attnclaims.toy.training_history).
 Then the figure (training curves, K/Q/V path effects) and the per-seed table go to `results_dir`.
 The offset circuit's copying against a null (`offset_copying`) and the phase change (`phase_change`)
@@ -151,59 +151,37 @@ class ToyStudy:
         ]
 
 
+def layer0_paths(
+    model, tokens: torch.Tensor, source: torch.Tensor, seq_len: int, component: str
+) -> torch.Tensor:
+    """[layer-0 sender, layer-1 receiver]: the rise in loss on the repeated half when the sender's
+    output on `source` replaces its output on `tokens` along the path into the receiver's
+    `component` ("k", "q" or "v") alone (attnclaims.patching.path_patch_sweep)."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return repeated_half_loss(logits, tokens, seq_len).mean()
+
+    with torch.no_grad():
+        base = float(metric(model(tokens)))
+    sweeps = [
+        path_patch_sweep(
+            model,
+            clean_tokens=source,
+            corrupted_tokens=tokens,
+            metric=metric,
+            sender=(0, h),
+            component=component,
+        )[1]
+        for h in range(model.cfg.n_heads)
+    ]
+    return torch.stack(sweeps) - base
+
+
 def path_effects(
     model, tokens: torch.Tensor, source: torch.Tensor, seq_len: int, paths: tuple[str, ...]
 ) -> dict[str, float]:
-    """{component: largest loss rise over (layer-0 sender, layer-1 receiver) when the sender's output
-    on `source` replaces its output on `tokens` along that component's path alone}."""
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return repeated_half_loss(logits, tokens, seq_len).mean()
-
-    with torch.no_grad():
-        base = float(metric(model(tokens)))
-    out = {}
-    for component in paths:
-        sweeps = [
-            path_patch_sweep(
-                model,
-                clean_tokens=source,
-                corrupted_tokens=tokens,
-                metric=metric,
-                sender=(0, h),
-                component=component,
-            )[1]
-            for h in range(model.cfg.n_heads)
-        ]
-        out[component] = float(torch.stack(sweeps).max()) - base
-    return out
-
-
-def key_paths(
-    model, tokens: torch.Tensor, source: torch.Tensor, seq_len: int, receiver: int
-) -> tuple[float, ...]:
-    """Per layer-0 head: the loss rise when its output on `source` replaces its output on `tokens`
-    along the path into layer-1 head `receiver`'s keys alone."""
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return repeated_half_loss(logits, tokens, seq_len).mean()
-
-    with torch.no_grad():
-        base = float(metric(model(tokens)))
-    return tuple(
-        float(
-            path_patch_sweep(
-                model,
-                clean_tokens=source,
-                corrupted_tokens=tokens,
-                metric=metric,
-                sender=(0, h),
-                component="k",
-            )[1, receiver]
-        )
-        - base
-        for h in range(model.cfg.n_heads)
-    )
+    """{component: largest loss rise over (layer-0 sender, layer-1 receiver) of `layer0_paths`}."""
+    return {c: float(layer0_paths(model, tokens, source, seq_len, c).max()) for c in paths}
 
 
 def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
@@ -227,7 +205,7 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
         heldout_lag_scores=lag_scores_from_pattern(attention_patterns(model, heldout)[0], design.lags),
         loss=loss,
         path_effect=path_effects(model, tokens, source, S, design.paths) if two_layer else {},
-        key_paths=key_paths(model, heldout, heldout_source, S, head)
+        key_paths=tuple(layer0_paths(model, heldout, heldout_source, S, "k")[:, head].tolist())
         if two_layer and head is not None
         else None,
         history=training_history(config),
@@ -236,7 +214,7 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
 
 def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> ToyStudy:
     """Every toy of `design` trained (or loaded) by `toy_model(config)` and measured; writes the
-    figure induction_toy-repeat-2L.png and the table induction_toy-repeat-2L_seeds.csv."""
+    figure induction_toys_repeat-2L.png and the table induction_toys_repeat-2L_seeds.csv."""
 
     def configs(config: ToyConfig, seeds: tuple[int, ...]) -> list[ToyConfig]:
         return [config.replace(seed=s) for s in seeds]
@@ -253,7 +231,7 @@ def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> ToyStudy:
     )
     plot_toys(study, design.paths, results_dir)
     seed_table(study, design.paths).to_csv(
-        results_dir / "induction_toy-repeat-2L_seeds.csv", index=False, float_format="%.4g"
+        results_dir / "induction_toys_repeat-2L_seeds.csv", index=False, float_format="%.4g"
     )
     return study
 
@@ -394,5 +372,5 @@ def plot_toys(study: ToyStudy, paths: tuple[str, ...], results_dir: Path) -> Non
     )
     ax_path.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(results_dir / "induction_toy-repeat-2L.png", dpi=120)
+    fig.savefig(results_dir / "induction_toys_repeat-2L.png", dpi=120)
     plt.close(fig)
