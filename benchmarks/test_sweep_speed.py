@@ -63,7 +63,11 @@ def timed_head_out_sweep(benchmark, model, clean, corrupted) -> torch.Tensor:
     """Our head-out sweep, timed by pytest-benchmark: the mean of ROUNDS rounds after a warm-up."""
     return benchmark.pedantic(
         lambda: head_out_patch_sweep(
-            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=boots_metric(model), progress=False
+            model,
+            clean_tokens=clean,
+            corrupted_tokens=corrupted,
+            metric=boots_metric(model),
+            show_progress=False,
         ),
         rounds=ROUNDS,
         iterations=1,
@@ -162,7 +166,7 @@ def test_final_row_redirect_sweep_vs_per_head_loop(benchmark, record_ratio, smol
     sample = heads[::LOOP_SAMPLE]
     sample_s, loop = seconds(lambda: per_head_redirect_loop(model, tokens, boots, metric, sample))
     ours = benchmark.pedantic(
-        lambda: attention_redirect_sweep(model, tokens, boots, metric=metric, progress=False),
+        lambda: attention_redirect_sweep(model, tokens, boots, metric=metric, show_progress=False),
         rounds=ROUNDS,
         iterations=1,
         warmup_rounds=1,

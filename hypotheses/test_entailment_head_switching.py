@@ -70,7 +70,7 @@ from attnclaims.studies.entailment_stats import (
     ratio_ci,
     switch_rate,
 )
-from attnclaims.studies.entailment_study import EntailmentDesign, Study, run_study
+from attnclaims.studies.entailment_study import EntailmentDesign, EntailmentStudy, run_study
 from attnclaims.studies.entailment_sweep import sensitivity_by_pair
 
 DESIGN = EntailmentDesign(
@@ -87,7 +87,7 @@ UNIT = "groups"  # what every claim's n counts: twin families (same verb or answ
 
 
 @pytest.fixture(scope="module")
-def study(model, model_name, results_dir) -> Study:
+def study(model, model_name, results_dir) -> EntailmentStudy:
     """Steps 1-4 of the protocol on `model`, computed once per model; writes its four figures,
     entailment_head_switching_*_<model>.png."""
     result = run_study(model, model_name, DESIGN)

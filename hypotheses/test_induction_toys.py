@@ -46,7 +46,13 @@ from __future__ import annotations
 import pytest
 
 from attnclaims.stats import binomial_ci, t_ci
-from attnclaims.studies.induction_toys import ToyDesign, ToyStudy, offset_copying, phase_change, toy_study
+from attnclaims.studies.induction_toys import (
+    InductionToyStudy,
+    ToyDesign,
+    offset_copying,
+    phase_change,
+    toy_study,
+)
 from attnclaims.toy import ToyConfig
 
 # 600 steps, not 1000: the loss drop ended by step 540 in every seed of the 1000-step run (see the log).
@@ -62,16 +68,7 @@ CIRCUIT = 0.5  # a layer-1 head "forms a circuit" when its best offset induction
 LAGS = range(9)  # layer-0 lags searched for the offset circuit's head
 PATHS = ("k", "q", "v")
 
-TOY_DESIGN = ToyDesign(
-    two_layer=TWO_LAYER,
-    one_layer=ONE_LAYER,
-    seeds=SEEDS,
-    one_layer_seeds=ONE_LAYER_SEEDS,
-    seq_len=S,
-    circuit=CIRCUIT,
-    lags=LAGS,
-    paths=PATHS,
-)
+TOY_DESIGN = ToyDesign(TWO_LAYER, ONE_LAYER, SEEDS, ONE_LAYER_SEEDS, S, CIRCUIT, LAGS, PATHS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,7 +76,7 @@ TOY_DESIGN = ToyDesign(
 
 
 @pytest.fixture(scope="module")
-def toys(toy_model, results_dir) -> ToyStudy:
+def toys(toy_model, results_dir) -> InductionToyStudy:
     """Every toy of TOY_DESIGN trained (cached) and measured; writes the figure and the seed table."""
     return toy_study(toy_model, TOY_DESIGN, results_dir)
 

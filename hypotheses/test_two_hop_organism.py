@@ -44,7 +44,7 @@ from attnclaims.stats import bootstrap_ci, bootstrap_ratio_ci
 from attnclaims.studies.entailment_organism import MECHANISM, organism
 from attnclaims.studies.entailment_stats import group_ci, ratio_ci
 from attnclaims.studies.entailment_sweep import sensitivity_by_pair
-from attnclaims.studies.entailment_toy import ToyStudy, run_toy_study
+from attnclaims.studies.entailment_toy import RuleRecallStudy, run_toy_study
 from attnclaims.studies.two_hop import plot_mechanism, run_two_hop, two_hop_pairs
 from attnclaims.toy import ToyConfig
 
@@ -187,7 +187,7 @@ def test_switch_moves_the_answer_to_the_alternative(study, claim):
 
 
 @pytest.fixture(scope="module")
-def toy_study(toy_model) -> ToyStudy:
+def toy_study(toy_model) -> RuleRecallStudy:
     """The one-hop toy on one-hop prompts, with the entailment file's protocol (trained once)."""
     return run_toy_study(toy_model(ONE_HOP), ONE_HOP, n_prompts=TOY_PROMPTS, offset=TOY_OFFSET, k=K)
 

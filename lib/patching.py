@@ -58,7 +58,13 @@ def _require_metric(metric, what: str) -> Metric:
 
 @torch.no_grad()
 def head_out_patch_sweep(
-    model, *, clean_tokens, corrupted_tokens, metric: Metric, chunk: int | None = None, progress: bool = True
+    model,
+    *,
+    clean_tokens,
+    corrupted_tokens,
+    metric: Metric,
+    chunk: int | None = None,
+    show_progress: bool = True,
 ) -> torch.Tensor:
     """[n_layers, n_heads]: metric on the corrupted run with one head's output patched from clean."""
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
@@ -66,7 +72,7 @@ def head_out_patch_sweep(
     names = set(z_names(model))
     _, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name in names)
     variants = {head: PatchHeads((head,), clean_cache) for head in every_head(model)}
-    label = "head-out patch sweep" if progress else None
+    label = "head-out patch sweep" if show_progress else None
     return per_head(model, run_variants(model, corrupted, variants, metric, chunk=chunk, progress=label))
 
 
@@ -79,7 +85,7 @@ def attention_row_sweep(
     *,
     metric: Metric,
     chunk: int | None = None,
-    progress: bool = True,
+    show_progress: bool = True,
     heads: list[tuple[int, int]] | None = None,
     kv_cache: bool = True,
 ) -> torch.Tensor:
@@ -91,7 +97,7 @@ def attention_row_sweep(
     """
     heads = check_heads(model, heads) if heads is not None else every_head(model)
     variants = {head: EditAttention((head,), edit, query_pos) for head in heads}
-    label = "attention row sweep" if progress else None
+    label = "attention row sweep" if show_progress else None
     values = run_variants(
         model,
         tokens,

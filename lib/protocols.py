@@ -167,7 +167,7 @@ def entailment_sensitivity(model, text_a: str, answer_a: str, text_b: str, answe
 
 
 def attention_switch(
-    model, text: str, answer: str, alternative: str, heads=None, offset: int = 0, progress: bool = False
+    model, text: str, answer: str, alternative: str, heads=None, offset: int = 0, show_progress: bool = False
 ) -> pd.DataFrame:
     """One row per (layer, head): the clean logit difference answer - alternative at the final
     position, the logit difference with the head's final-row weight moved from the answer's token
@@ -189,10 +189,10 @@ def attention_switch(
         clean = float(metric(model(tokens)))
         attention = attention_patterns(model, tokens)[:, 0, :, -1]  # [layer, head, key]
     to_alt = attention_row_sweep(
-        model, tokens, move_row(a, b), -1, metric=metric, heads=heads, progress=progress
+        model, tokens, move_row(a, b), -1, metric=metric, heads=heads, show_progress=show_progress
     )
     to_ans = attention_row_sweep(
-        model, tokens, move_row(b, a), -1, metric=metric, heads=heads, progress=progress
+        model, tokens, move_row(b, a), -1, metric=metric, heads=heads, show_progress=show_progress
     )
     n_layers, n_heads = to_alt.shape
     layer, head = torch.meshgrid(torch.arange(n_layers), torch.arange(n_heads), indexing="ij")

@@ -87,7 +87,7 @@ CASES = {
     ),
     "a per-prompt metric in a per-head sweep": (
         lambda toy: attention_redirect_sweep(
-            toy, tokens(toy), 2, metric=logit_diff(2, 3, per_prompt=True), progress=False
+            toy, tokens(toy), 2, metric=logit_diff(2, 3, per_prompt=True), show_progress=False
         ),
         "must return a scalar",
     ),

@@ -80,7 +80,7 @@ def test_head_out_sweep_equals_transformer_lens(gemma):
         gemma, corrupted, cache, metric, index_axis_names=None, index_df=index
     )
     ours = head_out_patch_sweep(
-        gemma, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False
+        gemma, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, show_progress=False
     )
     ours = ours[index["layer"].tolist(), index["head"].tolist()]
     assert (ours - oracle).abs().max() <= REL_TOL * scale(oracle)
@@ -97,10 +97,10 @@ def test_kv_cache_redirect_equals_full_forwards_on_sliding_and_full_layers(gemma
     heads = [(layer, head) for layer in layers for head in range(gemma.cfg.n_heads)]
     edit = H.one_hot_row(mary)
     cached = attention_row_sweep(
-        gemma, tokens, edit, -1, metric=metric, heads=heads, kv_cache=True, progress=False
+        gemma, tokens, edit, -1, metric=metric, heads=heads, kv_cache=True, show_progress=False
     )
     full = attention_row_sweep(
-        gemma, tokens, edit, -1, metric=metric, heads=heads, kv_cache=False, progress=False
+        gemma, tokens, edit, -1, metric=metric, heads=heads, kv_cache=False, show_progress=False
     )
     chosen = torch.zeros_like(full, dtype=torch.bool)
     chosen[[layer for layer, _ in heads], [head for _, head in heads]] = True

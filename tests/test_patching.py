@@ -52,7 +52,7 @@ def test_head_out_sweep_equals_transformer_lens_on_toys(toy, toy_mlp):
         _, cache = model.run_with_cache(clean)
         oracle = get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric)
         ours = head_out_patch_sweep(
-            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, chunk=3, progress=False
+            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, chunk=3, show_progress=False
         )
         assert (ours - oracle).abs().max() <= 1e-4 * scale(oracle)
 
@@ -70,7 +70,7 @@ def test_head_out_sweep_equals_transformer_lens_on_smollm2(model):
     oracle_s = time.perf_counter() - start
     start = time.perf_counter()
     ours = head_out_patch_sweep(
-        model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False
+        model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, show_progress=False
     )
     ours_s = time.perf_counter() - start
     diff = float((ours - oracle).abs().max())
@@ -102,7 +102,7 @@ def test_redirect_sweep_equals_the_per_head_loop_on_toy(toy, to_pos, query_pos, 
     to_pos = min(to_pos, q)
     metric = logit_diff(4, 9)
     sweep = attention_redirect_sweep(
-        toy, tokens, to_pos, query_pos, metric=metric, chunk=chunk, progress=False
+        toy, tokens, to_pos, query_pos, metric=metric, chunk=chunk, show_progress=False
     )
     loop = per_head_redirect_loop(
         toy, tokens, to_pos, query_pos, metric, [(l, h) for l in range(2) for h in range(4)]
@@ -117,7 +117,7 @@ def test_redirect_sweep_kv_cache_path_is_exact_on_smollm2(model):
     strs = model.to_str_tokens(tokens)
     boots = max(i for i, s in enumerate(strs) if s == " boots")
     metric = logit_diff(model.to_single_token(" boots"), model.to_single_token(" sne"))
-    sweep = attention_redirect_sweep(model, tokens, boots, -1, metric=metric, progress=False)
+    sweep = attention_redirect_sweep(model, tokens, boots, -1, metric=metric, show_progress=False)
     heads = [(0, 8), (3, 4), (23, 3), (24, 4), (29, 0), (12, 7)]
     loop = per_head_redirect_loop(model, tokens, boots, -1, metric, heads)
     for (l, h), value in loop.items():
@@ -174,7 +174,7 @@ def test_attribution_tracks_the_real_sweep(toy_mlp):
     base = float(metric(toy_mlp(corrupted)))
     real = (
         head_out_patch_sweep(
-            toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, progress=False
+            toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, show_progress=False
         )
         - base
     )
@@ -220,7 +220,7 @@ def test_bad_inputs_are_named(toy):
             clean_tokens=clean,
             corrupted_tokens=corrupted[:, :-1],
             metric=logit_diff(1, 2),
-            progress=False,
+            show_progress=False,
         )
     with pytest.raises(ValueError, match="must return a scalar"):
         head_out_patch_sweep(
@@ -228,12 +228,12 @@ def test_bad_inputs_are_named(toy):
             clean_tokens=clean,
             corrupted_tokens=corrupted,
             metric=logit_diff(1, 2, per_prompt=True),
-            progress=False,
+            show_progress=False,
         )
     with pytest.raises(ValueError, match="needs a metric"):
         attention_redirect_sweep(toy, clean, 2, metric=None)
     with pytest.raises(ValueError, match="outside the sequence"):
-        attention_redirect_sweep(toy, clean, 99, metric=logit_diff(1, 2), progress=False)
+        attention_redirect_sweep(toy, clean, 99, metric=logit_diff(1, 2), show_progress=False)
 
 
 @pytest.mark.parametrize("kv_cache", [True, False])

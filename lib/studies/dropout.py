@@ -144,13 +144,13 @@ def measure(model, design: DropoutDesign) -> Measured:
 
 
 @dataclass(frozen=True)
-class Study:
+class DropoutStudy:
     table: pd.DataFrame  # one row per model: kind, p, seed, steps, reached, train_loss, Measured's fields
     train_seconds: float
     measure_seconds: float
 
 
-def run_study(design: DropoutDesign, toy_model, device: str, results_dir: Path) -> Study:
+def run_study(design: DropoutDesign, toy_model, device: str, results_dir: Path) -> DropoutStudy:
     """Steps 1-3 of the module docstring."""
     start = time.perf_counter()
     members = train_to_loss(configs(design), design.target, device=device, progress="dropout study: training")
@@ -174,7 +174,7 @@ def run_study(design: DropoutDesign, toy_model, device: str, results_dir: Path) 
         rows.append({**row, **asdict(measure(toy_model(c), design))})
     table = pd.DataFrame(rows)
     table.to_csv(results_dir / "dropout_redundancy.csv", index=False)
-    study = Study(table, trained - start, time.perf_counter() - trained)
+    study = DropoutStudy(table, trained - start, time.perf_counter() - trained)
     plot(study, design, results_dir)
     return study
 
@@ -204,7 +204,7 @@ def reached(table: pd.DataFrame, kind: str, levels) -> tuple[int, int]:
     return int(rows.reached.sum()), len(rows)
 
 
-def plot(study: Study, design: DropoutDesign, results_dir: Path) -> None:
+def plot(study: DropoutStudy, design: DropoutDesign, results_dir: Path) -> None:
     columns = ["effective_heads", "top_head_share", "heads_to_threshold", "hydra", "repair_layernorm"]
     panels = ["steps", "clean_loss", *columns]
     titles = {

@@ -15,10 +15,10 @@ import numpy as np
 
 from attnclaims.heads import Head
 from attnclaims.studies.entailment_stats import deltas
-from attnclaims.studies.entailment_study import Study
+from attnclaims.studies.entailment_study import EntailmentStudy
 
 
-def write_figures(study: Study, folder: Path) -> None:
+def write_figures(study: EntailmentStudy, folder: Path) -> None:
     name, k_top = study.name, study.design.k
     n_layers = int(study.attention.layer.max()) + 1
     effect = (

@@ -1,4 +1,4 @@
-"""Group-level statistics of the entailment study: what the claims read from a Study.
+"""Group-level statistics of the entailment study: what the claims read from an EntailmentStudy.
 
     ci = group_ci(deltas(study, ("switch", 3, 1.0)), "delta")  # held-out delta LD, CI over groups
     ci = ratio_ci(by_group(direct, "delta"), by_group(total, "delta"))  # sum / sum, groups resampled
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from attnclaims.stats import bootstrap_ci, bootstrap_ratio_ci
-from attnclaims.studies.entailment_study import Study
+from attnclaims.studies.entailment_study import EntailmentStudy
 
 
 def by_group(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -35,7 +35,7 @@ def ratio_ci(numerator: pd.Series, denominator: pd.Series):
     return bootstrap_ratio_ci(numerator.to_numpy(), denominator.loc[numerator.index].to_numpy())
 
 
-def deltas(study: Study, variant) -> pd.DataFrame:
+def deltas(study: EntailmentStudy, variant) -> pd.DataFrame:
     """Per confirmation prompt: LD under `variant` minus clean."""
     c = study.confirm
     clean = c[c.variant.map(lambda v: v == "clean")].set_index(["pair", "text"]).ld
@@ -44,7 +44,7 @@ def deltas(study: Study, variant) -> pd.DataFrame:
     return v
 
 
-def mean_of_draws(study: Study, kind: str) -> pd.DataFrame:
+def mean_of_draws(study: EntailmentStudy, kind: str) -> pd.DataFrame:
     """Per confirmation prompt: delta LD averaged over the draws of control `kind` (same_layer, decile)."""
     frames = [deltas(study, (kind, i)) for i in range(study.design.control_draws)]
     out = frames[0].copy()
@@ -52,7 +52,7 @@ def mean_of_draws(study: Study, kind: str) -> pd.DataFrame:
     return out
 
 
-def switch_rate(study: Study, variant) -> pd.DataFrame:
+def switch_rate(study: EntailmentStudy, variant) -> pd.DataFrame:
     """Per confirmation prompt whose clean top-1 token is not the alternative answer: `switch` = 1.0
     where `variant` makes the alternative the top-1 token (a change to any other token is no switch)."""
     c = study.confirm
@@ -64,7 +64,7 @@ def switch_rate(study: Study, variant) -> pd.DataFrame:
     return v
 
 
-def answers_attention(study: Study, variant: str) -> pd.DataFrame:
+def answers_attention(study: EntailmentStudy, variant: str) -> pd.DataFrame:
     """Per group: the switch heads' final-row attention on both answers (`both`) and on the later
     answer minus the earlier one (`recency`), under `variant` ("clean", "ablate_induction", "path_q")."""
     c = study.captures[study.captures.variant == variant]
@@ -77,7 +77,7 @@ def answers_attention(study: Study, variant: str) -> pd.DataFrame:
     )
 
 
-def entails(study: Study, split: str | None = "confirmation") -> tuple[bool, str]:
+def entails(study: EntailmentStudy, split: str | None = "confirmation") -> tuple[bool, str]:
     """The premise of claims about entailment, on the groups they measure: the two-hop answer follows
     the fact where the rule orders are crossed (there, matching the condition's place to the answer's
     gives the wrong answer, so a positive sensitivity is more than order matching)."""

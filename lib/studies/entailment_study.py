@@ -71,7 +71,7 @@ class EntailmentDesign:
 
 
 @dataclass(frozen=True)
-class Study:
+class EntailmentStudy:
     name: str  # the model, as the ledger records it
     design: EntailmentDesign  # the design it was computed under
     skipped: dict  # pairs this model cannot use, with the reason
@@ -397,7 +397,7 @@ def copy_account(model, clean: CleanRun, found: Discovery, design: EntailmentDes
     )
 
 
-def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
+def run_study(model, model_name: str, design: EntailmentDesign) -> EntailmentStudy:
     """The study of `model` (recorded as `model_name`): steps 1-5 of the module docstring."""
     pairs = design_pairs(model, design)
     clean = clean_run(model, pairs, design)
@@ -405,7 +405,7 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> Study:
     controls = draw_controls(model, clean, found, design)
     final_row = confirm_final_row(model, clean, found, controls, design)
     copying = copy_account(model, clean, found, design)
-    return Study(
+    return EntailmentStudy(
         name=model_name,
         design=design,
         skipped=pairs.skipped,

@@ -34,7 +34,7 @@ from attnclaims.toy import ToyConfig
 
 
 @dataclass(frozen=True)
-class ToyStudy:
+class RuleRecallStudy:
     name: str  # the toy, as the ledger records it
     behaviour: pd.DataFrame  # per pair: family (one per pair), split, sensitivity
     fact_heads: list  # top k by discovery fact-following score
@@ -47,7 +47,9 @@ class ToyPair:
     answers: tuple[str, str]
 
 
-def run_toy_study(model, config: ToyConfig, n_prompts: int, offset: int, k: int, seed: int = 7) -> ToyStudy:
+def run_toy_study(
+    model, config: ToyConfig, n_prompts: int, offset: int, k: int, seed: int = 7
+) -> RuleRecallStudy:
     """The toy's study on `n_prompts` rule-recall prompts (drawn with `seed`) of `config`'s task."""
     pairs = []
     for p in TASKS[config.task].prompts(config, torch.Generator().manual_seed(seed), n_prompts):
@@ -87,6 +89,6 @@ def run_toy_study(model, config: ToyConfig, n_prompts: int, offset: int, k: int,
     )
     crossed["delta"] = crossed.value.to_numpy() - clean.value.to_numpy()
     behaviour = sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"})
-    return ToyStudy(
+    return RuleRecallStudy(
         f"toy:{config.task}-{config.key()}", behaviour, fact_heads, crossed.query("split == 'confirmation'")
     )

@@ -126,7 +126,7 @@ class ToySeed:
 
 
 @dataclass(frozen=True)
-class ToyStudy:
+class InductionToyStudy:
     two_layer: tuple[ToySeed, ...]
     one_layer: tuple[ToySeed, ...]
 
@@ -212,7 +212,7 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
     )
 
 
-def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> ToyStudy:
+def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> InductionToyStudy:
     """Every toy of `design` trained (or loaded) by `toy_model(config)` and measured; writes the
     figure induction_toys_repeat-2L.png and the table induction_toys_repeat-2L_seeds.csv."""
 
@@ -225,7 +225,7 @@ def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> ToyStudy:
     if train_all := getattr(toy_model, "train_all", None):  # the fixture's factory trains them in parallel
         train_all(configs(design.two_layer, design.seeds) + configs(design.one_layer, design.one_layer_seeds))
 
-    study = ToyStudy(
+    study = InductionToyStudy(
         two_layer=measured(design.two_layer, design.seeds),
         one_layer=measured(design.one_layer, design.one_layer_seeds),
     )
@@ -236,7 +236,7 @@ def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> ToyStudy:
     return study
 
 
-def seed_table(study: ToyStudy, paths: tuple[str, ...]) -> pd.DataFrame:
+def seed_table(study: InductionToyStudy, paths: tuple[str, ...]) -> pd.DataFrame:
     """One row per trained toy: its circuit type and the figures behind it."""
     return pd.DataFrame(
         {
@@ -325,7 +325,7 @@ def phase_change(history: pd.DataFrame) -> PhaseChange:
 COLOURS = {"canonical": "tab:blue", "none": "tab:grey"}
 
 
-def plot_toys(study: ToyStudy, paths: tuple[str, ...], results_dir: Path) -> None:
+def plot_toys(study: InductionToyStudy, paths: tuple[str, ...], results_dir: Path) -> None:
 
     def colour(t: ToySeed) -> str:
         return COLOURS.get(t.circuit, "tab:orange")  # offset circuits in orange
