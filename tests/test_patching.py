@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformer_lens.patching import get_act_patch_attn_head_out_all_pos, get_act_patch_direct_path
+from transformer_lens.patching import (
+    generic_activation_patch,
+    get_act_patch_attn_head_out_all_pos,
+    get_act_patch_direct_path,
+    layer_head_vector_patch_setter,
+)
 
 from attnclaims import hooks as H
 from attnclaims.interventions import RedirectAttention
@@ -60,23 +66,33 @@ def test_head_out_sweep_equals_transformer_lens_on_toys(toy, toy_mlp):
 @pytest.mark.slow
 @pytest.mark.real_model
 def test_head_out_sweep_equals_transformer_lens_on_smollm2(model):
+    """TransformerLens's own patching loop (generic_activation_patch, as get_act_patch_attn_head_out_all_pos
+    runs it) on one head of every layer, each in another position: the whole grid against TL is the
+    head-out benchmark's check (benchmarks/test_sweep_speed.py), which runs TL's full sweep anyway."""
     clean = model.to_tokens("It rains, therefore I wear boots and a coat")
     corrupted = model.to_tokens("It shines, therefore I wear boots and a coat")
     assert clean.shape == corrupted.shape
     metric = logit_diff(model.to_single_token(" hat"), model.to_single_token(" gloves"))
     _, cache = model.run_with_cache(clean)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    sample = pd.DataFrame(
+        {"layer": range(n_layers), "head": [(5 * layer) % n_heads for layer in range(n_layers)]}
+    )
     start = time.perf_counter()
-    oracle = get_act_patch_attn_head_out_all_pos(model, corrupted, cache, metric)
+    oracle = generic_activation_patch(
+        model, corrupted, cache, metric, layer_head_vector_patch_setter, "z", index_df=sample
+    )
     oracle_s = time.perf_counter() - start
     start = time.perf_counter()
     ours = head_out_patch_sweep(
         model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, show_progress=False
     )
     ours_s = time.perf_counter() - start
+    ours = ours[torch.tensor(sample.layer.to_numpy()), torch.tensor(sample["head"].to_numpy())]
     diff = float((ours - oracle).abs().max())
     print(
-        f"head-out sweep on smollm2 ({clean.shape[1]} tokens): max |ours - TL| = {diff:.2e}; "
-        f"TL {oracle_s:.1f} s, ours {ours_s:.1f} s"
+        f"head-out sweep on smollm2 ({clean.shape[1]} tokens, {len(sample)} heads): max |ours - TL| = "
+        f"{diff:.2e}; TL {oracle_s:.1f} s, ours (every head) {ours_s:.1f} s"
     )
     assert diff <= 1e-4 * scale(oracle)
 
