@@ -1,5 +1,5 @@
-"""Identities behind the entailment hypothesis's interventions (lib/protocols.py), on smollm2-135m
-and on hand-made rows: what each edit must leave unchanged, and where two edits must agree."""
+"""Identities behind the entailment hypothesis's interventions (lib/pair_hooks.py, lib/hooks.py), on
+smollm2-135m and on hand-made rows: what each edit must leave unchanged, and where two edits must agree."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from attnclaims import hooks as H
 from attnclaims.hooks import move_fraction, partner_row
 from attnclaims.interventions import AblateHeads, MoveAttention
 from attnclaims.metrics import logit_diff
+from attnclaims.pair_hooks import freeze_after, path_to_queries, watch
 from attnclaims.patching import split_qkv_input
-from attnclaims.protocols import freeze_after, path_to_queries, watch
 from attnclaims.sweep import run_variants
 
 TEXT = (

@@ -41,8 +41,9 @@ from attnclaims.interventions import (
     RedirectAttention,
     ShiftAttention,
 )
+from attnclaims.pair_hooks import freeze_after, path_to_queries, watch
 from attnclaims.prompts.entailment import FAMILIES, minimal_pairs
-from attnclaims.protocols import freeze_after, path_to_queries, tokenize_pairs, watch
+from attnclaims.protocols import tokenize_pairs
 from attnclaims.scores import induction_scores
 from attnclaims.stats import discovery_confirmation_split
 from attnclaims.studies.entailment_sweep import (

@@ -22,7 +22,8 @@ from transformer_lens.utilities import get_act_name
 from attnclaims.heads import top_heads
 from attnclaims.hooks import partner_row
 from attnclaims.interventions import EditAttention
-from attnclaims.protocols import tokenize_pairs, watch
+from attnclaims.pair_hooks import watch
+from attnclaims.protocols import tokenize_pairs
 from attnclaims.studies.entailment_sweep import (
     attention_frame,
     buckets,

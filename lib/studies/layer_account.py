@@ -27,7 +27,7 @@ import torch
 
 from attnclaims.interventions import PatchOutput
 from attnclaims.metrics import logit_diff
-from attnclaims.protocols import watch
+from attnclaims.pair_hooks import watch
 from attnclaims.sweep import run_variants
 
 COMPONENTS = {"attention": "attn_out", "mlp": "mlp_out"}  # what a figure calls it: the hook it patches

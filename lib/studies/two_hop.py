@@ -42,7 +42,7 @@ from attnclaims.heads import Head, every_head, same_layer_controls, top_heads
 from attnclaims.hooks import partner_row
 from attnclaims.interventions import NOTHING, EditAttention, MoveAttention, ShiftAttention
 from attnclaims.metrics import logit_diff, top1_is
-from attnclaims.protocols import watch
+from attnclaims.pair_hooks import watch
 from attnclaims.sweep import run_variants
 from attnclaims.tasks import TASKS
 from attnclaims.toy import ToyConfig

@@ -1,0 +1,105 @@
+"""Hooks for the minimal-pair studies, as attnclaims.interventions.Hooks that declare where they act,
+for attnclaims.sweep.run_variants on stacked pairs (rows a, b, a, b, ...):
+
+- `watch`: keep an activation (a pattern's final row, or the final position) of each variant.
+- `freeze_after`: hold every later component at its clean value at the final position (the direct
+  effect of an edit).
+- `path_to_queries`: a mean ablation that reaches some heads' queries only (path patching).
+The row edits they pair with (`partner_row`, `move_fraction`) are in attnclaims.hooks.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformer_lens.utilities import get_act_name
+
+from attnclaims.heads import label
+from attnclaims.interventions import Hooks
+
+
+def watch(store: dict, key, name: str, *, layer: int, final: bool = True) -> Hooks:
+    """Keep activation `name` (of block `layer`; n_layers for ln_final) in store[(key, name)]: a
+    pattern's final query row [batch, head, key], else the final position (or, with final=False,
+    every position). Under run_variants it sees its own variant's rows only."""
+
+    def hook(act, hook):
+        if "pattern" in name:
+            store[(key, name)] = act[:, :, -1].detach()  # [batch, head, key]
+        else:
+            store[(key, name)] = (act[:, -1] if final else act).detach()
+
+    return Hooks(((name, hook),), first_layer=layer, label=f"watch {name}")
+
+
+def freeze_after(model, heads, clean: dict, key) -> Hooks:
+    """Hold every head output (but `heads`), MLP output and ln_final scale at or after the first
+    switched layer at their clean values at the final position: what is left is the direct effect.
+
+    `clean[(key, name)]` holds the clean final-position activations (`watch`) of every layer's
+    hook_z and hook_mlp_out and of ln_final.hook_scale. Marked final-row, so a final-row edit with
+    these hooks still runs on the prefix's KV cache (they edit the final row only)."""
+    first = min(layer for layer, _ in heads)
+    hooks = []
+    for layer in range(first, model.cfg.n_layers):
+        keep = [h for h in range(model.cfg.n_heads) if (layer, h) not in heads]
+        z_clean, mlp_clean = (
+            clean[(key, get_act_name("z", layer))],
+            clean[(key, get_act_name("mlp_out", layer))],
+        )
+
+        def freeze_z(z, hook, keep=keep, value=z_clean):
+            z = z.clone()
+            z[:, -1, keep] = value[:, keep]
+            return z
+
+        def freeze_mlp(x, hook, value=mlp_clean):
+            x = x.clone()
+            x[:, -1] = value
+            return x
+
+        hooks += [(get_act_name("z", layer), freeze_z), (get_act_name("mlp_out", layer), freeze_mlp)]
+    scale = clean[(key, "ln_final.hook_scale")]
+
+    def freeze_scale(x, hook):
+        x = x.clone()
+        x[:, -1] = scale
+        return x
+
+    hooks.append(("ln_final.hook_scale", freeze_scale))
+    return Hooks(tuple(hooks), first_layer=first, edits_final_row=True, label=f"freeze after {label(heads)}")
+
+
+def path_to_queries(model, senders, receivers, reference: dict) -> Hooks:
+    """Mean-ablate `senders` on the path into `receivers`' queries at the final position only:
+    each receiver's query input gets sum_s (mean z_s - z_s) W_O^s; every other reader sees the
+    clean run (direct path patching, as attnclaims.patching.path_patch_sweep, with a mean as the source).
+
+    `reference[hook_z name]` [batch, pos, head, d_head] gives the mean (over its prompts, per
+    position); senders at or after the first receiver's layer are ignored. Run the forward inside
+    `attnclaims.patching.split_qkv_input(model)`, which gives every head its own query input."""
+    first_receiver = min(layer for layer, _ in receivers)
+    delta: dict[int, torch.Tensor] = {}
+    hooks = []
+    for layer in sorted({layer for layer, _ in senders if layer < first_receiver}):
+        heads = [h for lyr, h in senders if lyr == layer]
+        name = get_act_name("z", layer)
+        mean = reference[name][:, :, heads].mean(0, keepdim=True)  # [1, pos, heads, d_head]
+        W_O = model.blocks[layer].attn.W_O[heads]  # [heads, d_head, d_model]
+
+        def keep(z, hook, heads=heads, mean=mean, W_O=W_O, layer=layer):
+            delta[layer] = torch.einsum("bphd,hdm->bm", (mean[:, -1:] - z[:, -1:, heads]), W_O)
+
+        hooks.append((name, keep))
+    for layer in sorted({layer for layer, _ in receivers}):
+        heads = [h for lyr, h in receivers if lyr == layer]
+
+        def add(fork, hook, heads=heads):  # [batch, pos, n_heads, d_model]
+            fork = fork.clone()
+            fork[:, -1, heads] += sum(delta.values())[:, None].to(fork.dtype)
+            return fork
+
+        hooks.append((get_act_name("q_input", layer), add))
+    first = min([layer for layer, _ in senders if layer < first_receiver] + [first_receiver])
+    return Hooks(
+        tuple(hooks), first_layer=first, label=f"path {label(senders)} -> queries of {label(receivers)}"
+    )
