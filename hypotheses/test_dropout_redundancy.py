@@ -173,6 +173,12 @@ def repair_note(study, kind: str, levels) -> str:
 # Claims
 
 
+def figure_if(premise: tuple[bool, str], ci, note: str):
+    """(ci, note) when every model learned; else (None, note): an inconclusive claim records no figure,
+    and the one measured anyway on models that did not all learn is only in its note."""
+    return (ci, note) if premise[0] else (None, f"no figure: measured anyway {ci}; {note}")
+
+
 def test_every_model_is_trained_and_measured(study):
     """An implementation check, not a claim: every configuration was trained and every measure is
     defined for it. Whether a level learned the task is each claim's precondition."""
@@ -190,15 +196,17 @@ def test_redundancy_rises_with_dropout(study, claim, name, kind):
     note = power_note(values, TREND_LEVEL)
     if name == "hydra":
         note += "; " + repair_note(study, kind, LEVELS)
+    premise = learned(study, kind, LEVELS)
+    ci, note = figure_if(premise, bootstrap_ci(values, n_resamples=20_000), note)
     assert claim(
-        bootstrap_ci(values, n_resamples=20_000),
+        ci,
         ">=",
         m.effect / LEVELS[-1],
         why=f"{m.why} by p = {LEVELS[-1]}, growing linearly",
         model=MODEL,
         metric=f"{m.label}: slope over {kind} dropout p per seed, redundant direction (per unit p)",
         unit="seeds",
-        precondition=learned(study, kind, LEVELS),
+        precondition=premise,
         note=note,
     )
 
@@ -213,15 +221,17 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
     note = power_note(values, 0.95)
     if name == "hydra":
         note += "; " + repair_note(study, kind, (0.0, p))
+    premise = learned(study, kind, (0.0, p))
+    ci, note = figure_if(premise, bootstrap_ci(values, n_resamples=20_000), note)
     assert claim(
-        bootstrap_ci(values, n_resamples=20_000),
+        ci,
         ">=",
         m.effect,
         why=m.why,
         model=MODEL,
         metric=f"{m.label}: {kind} dropout p={p} - p=0 paired by seed, redundant direction",
         unit="seeds",
-        precondition=learned(study, kind, (0.0, p)),
+        precondition=premise,
         note=note,
     )
 
@@ -349,3 +359,6 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
 #   batch (seed 456) and measured on the probe (seed 123), where one batch did both. The choice changed in
 #   a few models only: e.g. trend of the top-head share with attention dropout 0.957 -> 0.953 [0.569, 1.37],
 #   Hydra 0.164 -> 0.165 [0.045, 0.291]; no verdict moved.
+# 2026-12-03  A claim whose premise failed records no figure: the residual-dropout claims that include p=0.2
+#   (one of its 8 seeds never reached the target; 2 trends and 3 comparisons) keep the figure measured anyway
+#   in their notes only. Their verdict stays inconclusive.

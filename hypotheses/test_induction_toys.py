@@ -386,8 +386,8 @@ def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
 #   1.10] >= 0.1, supported. With 30 seeds the confirmatory counts move: canonical heads in 23/30, 0.767
 #   [0.527, 0.924], and the abrupt phase change in 25/30, 0.833 [0.603, 0.960], undecided at 10 seeds, are
 #   supported; an induction circuit and the key path in 30/30 [0.844, 1]; previous-token heads in 23/23
-#   canonical seeds (0.72-0.92); 1-layer gap 2.45 nats (exact). Toy training adds about 3 min cold on 2
-#   cores (20 toys, 2 processes), measuring 30 seeds about 1 min warm.
+#   canonical seeds (0.72-0.92); 1-layer gap 2.45 nats (exact). Cold, the 33 toys trained in 290 s (2
+#   processes, one thread each; 14-18 s per toy one by one), and measuring the 30 seeds takes about 50 s.
 # 2026-12-03  The previous-token claim's head is chosen on the evaluation batch and scored on the held-out one
 #   (one batch did both): 23/23 canonical seeds, scores 0.72-0.92, unchanged.
 # 2026-12-03  The toy claims moved here from test_induction_heads.py (the real-model half stays there),
