@@ -90,7 +90,7 @@ DESIGN = DropoutDesign(
     kinds=KINDS,
     seeds=SEEDS,
     threshold_fraction=0.9,
-    circuit_min=0.5,  # as test_induction_heads
+    circuit_min=0.5,  # as test_induction_toys
     model=MODEL,
 )
 POWER = 0.8

@@ -14,7 +14,7 @@ From the model (each returns losses or effects):
   stream with the final LayerNorm's scale frozen at its clean value.
 - `self_repair_split`: for chosen heads, the total effect, the direct effect, and the effect with
   every downstream component's output frozen at its clean value, as `SelfRepair`: self-repair
-  (direct - total) split into LayerNorm rescaling and compensation by downstream heads.
+  (direct - total) split into LayerNorm rescaling and the response of later components.
 - `hydra_effect`: for one head, the change in every downstream head's direct effect when it is
   ablated, as `Hydra` (McGrath et al. 2023): compensation by later heads, summed.
 - `greedy_ablation`: heads ablated one at a time, each step the head that raises the loss most.

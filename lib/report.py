@@ -267,8 +267,8 @@ def render(results: Path, hypotheses: Path) -> str:
 def study_figures(results: Path, hypotheses: list[str]) -> dict[str, list[Path]]:
     """The images the studies wrote into the results folder, by hypothesis: an image belongs to the
     hypothesis its name starts with (the longest such name), else to the one hypothesis whose first word
-    it starts with ("induction_smollm2-135m.png" -> induction_heads); an image no hypothesis or two
-    could own is left out."""
+    it starts with ("dropout_redundancy_toy.png" -> dropout_redundancy, "dropout_toy.png" too); an image
+    no hypothesis or two could own is left out ("induction_x.png": induction_heads or induction_toys)."""
     out: dict[str, list[Path]] = {h: [] for h in hypotheses}
     for image in sorted(p for p in results.iterdir() if p.suffix in IMAGE_SUFFIXES):
         owners = [h for h in hypotheses if image.name.startswith(h)]

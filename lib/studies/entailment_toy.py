@@ -1,4 +1,5 @@
-"""The entailment study's positive control: a toy that must route the queried rule's answer.
+"""The entailment protocol's positive control (claimed in hypotheses/test_two_hop_organism.py): a toy
+that must route the queried rule's answer.
 
     toy = run_toy_study(toy_model(config), config, n_prompts=48, offset=1, k=3)
     toy.behaviour.sensitivity, toy.fact_heads, toy.crossed.delta

@@ -1,4 +1,4 @@
-"""The toy part of the induction-heads study, computed once: hypotheses/test_induction_heads.py claims.
+"""The induction study of toys trained from scratch, computed once: hypotheses/test_induction_toys.py claims.
 
     study = toy_study(toy_model, ToyDesign(two_layer=TWO_LAYER, one_layer=ONE_LAYER, ...), results_dir)
     study.seed(3).circuit, study.of_type("offset"), seed_table(study, paths=("k", "q", "v"))
