@@ -132,7 +132,10 @@ def ensure_all_trained(configs, root: Path | None = None, workers: int | None = 
             )
             for job in bar:
                 job.result()  # a worker's error is raised here
-    return [ensure_trained(c, root) for c in configs]
+    else:
+        for config in missing:  # one at a time, here
+            ensure_trained(config, root)
+    return [toy_folder(c, root) for c in configs]  # each verified above, or built and verified since
 
 
 def training_history(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> pd.DataFrame:

@@ -32,6 +32,8 @@ def test_training_in_parallel_processes_gives_the_weights_of_training_one_by_one
         a, b = weights(folder), weights(ensure_trained(config, tmp_path / "serial"))
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert parallel == toy.ensure_all_trained(configs, tmp_path / "parallel", workers=2)  # cached now
+    (one,) = toy.ensure_all_trained([TINY.replace(seed=3)], tmp_path / "one", workers=2)  # 1 missing: here
+    assert toy.verify_folder(one)
 
 
 def test_other_seed_gives_other_weights(tmp_path):

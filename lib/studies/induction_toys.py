@@ -79,7 +79,9 @@ class ToySeed:
     heldout_lag_scores: torch.Tensor  # the same on the held-out batch
     loss: float  # loss on the repeated half (nats)
     path_effect: dict[str, float]  # {"k"|"q"|"v": loss rise of the strongest layer-0 -> layer-1 path (nats)}
-    key_paths: tuple[float, ...] | None  # per layer-0 head: loss rise, its key path into `head` (held out)
+    key_paths: (
+        tuple[float, ...] | None
+    )  # offset circuits: per layer-0 head, loss rise of its key path into `head` (held out)
     history: pd.DataFrame  # training log
 
     @property
@@ -206,7 +208,7 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
         loss=loss,
         path_effect=path_effects(model, tokens, source, S, design.paths) if two_layer else {},
         key_paths=tuple(layer0_paths(model, heldout, heldout_source, S, "k")[:, head].tolist())
-        if two_layer and head is not None
+        if circuit.startswith("offset")  # only the offset circuit's key claim reads them
         else None,
         history=training_history(config),
     )
