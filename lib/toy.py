@@ -35,22 +35,26 @@ from attnclaims.cache import cache_root, verified_folder, verify_folder
 from attnclaims.models import check_device
 from attnclaims.progress import progress
 
-# Bump when training code changes what a config produces (3: offset induction in history; 4: one thread).
-FORMAT_VERSION = 4
+# Bump when training code changes what a config produces (3: offset induction in history; 4: one thread;
+# 5: a model trained to a matched loss is the toy loop's, stopped: attnclaims.matched_loss).
+FORMAT_VERSION = 5
 
 
 @dataclass(frozen=True)
 class ToyConfig:
+    # the task, and the parameters it reads (`task_params`)
     task: str = "repeat"
+    n_content: int = 64  # content tokens in the vocabulary
+    seq_len: int = 16  # length S of the repeated random sequence
+    # the architecture
     n_layers: int = 2
     n_heads: int = 4
     d_model: int = 64
     d_mlp: int = 256
     attn_only: bool = True
+    # the training
     attn_dropout: float = 0.0
     resid_dropout: float = 0.0  # residual-stream dropout: after each attn/MLP output and the embedding
-    n_content: int = 64  # content tokens in the vocabulary
-    seq_len: int = 16  # length S of the repeated random sequence
     seed: int = 0
     steps: int = 1000
     lr: float = 1e-3
@@ -84,8 +88,13 @@ class ToyConfig:
         return ToyConfig(**{**asdict(self), **changes})
 
     @property
+    def task_params(self) -> tasks.TaskParams:
+        """What the task reads of this config (lib/tasks)."""
+        return tasks.TaskParams(n_content=self.n_content, seq_len=self.seq_len)
+
+    @property
     def n_ctx(self) -> int:
-        return tasks.TASKS[self.task].n_ctx(self)
+        return tasks.TASKS[self.task].n_ctx(self.task_params)
 
 
 def toy_folder(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> Path:
@@ -104,9 +113,14 @@ def train_toy(config: ToyConfig, root: Path | None = None, device: str = "cpu"):
 def ensure_trained(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> Path:
     """Train `config` on `device` unless a verified checkpoint is cached; return its folder."""
     device = check_device(device)
+    return store(config, lambda: _train(config, device), root, device)
+
+
+def store(config: ToyConfig, train, root: Path | None = None, device: str = "cpu") -> Path:
+    """The cached folder of `config`, built from `train()` -> (model, history) unless it is cached."""
 
     def build(staging: Path) -> dict:
-        model, history = _train(config, device)
+        model, history = train()
         _save(config, model.cpu(), history, staging)
         return {"toy_config": asdict(config), "format": FORMAT_VERSION, "trained_on": device}
 
@@ -121,21 +135,24 @@ def ensure_all_trained(configs, root: Path | None = None, workers: int | None = 
     """
     configs = list(configs)
     missing = list(dict.fromkeys(c for c in configs if not verify_folder(toy_folder(c, root))))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(workers or cores, len(missing))
-    if workers > 1:
-        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch threads
-        with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
-            jobs = [pool.submit(ensure_trained, c, root) for c in missing]
-            bar = progress(
-                as_completed(jobs), f"training {len(missing)} toys on {workers} processes", len(jobs)
-            )
-            for job in bar:
-                job.result()  # a worker's error is raised here
-    else:
-        for config in missing:  # one at a time, here
-            ensure_trained(config, root)
+    in_processes(ensure_trained, [(c, root) for c in missing], f"training {len(missing)} toys", workers)
     return [toy_folder(c, root) for c in configs]  # each verified above, or built and verified since
+
+
+def in_processes(function, jobs: list[tuple], desc: str, workers: int | None = None) -> list:
+    """[function(*job) for job in jobs], run in up to `workers` fresh processes (default: the cores
+    this process may use) when there is more than one job and worker, else here, one by one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(workers or cores, len(jobs))
+    if workers <= 1:
+        return [function(*job) for job in jobs]
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch threads
+    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+        futures = {pool.submit(function, *job): i for i, job in enumerate(jobs)}
+        results = [None] * len(jobs)
+        for future in progress(as_completed(futures), f"{desc} on {workers} processes", len(jobs)):
+            results[futures[future]] = future.result()  # a worker's error is raised here
+    return results
 
 
 def training_history(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> pd.DataFrame:
@@ -177,7 +194,7 @@ def load_toy(folder: Path, device: str = "cpu"):
 
 
 def vocabulary(config: ToyConfig) -> list[str]:
-    return tasks.TASKS[config.task].vocab(config)
+    return tasks.TASKS[config.task].vocab(config.task_params)
 
 
 def build_hf_model(config: ToyConfig):
@@ -227,28 +244,33 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def _train(config: ToyConfig, device: str = "cpu"):
+def _train(config: ToyConfig, device: str = "cpu", stop: tuple[str, float] | None = None):
+    """(model, history) after `config.steps` steps; with `stop` = (metric, target), after the
+    first logged step whose `metric` is <= `target` if that comes earlier."""
     with one_thread():
-        return _train_steps(config, device)
+        return _train_steps(config, device, stop)
 
 
-def _train_steps(config: ToyConfig, device: str):
-    task = tasks.TASKS[config.task]
+def _train_steps(config: ToyConfig, device: str, stop: tuple[str, float] | None):
+    task, params = tasks.TASKS[config.task], config.task_params
     model = build_hf_model(config).to(device)
     # Batches are drawn on the CPU, so they are the same on every device.
     data = torch.Generator().manual_seed(config.seed)
-    eval_tokens = task.eval_batch(config, torch.Generator().manual_seed(10_000 + config.seed), 128).to(device)
+    eval_tokens = task.eval_batch(params, torch.Generator().manual_seed(10_000 + config.seed), 128).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     history = []
     bar = progress(range(config.steps + 1), f"training toy {config.task} {config.key()}")
     for step in bar:
         if step % config.log_every == 0 or step == config.steps:
-            history.append({"step": step, **_evaluate(task, model, config, eval_tokens)})
+            # Evaluation draws no random numbers: stopping here leaves the weights of config.steps = step.
+            history.append({"step": step, **_evaluate(task, model, params, eval_tokens)})
+            if stop is not None and _reached(history[-1], *stop, config.task):
+                break
             model.train()
         if step == config.steps:
             continue  # the last step only evaluates; the loop ends here (progress reads "done")
-        tokens, labels = (t.to(device) for t in task.train_batch(config, data))
+        tokens, labels = (t.to(device) for t in task.train_batch(params, data, config.batch))
         loss = model(tokens, labels=labels).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -259,11 +281,18 @@ def _train_steps(config: ToyConfig, device: str):
     return model, history
 
 
+def _reached(row: dict, metric: str, target: float, task: str) -> bool:
+    if metric not in row:
+        logged = sorted(k for k in row if k != "step")
+        raise ValueError(f"task {task!r} logs no metric {metric!r}; it logs {logged}")
+    return row[metric] <= target
+
+
 @torch.no_grad()
-def _evaluate(task, model, config: ToyConfig, tokens: torch.Tensor) -> dict:
+def _evaluate(task, model, params: tasks.TaskParams, tokens: torch.Tensor) -> dict:
     model.eval()
     out = model(tokens, output_attentions=True)
-    return task.evaluate(config, tokens, out.logits, out.attentions)
+    return task.evaluate(params, tokens, out.logits, out.attentions)
 
 
 def _save(config: ToyConfig, model, history: list[dict], folder: Path) -> None:

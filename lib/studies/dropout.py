@@ -5,9 +5,10 @@
     slopes(study.table, MEASURES["top_head_share"], "attention", DESIGN.levels)  # per seed: slope over p
 
 Steps, in the order they run:
-1. Every configuration (dropout kind x p x seed; the p=0 models shared by both kinds) trained as one
-   ensemble to a matched loss (attnclaims.ensemble.train_to_loss: each stops the first time its loss
-   on the repeated half reaches the target, or at the cap), cached like every toy.
+1. Every configuration (dropout kind x p x seed; the p=0 models shared by both kinds) trained to a
+   matched loss (attnclaims.matched_loss.train_to_loss: each stops the first time its loss on the
+   repeated half reaches the target, or at the cap; one process per torch thread), cached like
+   every toy.
 2. Each model measured (Measured: circuit type, the whole effect and the redundancy measures of the
    hypothesis file's protocol, attnclaims.redundancy), into one table, results/dropout_redundancy.csv.
 3. The figure: every measure against p, per kind, with each seed's value.
@@ -27,8 +28,8 @@ import pandas as pd
 import torch
 
 from attnclaims import redundancy as R
-from attnclaims.ensemble import train_to_loss
 from attnclaims.heads import Head
+from attnclaims.matched_loss import train_to_loss
 from attnclaims.metrics import mean_loss
 from attnclaims.scores import attention_patterns, induction_circuit_type, offset_induction_score_from_pattern
 from attnclaims.stats import bootstrap_ci
@@ -153,7 +154,7 @@ class DropoutStudy:
 def run_study(design: DropoutDesign, toy_model, device: str, results_dir: Path) -> DropoutStudy:
     """Steps 1-3 of the module docstring."""
     start = time.perf_counter()
-    members = train_to_loss(configs(design), design.target, device=device, progress="dropout study: training")
+    members = train_to_loss(configs(design), design.target, device=device, workers=torch.get_num_threads())
     trained = time.perf_counter()
     rows = []
     for member in members:

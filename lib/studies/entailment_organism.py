@@ -32,8 +32,7 @@ import torch
 
 from attnclaims.cache import cache_root, verified_folder
 from attnclaims.heads import Head
-from attnclaims.tasks import TASKS
-from attnclaims.toy import ToyConfig, save_tokenizer
+from attnclaims.toy import ToyConfig, save_tokenizer, vocabulary
 
 TASK = ToyConfig(task="entailment", n_content=16)  # the vocabulary and context the organism reads
 MECHANISM = {"hop 1": Head(1, 0), "hop 2": Head(2, 0)}
@@ -167,7 +166,7 @@ def build_organism():
     """The organism as a HuggingFace GPT2LMHeadModel (float32, eval mode)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    vocab = TASKS[TASK.task].vocab(TASK)
+    vocab = vocabulary(TASK)
     lay, weights = _weights(vocab, TASK.n_ctx)
     config = GPT2Config(
         vocab_size=len(vocab),
@@ -214,7 +213,7 @@ def organism(root: Path | None = None, device: str = "cpu"):
 
     def build(staging: Path) -> dict:
         build_organism().save_pretrained(staging)
-        save_tokenizer(TASKS[TASK.task].vocab(TASK), staging)
+        save_tokenizer(vocabulary(TASK), staging)
         return {"format": FORMAT}
 
     folder = verified_folder(organism_folder(root), build, what="two-hop organism")

@@ -54,7 +54,7 @@ def run_toy_study(
 ) -> RuleRecallStudy:
     """The toy's study on `n_prompts` rule-recall prompts (drawn with `seed`) of `config`'s task."""
     pairs = []
-    for p in TASKS[config.task].prompts(config, torch.Generator().manual_seed(seed), n_prompts):
+    for p in TASKS[config.task].prompts(config.task_params, torch.Generator().manual_seed(seed), n_prompts):
         # "c1 a7 . c3 a2 . c3": the other query is the condition before the alternative
         words = p.text.split()
         other = words[words.index(p.alternative.strip()) - 1]
@@ -92,5 +92,8 @@ def run_toy_study(
     crossed["delta"] = crossed.value.to_numpy() - clean.value.to_numpy()
     behaviour = sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"})
     return RuleRecallStudy(
-        f"toy:{config.task}-{config.key()}", behaviour, fact_heads, crossed.query("split == 'confirmation'")
+        f"toy:{config.task}-{config.n_layers}L",
+        behaviour,
+        fact_heads,
+        crossed.query("split == 'confirmation'"),
     )

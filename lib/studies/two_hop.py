@@ -68,7 +68,7 @@ class TwoHopPairs:
 
 def two_hop_pairs(n: int, seed: int) -> TwoHopPairs:
     """`n` pairs drawn with `seed` (a generator of its own: no training batch shares it)."""
-    tokens, _ = TASKS[TASK.task].sample(TASK, torch.Generator().manual_seed(seed), n)
+    tokens, _ = TASKS[TASK.task].sample(TASK.task_params, torch.Generator().manual_seed(seed), n)
     first_c = 3  # ids: two specials, ".", then c-words, b-words, a-words (lib/tasks/entailment.py)
     texts, meta, columns = (
         [],

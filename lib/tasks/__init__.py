@@ -2,7 +2,8 @@
 
 A task owns its vocabulary (a list of word strings; token id = index; the special tokens of
 lib/tasks/vocab.py come first, BOS = 0), draws training and evaluation batches from a seeded
-`torch.Generator`, and names the metrics logged while training. `TASKS` maps the name a
+`torch.Generator`, and names the metrics logged while training. It reads its own parameters
+(`TaskParams`: a toy's `config.task_params`), never the toy's config. `TASKS` maps the name a
 `ToyConfig.task` uses to the task.
 
 - `repeat` (lib/tasks/repeat.py): in-context copying of repeated random tokens.
@@ -11,11 +12,12 @@ lib/tasks/vocab.py come first, BOS = 0), draws training and evaluation batches f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 
 from attnclaims.tasks.entailment import EntailmentTask, ToyEntailmentPrompt
+from attnclaims.tasks.params import TaskParams
 from attnclaims.tasks.repeat import (
     RepeatTask,
     bos_id,
@@ -28,24 +30,23 @@ from attnclaims.tasks.repeat import (
 )
 from attnclaims.tasks.vocab import BOS, N_SPECIAL, PAD, SPECIAL
 
-if TYPE_CHECKING:
-    from attnclaims.toy import ToyConfig
-
 
 class Task(Protocol):
-    def vocab(self, config: "ToyConfig") -> list[str]: ...
+    """A toy task: it reads only its own parameters (a `TaskParams`), never the toy's config."""
 
-    def n_ctx(self, config: "ToyConfig") -> int: ...
+    def vocab(self, params: TaskParams) -> list[str]: ...
+
+    def n_ctx(self, params: TaskParams) -> int: ...
 
     def train_batch(
-        self, config: "ToyConfig", generator: torch.Generator
+        self, params: TaskParams, generator: torch.Generator, batch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens, labels) [batch, n_ctx]; labels are -100 where no loss is taken."""
 
-    def eval_batch(self, config: "ToyConfig", generator: torch.Generator, batch: int) -> torch.Tensor: ...
+    def eval_batch(self, params: TaskParams, generator: torch.Generator, batch: int) -> torch.Tensor: ...
 
     def evaluate(
-        self, config: "ToyConfig", tokens: torch.Tensor, logits: torch.Tensor, attentions
+        self, params: TaskParams, tokens: torch.Tensor, logits: torch.Tensor, attentions
     ) -> dict[str, float]:
         """Metrics logged during training, from the eval batch's logits and attention patterns."""
 
@@ -63,6 +64,7 @@ __all__ = [
     "N_SPECIAL",
     "TASKS",
     "Task",
+    "TaskParams",
     "EntailmentTask",
     "RepeatTask",
     "ToyEntailmentPrompt",

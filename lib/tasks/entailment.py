@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from attnclaims.tasks.params import TaskParams
 from attnclaims.tasks.vocab import SPECIAL
 
 DOT_WORD = "."
@@ -42,28 +43,28 @@ class EntailmentTask:
         self.hops = hops
         self.rules = 2 * hops  # two chains
 
-    def vocab(self, config) -> list[str]:
-        k = config.n_content
+    def vocab(self, params: TaskParams) -> list[str]:
+        k = params.n_content
         return SPECIAL + [DOT_WORD] + [f"{kind}{i}" for kind in "cba" for i in range(k)]
 
-    def n_ctx(self, config) -> int:
+    def n_ctx(self, params: TaskParams) -> int:
         return 1 + 3 * self.rules + 2 * TRAIN_QUERIES  # BOS, rules, (query condition, answer) pairs
 
-    def _ids(self, config, kind: str, index: torch.Tensor) -> torch.Tensor:
-        return DOT + 1 + "cba".index(kind) * config.n_content + index
+    def _ids(self, params: TaskParams, kind: str, index: torch.Tensor) -> torch.Tensor:
+        return DOT + 1 + "cba".index(kind) * params.n_content + index
 
     def sample(
-        self, config, generator: torch.Generator, batch: int, queries: int = 1
+        self, params: TaskParams, generator: torch.Generator, batch: int, queries: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens [batch, 1 + 3*rules + 2*queries]: BOS, the rules, then `queries` (condition,
         answer) pairs; and the alternative's id for the first query [batch]."""
-        k = config.n_content
+        k = params.n_content
         picks = {
             kind: torch.stack([torch.randperm(k, generator=generator)[:2] for _ in range(batch)])
             for kind in "cba"
         }
         c, b, a = (
-            self._ids(config, kind, picks[kind]) for kind in "cba"
+            self._ids(params, kind, picks[kind]) for kind in "cba"
         )  # [batch, 2] each: chain 0, chain 1
         dot = torch.full((batch,), DOT)
         if self.hops == 2:
@@ -85,18 +86,18 @@ class EntailmentTask:
         tokens = torch.cat([torch.zeros(batch, 1, dtype=torch.long), body, query], 1)
         return tokens, a[rows[:, 0], 1 - chain[:, 0]]
 
-    def train_batch(self, config, generator):
+    def train_batch(self, params: TaskParams, generator, batch: int):
         """Several queries per sequence, loss on every answer: denser signal than one query."""
-        tokens, _ = self.sample(config, generator, config.batch, TRAIN_QUERIES)
+        tokens, _ = self.sample(params, generator, batch, TRAIN_QUERIES)
         labels = torch.full_like(tokens, -100)
         answers = torch.arange(1 + 3 * self.rules + 1, tokens.shape[1], 2)
         labels[:, answers] = tokens[:, answers]
         return tokens, labels
 
-    def eval_batch(self, config, generator, batch):
-        return self.sample(config, generator, batch)[0]  # one query: the prompt's shape
+    def eval_batch(self, params: TaskParams, generator, batch: int):
+        return self.sample(params, generator, batch)[0]  # one query: the prompt's shape
 
-    def evaluate(self, config, tokens, logits, attentions):
+    def evaluate(self, params: TaskParams, tokens, logits, attentions):
         final = logits[:, -2]  # the prediction made at the query condition
         loss = torch.nn.functional.cross_entropy(final, tokens[:, -1]).item()
         return {
@@ -104,10 +105,10 @@ class EntailmentTask:
             "answer_accuracy": (final.argmax(-1) == tokens[:, -1]).float().mean().item(),
         }
 
-    def prompts(self, config, generator: torch.Generator, n: int) -> list[ToyEntailmentPrompt]:
+    def prompts(self, params: TaskParams, generator: torch.Generator, n: int) -> list[ToyEntailmentPrompt]:
         """`n` prompts as text (without the answer), with the entailed answer and the alternative."""
-        vocab = self.vocab(config)
-        tokens, alternative = self.sample(config, generator, n)
+        vocab = self.vocab(params)
+        tokens, alternative = self.sample(params, generator, n)
         out = []
         for row, alt in zip(tokens, alternative):
             words = [vocab[i] for i in row[1:].tolist()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from attnclaims.scores import induction_score_from_pattern, offset_induction_score_from_pattern
+from attnclaims.tasks.params import TaskParams
 from attnclaims.tasks.vocab import N_SPECIAL, SPECIAL
 
 
@@ -58,23 +59,23 @@ def repeat_batch(generator: torch.Generator, batch: int, seq_len: int, n_content
 
 
 class RepeatTask:
-    def vocab(self, config):
-        return repeat_vocab(config.n_content)
+    def vocab(self, params: TaskParams):
+        return repeat_vocab(params.n_content)
 
-    def n_ctx(self, config):
-        return 1 + 2 * config.seq_len
+    def n_ctx(self, params: TaskParams):
+        return 1 + 2 * params.seq_len
 
-    def train_batch(self, config, generator):
-        tokens = repeat_training_batch(generator, config.batch, self.n_ctx(config), config.n_content)
+    def train_batch(self, params: TaskParams, generator, batch: int):
+        tokens = repeat_training_batch(generator, batch, self.n_ctx(params), params.n_content)
         return tokens, tokens
 
-    def eval_batch(self, config, generator, batch):
-        return repeat_batch(generator, batch, config.seq_len, config.n_content)
+    def eval_batch(self, params: TaskParams, generator, batch: int):
+        return repeat_batch(generator, batch, params.seq_len, params.n_content)
 
-    def evaluate(self, config, tokens, logits, attentions):
+    def evaluate(self, params: TaskParams, tokens, logits, attentions):
         logprobs = logits[:, :-1].log_softmax(-1)
         token_loss = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]  # [batch, 2S]
-        S = config.seq_len
+        S = params.seq_len
         first, repeated = halves(S)
         row = {
             "loss_first_half": token_loss[:, first].mean().item(),
