@@ -103,10 +103,10 @@ def test_new_claims_show_their_verdicts_and_are_reported_as_new(project):
         "test_family[0.2]": "refuted",
         "test_family[5.0]": "supported",
     }
-    assert (
-        table.loc["test_undecided", "past_threshold"] > 0
-        and table.loc["test_inconclusive", "ci_level"] == "exact"
-    )
+    assert table.loc["test_undecided", "past_threshold"] > 0
+    inconclusive = table.loc["test_inconclusive"]  # measured anyway: the figure is in the note only
+    assert inconclusive.value != inconclusive.value and inconclusive.ci_level == ""
+    assert inconclusive.note == "no figure: measured anyway 0.9; "
 
 
 def test_a_changed_committed_verdict_fails_until_the_ledger_says_so_again(project):
@@ -218,6 +218,11 @@ def test_measured(claim):
     assert claim(bootstrap_ci([1.0, 1.1, 0.9, 1.2]), ">=", 0.5, why="w", model="toy:a", metric="m")
 
 
+def test_measured_anyway(claim):
+    ci = bootstrap_ci([1.0, 1.1, 0.9, 1.2])
+    assert claim(ci, ">=", 0.5, why="w", model="toy:a", metric="m", precondition=(False, "not learned"), note="n")
+
+
 def test_no_figure_without_a_failed_premise(claim):
     with pytest.raises(TypeError, match="only for a claim whose precondition failed"):
         claim(None, ">=", 0.5, why="w", model="toy:a", metric="m")
@@ -230,10 +235,12 @@ def test_a_claim_whose_premise_failed_records_no_figure(pytester, monkeypatch):
     monkeypatch.delenv("ATTNCLAIMS_RUN_ID", raising=False)
     pytester.makepyfile(test_unmeasured=UNMEASURED)
     result = run(pytester)
-    result.assert_outcomes(passed=2, skipped=1)
+    result.assert_outcomes(passed=2, skipped=2)
     table = read_ledger(pytester.path / "results" / "claims.csv").set_index("claim")
-    row = table.loc["test_no_circuit_no_figure"]
-    assert row.status == "inconclusive" and row.value != row.value and row.ci_level == "" and row.n == 0
+    for name in ("test_no_circuit_no_figure", "test_measured_anyway"):
+        row = table.loc[name]
+        assert row.status == "inconclusive" and row.value != row.value and row.ci_level == "" and row.n == 0
+    assert table.loc["test_measured_anyway", "note"] == "no figure: measured anyway 1.05 [0.95, 1.15]; n"
     assert table.loc["test_measured", "status"] == "supported"  # Holm counts the unmeasured one as p = 1
     assert diff_ledgers(table.reset_index(), table.reset_index()).lines() == ["no claim moved"]
     text = write_report(pytester.path / "results", pytester.path).read_text()
