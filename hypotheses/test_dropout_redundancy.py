@@ -16,8 +16,8 @@ Protocol (lib/studies/dropout.py)
 2. Matched loss: each of the 56 models trains by the toy loop (lib/matched_loss.py: one CPU thread
    per model, so the same weights on any machine, one process per core; AdamW, lr 1e-3, batch 64)
    and stops the first time its loss on the repeated half of the held-out batch (every `log_every`
-   steps) is <= TARGET nats, or at CAP steps. Precondition of every claim: each model in it reached TARGET (it learned the
-   task, to the same loss).
+   steps) is <= TARGET nats, or at CAP steps. Precondition of every claim: each model in it reached
+   TARGET (it learned the task, to the same loss).
 3. Probe: BOS + 8 random tokens + the same 8 (64 sequences); task loss = mean next-token loss on the
    2nd..last token of the copy. Ablation: a head's output (hook_z) replaced by its mean over 64
    other sequences. Effect = ablated loss - clean loss (nats). Heads are chosen (the top head in b

@@ -220,7 +220,8 @@ def test_measured(claim):
 
 def test_measured_anyway(claim):
     ci = bootstrap_ci([1.0, 1.1, 0.9, 1.2])
-    assert claim(ci, ">=", 0.5, why="w", model="toy:a", metric="m", precondition=(False, "not learned"), note="n")
+    premise = (False, "not learned")
+    assert claim(ci, ">=", 0.5, why="w", model="toy:a", metric="m", precondition=premise, note="n")
 
 
 def test_no_figure_without_a_failed_premise(claim):
