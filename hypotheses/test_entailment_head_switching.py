@@ -396,3 +396,5 @@ def test_switch_effect_is_mostly_direct(study, claim):
 # 2026-12-03  The rule-recall toy's two claims (the protocol's positive control) moved to
 #   test_two_hop_organism.py, beside the same toy on two-hop prompts; their rows are renamed
 #   entailment_head_switching -> two_hop_organism, figures unchanged.
+# 2026-12-03  Inconclusive claims record no figure (the fixture puts it in the note): 4 rows on smollm2-135m,
+#   1 on gemma3-270m (e.g. the fact heads' pattern swap, 0.597 [-0.605, 2.13] at 95%); verdicts unchanged.
