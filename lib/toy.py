@@ -5,8 +5,10 @@ uses HuggingFace `GPTNeoXForCausalLM`: pre-LayerNorm blocks, rotary positions (l
 positions let a toy copy by position instead of by content), attention dropout and residual
 ("hidden") dropout after each attention and MLP output and on the embedding. An attention-only
 model keeps the blocks but fixes every MLP's weights at zero, so each MLP adds exactly 0 to the
-residual stream. The task (lib/tasks.py) supplies vocabulary, batches and logged metrics. The
-trained model comes back as a `TransformerBridge`.
+residual stream. The task (lib/tasks/) supplies vocabulary, batches and logged metrics from the
+config's `task_params`. The trained model comes back as a `TransformerBridge`. One loop trains
+every toy (`_train`); attnclaims.matched_loss stops it where a metric reaches a target, and
+`in_processes` runs several trainings at once.
 
 Cache (lib/cache.py): `$XDG_CACHE_HOME/attnclaims/toy/<task>-<hash>/` holds config.json (the
 ToyConfig and the HF config), model.safetensors, the tokenizer, history.json (metrics logged
