@@ -254,6 +254,6 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 #   renamed, entailment_head_switching -> two_hop_organism): on its own one-hop prompts (48 pairs) the same
 #   toy that fails two-hop prompts above routes the queried rule: sensitivity 16.6 [16.2, 16.9] nats, and
 #   its top-3 fact heads' pattern swap removes 1.67 [1.61, 1.73] of it (both supported, a family of 2).
-# 2026-12-03  The rule-recall toy's two rows are named toy:rule-recall-2L (were toy:rule-recall-216a6d0b0307cf42,
-#   its config hash, which changes whenever the training code's version does); figures unchanged, 16.6 [16.2,
-#   16.9] and 1.67 [1.61, 1.73], supported. Every toy here was retrained under the new version: same figures.
+# 2026-12-03  The rule-recall toy's two rows are named toy:rule-recall-2L (were its config hash,
+#   toy:rule-recall-216a6d0b0307cf42, which changes with the training code's version); figures unchanged,
+#   16.6 [16.2, 16.9] and 1.67 [1.61, 1.73], supported. Every toy was retrained under the new version.
