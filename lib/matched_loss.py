@@ -7,8 +7,9 @@
 Each config trains by attnclaims.toy's own loop (one thread; its seed's initialisation, batches and
 dropout masks), evaluated every `log_every` steps on its task's evaluation batch. The first time
 its `metric` is <= `target` it stops there; one that never reaches it stops at `config.steps` (the
-cap). Evaluating draws no random numbers, so a model that stopped at step k is bitwise the model of
-`config.replace(steps=k)`: it is saved in the toy cache under that config, with its history, where
+cap). Up to step k a capped run does exactly the work of a run of k steps (nothing before the last
+step depends on `config.steps`), so a model that stopped at step k is bitwise the model of
+`config.replace(steps=k)` on the CPU: it is saved in the toy cache under that config, with its history, where
 `train_toy` finds it (and would train the same weights, were it deleted). A small record per
 (config, target, metric) says where it stopped, so a second call trains nothing.
 """
@@ -37,7 +38,7 @@ class Member:
     """One trained model: `config` as saved (steps = the step it stopped at)."""
 
     config: ToyConfig
-    reached: bool  # its metric reached the target before the cap
+    reached: bool  # its metric reached the target (at the cap at the latest)
     steps: int  # the step it stopped at (= config.steps)
     loss: float  # its metric at that step
 

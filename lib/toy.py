@@ -265,7 +265,7 @@ def _train_steps(config: ToyConfig, device: str, stop: tuple[str, float] | None)
     bar = progress(range(config.steps + 1), f"training toy {config.task} {config.key()}")
     for step in bar:
         if step % config.log_every == 0 or step == config.steps:
-            # Evaluation draws no random numbers: stopping here leaves the weights of config.steps = step.
+            # Nothing so far depended on config.steps: stopping here leaves the weights of steps = step.
             history.append({"step": step, **_evaluate(task, model, params, eval_tokens)})
             if stop is not None and _reached(history[-1], *stop, config.task):
                 break
