@@ -47,7 +47,8 @@ STATUSES = ("supported", "refuted", "undecided", "inconclusive")
 #   status      supported / refuted / undecided / inconclusive (see `decide`)
 #   past_threshold  undecided rows: how far the CI reaches past the threshold
 #   n, unit     the sample size and what it counts (families, seeds, paragraphs, sequences)
-#   role        confirmatory or exploratory (`role_of`: a claim with a family is confirmatory)
+#   role        confirmatory, exploratory or check (`role_of`: a claim with a family is confirmatory;
+#               a check is a row fixed by construction, in no family and no verdict tally)
 #   family, family_size  confirmatory claims: their family (the model, or "toys") and its size m;
 #               empty and 0 for exploratory claims
 #   p, adjusted_p  confirmatory claims: the two-sided p of the threshold, and Holm's adjustment
@@ -141,6 +142,7 @@ class Claim:
     note: str = ""
     settings: str = ""
     env: str = ""
+    check: bool = False  # a row fixed by construction or checking the code: outside families and tallies
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
@@ -246,15 +248,16 @@ class Claim:
             status=self.status,
             past_threshold=self.past_threshold,
             ci_level="exact" if self.exact else _percent(self.ci_level) if self.measured else "",
-            role=role_of(self.family),
+            role=role_of(self.family, self.check),
             precondition="" if pre is None else f"{'met' if pre.ok else 'failed'}: {pre.reason}",
         )
         return {column: fields[column] for column in COLUMNS}
 
 
-def role_of(family: str) -> str:
-    """A claim's role: confirmatory when it belongs to a family, else exploratory."""
-    return "confirmatory" if family else "exploratory"
+def role_of(family: str, check: bool = False) -> str:
+    """A claim's role: check (a row fixed by construction: `@pytest.mark.check`), confirmatory when it
+    belongs to a family, else exploratory."""
+    return "check" if check else "confirmatory" if family else "exploratory"
 
 
 def threshold_text(direction: str, threshold: float) -> str:

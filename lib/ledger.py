@@ -81,7 +81,8 @@ def normalise(table: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
         table[column] = _text(table[column])
     for column, default in INTEGERS.items():
         table[column] = pd.to_numeric(table[column], errors="coerce").fillna(default).astype(int)
-    table["role"] = table.family.map(role_of)  # derived: a ledger written before the column has it too
+    derived = table.family.map(role_of)  # a ledger written before the column has it too
+    table["role"] = table.role.where(table.role.isin(["check", "confirmatory", "exploratory"]), derived)
     if sort:
         table = table.sort_values(KEY, kind="stable")
     return table.reset_index(drop=True)
@@ -332,13 +333,14 @@ def format_table(rows: pd.DataFrame) -> str:
     return "\n".join([fmt.format(*header)] + [fmt.format(*line) for line in lines])
 
 
-REPLICATES, DOES_NOT = "replicates", "does not replicate"
+REPLICATES, DOES_NOT, REFUTED_EVERYWHERE = "replicates", "does not replicate", "refuted on every model"
 
 
 def replication(table: pd.DataFrame, toy_prefix: str = "toy:") -> pd.DataFrame:
     """For every claim measured on two or more real models (same settings), one replication verdict:
-    replicates (supported on every model), does not replicate (refuted on some model; a failed premise
-    elsewhere never hides that), else undecided (undecided on some model) or inconclusive. Columns:
+    replicates (supported on every model), refuted on every model (that refutation replicates), does not
+    replicate (refuted on some model and not on another; a failed premise elsewhere never hides that),
+    else undecided (undecided on some model) or inconclusive. Columns:
     hypothesis, claim, settings, verdict, models, figures."""
     rows = normalise(table)
     rows = rows[~rows.model.str.startswith(toy_prefix)]
@@ -350,6 +352,8 @@ def replication(table: pd.DataFrame, toy_prefix: str = "toy:") -> pd.DataFrame:
         verdict = (
             REPLICATES
             if statuses == {"supported"}
+            else REFUTED_EVERYWHERE
+            if statuses == {"refuted"}
             else DOES_NOT
             if "refuted" in statuses
             else "undecided"

@@ -169,13 +169,16 @@ def render(results: Path, hypotheses: Path) -> str:
     """REPORT.md's text; writes the forest plots under results/figures (removing stale ones)."""
     ledger = read_ledger(results / "claims.csv")
     models = sorted(ledger.model.unique())
-    counts = ledger.status.value_counts()
+    checks = ledger.role == "check"  # rows fixed by construction: outside the verdict tally
+    counts = ledger[~checks].status.value_counts()
     lines = [
         "# Claims report",
         "",
         "Rendered by `attnclaims report` from `claims.csv` alone; edit the hypotheses, not this page. "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
-        + f" ({len(ledger)} claims on {len(models)} models). "
+        + f" ({int((~checks).sum())} claims on {len(models)} models"
+        + (f"; and {int(checks.sum())} checks, rows fixed by construction" if checks.any() else "")
+        + "). "
         + "A claim is supported when its whole CI lies on the claimed side of its threshold, refuted when "
         "it lies wholly on the other side, undecided when it straddles the threshold, and inconclusive "
         "when its precondition failed. Confirmatory claims are decided on simultaneous CIs (95% over "

@@ -2,10 +2,11 @@
 counts, Holm's correction, and a deterministic discovery/confirmation split.
 
 Inputs are 1-D sequences (lists, numpy arrays or torch tensors) of per-prompt or per-seed figures.
-With few seeds, report a count k/n with `binomial_ci` (a bootstrap over 3-5 values gives the
-min-max range or a degenerate interval), or the mean of a handful of per-seed figures with
-`t_ci`; compare two groups of >= 8 seeds with `bootstrap_ci_two_sample`, and paired figures (the
-same seed under two conditions) with `bootstrap_ci_diff`. A claim is decided on its CI
+A mean over 5 or more units: `bootstrap_ci` (bootstrap-t; it holds its level from n = 5 on, the
+README's coverage table, measured by attnclaims.coverage); paired figures (the same seed under two
+conditions): `bootstrap_ci_diff`; two independent groups: `bootstrap_ci_two_sample`; a share:
+`bootstrap_ratio_ci`, behind a premise that its denominator is there. With fewer units, report a
+count k/n with `binomial_ci` or the mean with `t_ci`. A claim is decided on its CI
 (attnclaims.claims); tests and effect sizes beyond that are scipy.stats's.
 """
 
@@ -18,6 +19,8 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 from scipy.stats import t as student_t
+
+from attnclaims.bootstrap import BootstrapT, mean_t, resample_count, welch_t
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class CI:
     confidence: float = 0.95
     redo: Callable[[float], CI] | None = field(default=None, repr=False, compare=False)
     pvalue: Callable[[float], float] | None = field(default=None, repr=False, compare=False)
+    method: str = field(default="", compare=False)  # "bootstrap-t", "t", "clopper-pearson", ...
 
     def __str__(self) -> str:
         """ "0.52 [0.41, 0.63]": how notes and messages quote a CI (3 significant digits)."""
@@ -62,14 +66,6 @@ class CI:
                 "(bootstrap_ci, ...)"
             )
         return float(self.pvalue(float(threshold)))
-
-
-TAIL_DRAWS = 50  # bootstrap draws beyond each end of an interval, at the least: the tails need them
-
-
-def _resamples(n_resamples: int, confidence: float) -> int:
-    """Enough bootstrap resamples that each tail of a `confidence` interval holds TAIL_DRAWS draws."""
-    return max(n_resamples, math.ceil(TAIL_DRAWS / ((1 - confidence) / 2)))
 
 
 def _bootstrap_p(draws: np.ndarray) -> Callable[[float], float]:
@@ -138,34 +134,66 @@ def binomial_ci(
         confidence,
         redo=lambda level: binomial_ci(k, n, level, method),
         pvalue=pvalue,
+        method=method,
+    )
+
+
+def _from_bootstrap(engine: BootstrapT, n: int, confidence: float, redo: Callable[[float], CI]) -> CI:
+    low, high = engine.bounds(confidence)
+    return CI(
+        float(engine.estimate[0]),
+        float(low[0]),
+        float(high[0]),
+        n,
+        confidence,
+        redo,
+        lambda threshold: engine.p_value(threshold),
+        method="bootstrap-t",
     )
 
 
 def bootstrap_ci(
     values, statistic: Callable = np.mean, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> CI:
-    """Percentile bootstrap CI of `statistic` over the values (resampled with replacement).
+    """Bootstrap CI of `statistic` over the values (units resampled with replacement).
 
-    With a single value the interval is degenerate (low = high = estimate).
+    The mean (the default) gets a studentized bootstrap (bootstrap-t, attnclaims.bootstrap), which holds
+    its level from 5 units on (the README's coverage table); any other statistic gets a percentile
+    interval, which the coverage simulation does not cover: restate such a claim as a mean of per-unit
+    figures. With a single value the interval is degenerate (low = high = estimate).
     """
     x = _array(values)
     _check_confidence(confidence)
+    if statistic is not np.mean:
+        return _percentile_ci(x, statistic, n_resamples, confidence, seed)
+    if x.size == 1:
+        return CI(float(x[0]), float(x[0]), float(x[0]), 1, confidence, method="bootstrap-t")
+    engine = mean_t(x[None], confidence, n_resamples, seed)
+    return _from_bootstrap(
+        engine, x.size, confidence, lambda level: bootstrap_ci(x, np.mean, n_resamples, level, seed)
+    )
+
+
+def _percentile_ci(x: np.ndarray, statistic: Callable, n_resamples: int, confidence: float, seed: int) -> CI:
     estimate = float(statistic(x))
     if x.size == 1:
-        return CI(estimate, estimate, estimate, 1, confidence)
+        return CI(estimate, estimate, estimate, 1, confidence, method="percentile")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(_resamples(n_resamples, confidence), x.size))
-    stats = np.apply_along_axis(statistic, 1, x[idx]) if statistic is not np.mean else x[idx].mean(1)
+    idx = rng.integers(0, x.size, size=(resample_count(confidence, n_resamples), x.size))
+    stats = np.apply_along_axis(statistic, 1, x[idx])
     alpha = (1 - confidence) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
-    redo = lambda level: bootstrap_ci(x, statistic, n_resamples, level, seed)
-    return CI(estimate, float(low), float(high), int(x.size), confidence, redo, _bootstrap_p(stats))
+    redo = lambda level: _percentile_ci(x, statistic, n_resamples, level, seed)
+    return CI(
+        estimate, float(low), float(high), int(x.size), confidence, redo, _bootstrap_p(stats), "percentile"
+    )
 
 
 def t_ci(values, confidence: float = 0.95) -> CI:
     """Student-t CI of the mean, mean +- t_(n-1) * sd / sqrt(n), for a handful of units (3-10 seeds)
-    where a bootstrap collapses to the min-max range; its p-value is the one-sample t-test's
-    (scipy.stats.ttest_1samp). Assumes roughly normal values; needs n >= 2 and some spread."""
+    where a bootstrap has too few distinct resamples; its p-value is the one-sample t-test's
+    (scipy.stats.ttest_1samp). Exact on normal values, short on skewed ones (the README's coverage
+    table); needs n >= 2 and some spread."""
     from scipy.stats import ttest_1samp
 
     x = _array(values)
@@ -182,22 +210,62 @@ def t_ci(values, confidence: float = 0.95) -> CI:
         confidence,
         redo=lambda level: t_ci(x, level),
         pvalue=lambda threshold: float(ttest_1samp(x, threshold).pvalue),
+        method="t",
     )
 
 
-def bootstrap_ratio_ci(numerator, denominator, **kwargs) -> CI:
-    """CI of sum(numerator) / sum(denominator), resampling units (the pairs of values) together:
-    a share of an effect, e.g. of the sensitivity an intervention removes."""
+def bootstrap_ratio_ci(numerator, denominator, confidence: float = 0.95, **_) -> CI:
+    """CI of sum(numerator) / sum(denominator) over paired units: a share of an effect, e.g. of the
+    sensitivity an intervention removes. Fieller's interval (Fieller 1954): the ratios r for which the
+    t-test of mean(numerator - r denominator) = 0 does not reject, exact on normal units (the README's
+    coverage table) where a bootstrap of the ratio undercovers; its p-value is that t-test's. Where the
+    denominator's own t-test does not reject 0 at this level the set is unbounded and the CI says so
+    with infinite ends: claim a share only behind a premise that the denominator is there.
+    (The name is kept for the call sites; resampling arguments are accepted and unused.)"""
     num, den = _array(numerator, "numerator"), _array(denominator, "denominator")
+    _check_confidence(confidence)
     if num.shape != den.shape:
         raise ValueError(f"numerator and denominator differ in length: {num.size} vs {den.size}")
-    return bootstrap_ci(
-        np.arange(num.size), statistic=lambda i: num[i.astype(int)].sum() / den[i.astype(int)].sum(), **kwargs
-    )
+    if num.size < 2:
+        raise ValueError(f"a ratio CI needs at least 2 units, got {num.size}")
+    low, high = fieller_bounds(num[None], den[None], confidence)
+
+    def pvalue(threshold: float) -> float:
+        d = num - threshold * den
+        sd = d.std(ddof=1)
+        if sd == 0:
+            return 1.0 if d.mean() == 0 else 0.0
+        return float(2 * student_t.sf(abs(d.mean()) / (sd / math.sqrt(d.size)), d.size - 1))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate = float(num.sum() / den.sum())
+    redo = lambda level: bootstrap_ratio_ci(num, den, level)
+    return CI(estimate, float(low[0]), float(high[0]), int(num.size), confidence, redo, pvalue, "fieller")
+
+
+def fieller_bounds(num: np.ndarray, den: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fieller's (low, high) per row of [samples, n] numerators and denominators: the roots of
+    (m_n - r m_d)^2 = t^2 (v_nn - 2 r v_nd + r^2 v_dd), v the (co)variances of the means; (-inf, inf)
+    where the denominator is not distinguished from 0 (the quadratic's leading term m_d^2 - t^2 v_dd <= 0)."""
+    n = num.shape[1]
+    crit = student_t.ppf(1 - (1 - confidence) / 2, n - 1) ** 2
+    mn, md = num.mean(1), den.mean(1)
+    cn, cd = num - mn[:, None], den - md[:, None]
+    vnn, vdd, vnd = ((cn**2).sum(1), (cd**2).sum(1), (cn * cd).sum(1))
+    vnn, vdd, vnd = (v / (n - 1) / n for v in (vnn, vdd, vnd))
+    a = md**2 - crit * vdd
+    b = mn * md - crit * vnd  # the quadratic a r^2 - 2 b r + c = 0
+    c = mn**2 - crit * vnn
+    disc = np.maximum(b**2 - a * c, 0.0)
+    bounded = a > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = np.where(bounded, (b - np.sqrt(disc)) / a, -np.inf)
+        high = np.where(bounded, (b + np.sqrt(disc)) / a, np.inf)
+    return low, high
 
 
 def bootstrap_ci_diff(a, b, **kwargs) -> CI:
-    """CI of the mean paired difference a - b (same prompts or seeds, same order)."""
+    """CI of the mean paired difference a - b (same prompts or seeds, same order): bootstrap-t."""
     a, b = _array(a, "a"), _array(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
@@ -205,25 +273,15 @@ def bootstrap_ci_diff(a, b, **kwargs) -> CI:
 
 
 def bootstrap_ci_two_sample(a, b, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> CI:
-    """CI of mean(a) - mean(b) for independent groups, each resampled on its own."""
+    """CI of mean(a) - mean(b) for independent groups, each resampled on its own: bootstrap-t with
+    Welch's standard error."""
     a, b = _array(a, "a"), _array(b, "b")
     _check_confidence(confidence)
-    rng = np.random.default_rng(seed)
-    draws = _resamples(n_resamples, confidence)
-    means_a = a[rng.integers(0, a.size, size=(draws, a.size))].mean(1)
-    means_b = b[rng.integers(0, b.size, size=(draws, b.size))].mean(1)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(means_a - means_b, [alpha, 1 - alpha])
+    if min(a.size, b.size) < 2:
+        raise ValueError(f"each group needs at least 2 values, got {a.size} and {b.size}")
+    engine = welch_t(a[None], b[None], confidence, n_resamples, seed)
     redo = lambda level: bootstrap_ci_two_sample(a, b, n_resamples, level, seed)
-    return CI(
-        float(a.mean() - b.mean()),
-        float(low),
-        float(high),
-        int(min(a.size, b.size)),
-        confidence,
-        redo,
-        _bootstrap_p(means_a - means_b),
-    )
+    return _from_bootstrap(engine, int(min(a.size, b.size)), confidence, redo)
 
 
 def minimal_detectable_effect(values, confidence: float = 0.95, power: float = 0.8) -> float:

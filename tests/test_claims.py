@@ -304,6 +304,8 @@ def test_replication_is_derived_from_the_rows_and_a_refutation_is_never_hidden()
         make("premise", value=0.9, ci=(0.7, 1.1), model="m1", precondition=(False, "no premise")),
         make("premise", value=0.9, ci=(0.7, 1.1), model="m2"),
         make("alone", value=0.9, ci=(0.7, 1.1), model="m1"),
+        make("nowhere", value=0.1, ci=(-0.2, 0.4), model="m1"),
+        make("nowhere", value=0.2, ci=(0.1, 0.3), model="m2"),  # refuted on both: the refutation replicates
         make("toy", value=0.9, ci=(0.7, 1.1), model="toy:a"),
         make("toy", value=0.9, ci=(0.7, 1.1), model="toy:b"),
     ]
@@ -314,6 +316,7 @@ def test_replication_is_derived_from_the_rows_and_a_refutation_is_never_hidden()
         "masked": "does not replicate",
         "wide": "undecided",
         "premise": "inconclusive",
+        "nowhere": "refuted on every model",
     }
     assert table.loc["both", "figures"] == "m1 0.9 [0.7, 1.1] supported; m2 0.6 [0.55, 0.65] supported"
 
