@@ -121,7 +121,9 @@ class Ledger:
 
     def record(self, claim: Claim, environment: dict | None = None) -> dict:
         """Append the claim to the history and make it the ledger's row for its key; `environment`
-        (run_settings()) is written to environments.json under the row's env id."""
+        (run_settings()) is written to environments.json under the row's env id. The row keeps the
+        adjusted p it had until its family is measured again: once every member of a confirmatory family
+        is recorded in this run, the family's Holm is written at once (a run stopped later loses none)."""
         row = claim.row()
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
@@ -144,9 +146,24 @@ class Ledger:
                 os.fsync(handle.fileno())
             table = self.table()
             same = _same_key(table, row)
-            table = pd.concat([table[~same], normalise(pd.DataFrame([row]))], ignore_index=True)
+            new = normalise(pd.DataFrame([row]))
+            if same.any() and math.isnan(row["adjusted_p"]) and row["family"]:
+                new["adjusted_p"] = table.loc[same, "adjusted_p"].iloc[-1]  # until the family is complete
+            table = pd.concat([table[~same], new], ignore_index=True)
             _atomic_write(self.csv, to_csv_text(table))
+        if row["family"] and self._complete(row):
+            self.adjust_families(family=(row["hypothesis"], row["family"], row["settings"]))
         return row
+
+    def _complete(self, row: dict) -> bool:
+        """Whether this run has recorded every member of the row's confirmatory family."""
+        rows = self.run_rows()
+        members = rows[
+            (rows.hypothesis == row["hypothesis"])
+            & (rows.family == row["family"])
+            & (rows.settings == row["settings"])
+        ]
+        return members.drop_duplicates(KEY).shape[0] >= int(row["family_size"])
 
     def _remember(self, env_id: str, environment: dict) -> None:
         path = self.folder / ENVIRONMENTS
@@ -155,15 +172,20 @@ class Ledger:
             known[env_id] = environment
             _atomic_write(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
 
-    def adjust_families(self, run_id: str | None = None) -> int:
+    def adjust_families(self, run_id: str | None = None, family: tuple[str, str, str] | None = None) -> int:
         """Write Holm's adjusted p into the ledger rows of the confirmatory claims one run measured
-        (default: this ledger's run), family by family; returns the number of rows adjusted. A member
+        (default: this ledger's run), family by family (or only `family`: (hypothesis, family, settings));
+        returns the number of rows adjusted. A member
         whose premise failed was not tested: it counts as p = 1, as an unmeasured member does, so its
         figure gives the others no step down, and its own row gets no adjusted p."""
         from attnclaims.stats import holm
 
         rows = self.run_rows(run_id)
         rows = rows[(rows.family != "") & rows.p.notna()]
+        if family is not None:
+            rows = rows[
+                (rows.hypothesis == family[0]) & (rows.family == family[1]) & (rows.settings == family[2])
+            ]
         if rows.empty:
             return 0
         rows = rows.groupby(KEY, sort=False).tail(1)  # a claim measured twice: its last figure

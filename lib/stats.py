@@ -218,9 +218,10 @@ def bootstrap_ratio_ci(numerator, denominator, confidence: float = 0.95, **_) ->
     """CI of sum(numerator) / sum(denominator) over paired units: a share of an effect, e.g. of the
     sensitivity an intervention removes. Fieller's interval (Fieller 1954): the ratios r for which the
     t-test of mean(numerator - r denominator) = 0 does not reject, exact on normal units (the README's
-    coverage table) where a bootstrap of the ratio undercovers; its p-value is that t-test's. Where the
-    denominator's own t-test does not reject 0 at this level the set is unbounded and the CI says so
-    with infinite ends: claim a share only behind a premise that the denominator is there.
+    coverage table) where a bootstrap of the ratio undercovers; its p-value is that t-test's, or the
+    denominator's own t-test's where that is larger. Where the denominator's t-test does not reject 0
+    at this level the interval has infinite ends: a share is then never decided, so a decided share
+    always stands on a denominator that is there at the claim's level, on the same units.
     (The name is kept for the call sites; resampling arguments are accepted and unused.)"""
     num, den = _array(numerator, "numerator"), _array(denominator, "denominator")
     _check_confidence(confidence)
@@ -230,12 +231,16 @@ def bootstrap_ratio_ci(numerator, denominator, confidence: float = 0.95, **_) ->
         raise ValueError(f"a ratio CI needs at least 2 units, got {num.size}")
     low, high = fieller_bounds(num[None], den[None], confidence)
 
-    def pvalue(threshold: float) -> float:
-        d = num - threshold * den
+    def t_test(d: np.ndarray) -> float:
         sd = d.std(ddof=1)
         if sd == 0:
             return 1.0 if d.mean() == 0 else 0.0
         return float(2 * student_t.sf(abs(d.mean()) / (sd / math.sqrt(d.size)), d.size - 1))
+
+    def pvalue(threshold: float) -> float:
+        # at least the denominator's own p: where that does not reject 0, no ratio is rejected, as the
+        # unbounded interval says (so the interval excludes r exactly when p < alpha, at every level)
+        return max(t_test(num - threshold * den), t_test(den))
 
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = float(num.sum() / den.sum())

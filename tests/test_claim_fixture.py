@@ -4,7 +4,10 @@ adjusted p, and non-default run settings get rows of their own."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -277,3 +280,50 @@ def test_each_toy_name_is_a_family_and_a_column_of_its_own(pytester, monkeypatch
     assert sorted(table.claim.unique()) == ["test_arm[x]", "test_arm[y]"]
     assert sorted(table.model) == ["toy:a", "toy:a", "toy:b", "toy:b"]
     assert (table.family == table.model).all() and (table.family_size == 2).all()
+
+
+STOPPED = """
+import os
+import signal
+
+import pytest
+from attnclaims.stats import bootstrap_ci
+
+WHY = "a reason"
+
+
+@pytest.mark.confirmatory
+@pytest.mark.parametrize("shift", [1.0, 2.0])
+def test_a_family(claim, shift):
+    values = [shift + 0.1 * (i % 5) for i in range(12)]
+    assert claim(bootstrap_ci(values), ">=", 0.5, why=WHY, model="toy:a", metric="m")
+
+
+def test_z_the_run_is_killed(claim):
+    if os.environ.get("STOP_HERE"):
+        os.kill(os.getpid(), signal.SIGKILL)  # no session end, no teardown: as a stopped `make research`
+"""
+
+
+def test_a_stopped_run_keeps_every_adjusted_p(project):
+    """A family complete before the stop has its Holm written; a family stopped part-way keeps the adjusted
+    p its rows had until it is measured again."""
+    (project.path / "test_claims.py").unlink()
+    project.makepyfile(test_stopped=STOPPED)
+
+    def stopped(*args, stop=True):
+        env = {**os.environ, "STOP_HERE": "1" if stop else ""}
+        env.pop("ATTNCLAIMS_RUN_ID", None)
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
+        return subprocess.run(command, cwd=project.path, env=env, capture_output=True, text=True)
+
+    assert stopped().returncode == -signal.SIGKILL
+    table = read_ledger(project.path / "results" / "claims.csv").set_index("claim")
+    assert (
+        table.adjusted_p.notna().sum() == 2 and (table.adjusted_p >= table.p).all()
+    )  # written before the stop
+    before = table.adjusted_p.copy()
+    # one member of two, then the stop: the family is incomplete
+    assert stopped("-k", "1.0 or killed").returncode == -signal.SIGKILL
+    after = read_ledger(project.path / "results" / "claims.csv").set_index("claim")
+    assert after.adjusted_p.to_dict() == before.to_dict()

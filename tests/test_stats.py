@@ -202,3 +202,4 @@ def test_fieller_is_the_set_of_ratios_a_t_test_does_not_reject():
         assert ci.p_value(end) == pytest.approx(0.01)
     unknown = stats.bootstrap_ratio_ci(num, rng.normal(size=12) * 0.1)  # a denominator about 0
     assert unknown.low == -np.inf and unknown.high == np.inf
+    assert min(unknown.p_value(r) for r in (-50, 0, 0.4, 1e6)) >= 0.05  # no ratio rejected: none decided
