@@ -398,3 +398,16 @@ def test_switch_effect_is_mostly_direct(study, claim):
 #   entailment_head_switching -> two_hop_organism, figures unchanged.
 # 2026-12-03  Inconclusive claims record no figure (the fixture puts it in the note): 4 rows on smollm2-135m,
 #   1 on gemma3-270m (e.g. the fact heads' pattern swap, 0.597 [-0.605, 2.13] at 95%); verdicts unchanged.
+# 2026-12-03  CIs that hold their level (bootstrap_ci of a mean is now a studentized bootstrap, shares
+#   Fieller's interval, an end may be infinite where the data cannot bound it; README coverage table),
+#   rerun on both models (2 threads): 7 verdicts moved: test_answer_follows_the_fact[two-hop] on
+#   gemma3-270m: supported 0.2777 [0.04508, 0.4954] -> undecided 0.2777 [-0.006808, 0.5207];
+#   test_fact_heads_pattern_carries_the_sensitivity on gemma3-270m: undecided 4.049 [-4.032, 16.01] ->
+#   inconclusive (no figure); test_induction_heads_reach_switch_heads_through_queries on gemma3-270m:
+#   undecided 0.1933 [0.1258, 0.5089] -> inconclusive (no figure);
+#   test_intervention_switches_the_answer_beyond_its_control[switch] on gemma3-270m: supported 0.6263
+#   [0.3258, 0.8611] -> undecided 0.6263 [0.09285, 0.9041]; test_sensitivity_survives_induction_ablation
+#   on gemma3-270m: supported 0.2701 [0.1381, 0.4347] -> inconclusive (no figure);
+#   test_switching_top3_heads_moves_heldout_ld on smollm2-135m: supported -1.943 [-2.471, -1.342] ->
+#   undecided -1.943 [-2.579, -0.6782]; test_top3_switch_beats_matched_control[same_layer] on
+#   smollm2-135m: supported -1.586 [-2.016, -1.081] -> undecided -1.586 [-2.094, -0.4816].

@@ -127,3 +127,11 @@ def test_an_mlp_layer_carries_more_of_the_fact_than_any_attention_layer(account,
 #   Runtime: 42 s (smollm2-135m) and 61 s (gemma3-270m) at 2 threads: every layer on the discovery
 #   pairs, the two selected layers on the others. The sweep engine now sizes its chunks in rows
 #   (variants x prompts), which took the head-switching study on smollm2-135m from 153 s to 132 s.
+# 2026-12-03  CIs that hold their level (bootstrap_ci of a mean is now a studentized bootstrap, shares
+#   Fieller's interval, an end may be infinite where the data cannot bound it; README coverage table),
+#   rerun on both models (2 threads): 3 verdicts moved:
+#   test_an_mlp_layer_carries_more_of_the_fact_than_any_attention_layer on smollm2-135m: undecided -0.2028
+#   [-0.5168, 0.08541] -> inconclusive (no figure); test_one_layer_carries_half_of_the_fact[attention] on
+#   smollm2-135m: supported 2.912 [1.881, 10.26] -> inconclusive (no figure);
+#   test_one_layer_carries_half_of_the_fact[mlp] on smollm2-135m: undecided 1.571 [-0.4825, 9.859] ->
+#   inconclusive (no figure).

@@ -270,3 +270,8 @@ def test_repeated_half_raises_entropy_less_in_induction_heads_than_in_entropy_ma
 #   4.25 / 5.13), gemma3-270m 15.4 / 12.2 / 10.2 (were 15.5 / 12.0 / 9.88); natural text 0.511 [0.418, 0.613]
 #   (undecided) / 3.21 [2.74, 3.74] (supported); random heads kept alone undo -0.006 / -0.188 of the layers'
 #   rise. No verdict moved.
+# 2026-12-03  CIs that hold their level (bootstrap_ci of a mean is now a studentized bootstrap, shares
+#   Fieller's interval, an end may be infinite where the data cannot bound it; README coverage table),
+#   rerun on both models (2 threads): 1 verdict moved:
+#   test_top_induction_heads_confirm_on_heldout_sequences[random] on smollm2-135m: supported 0.6093
+#   [0.5237, 0.6737] -> undecided 0.6093 [0.4323, 0.6773].

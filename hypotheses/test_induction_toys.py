@@ -393,3 +393,10 @@ def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
 # 2026-12-03  The toy claims moved here from test_induction_heads.py (the real-model half stays there),
 #   so that each file reads as one study; their rows are renamed induction_heads -> induction_toys, figures
 #   and verdicts unchanged.
+# 2026-12-03  CIs that hold their level (bootstrap_ci of a mean is now a studentized bootstrap, shares
+#   Fieller's interval, an end may be infinite where the data cannot bound it; README coverage table),
+#   rerun on both models (2 threads): 0 verdicts moved.
+# 2026-12-03  The offset-circuit claims leave out every seed the idea was read off (seeds 0-9, was 0-4):
+#   4 offset seeds remain among seeds 10-29 (t CIs over 4 seeds); all three still supported, d-back 0.902
+#   [0.876, 0.929], copying 0.611 [0.565, 0.657], key path 0.791 [0.347, 1.23]; recurs 4/20 = 0.2
+#   [0.057, 0.437].

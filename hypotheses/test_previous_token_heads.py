@@ -93,3 +93,6 @@ def test_the_head_beats_the_other_heads_of_its_layer(study, claim):
 #   The selected head confirms at 0.744 [0.737, 0.750] / 0.654 [0.649, 0.659] (smollm2-135m / gemma3-270m;
 #   were 0.751 and 0.650) and beats its layer by 0.615 [0.610, 0.621] / 0.466 [0.458, 0.475] (were 0.614 and
 #   0.454): verdicts unchanged.
+# 2026-12-03  CIs that hold their level (bootstrap_ci of a mean is now a studentized bootstrap, shares
+#   Fieller's interval, an end may be infinite where the data cannot bound it; README coverage table),
+#   rerun on both models (2 threads): 0 verdicts moved.

@@ -264,3 +264,9 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 # 2026-12-03  The rule-recall toy's two rows are named toy:rule-recall-2L (were its config hash,
 #   toy:rule-recall-216a6d0b0307cf42, which changes with the training code's version); figures unchanged,
 #   16.6 [16.2, 16.9] and 1.67 [1.61, 1.73], supported. Every toy was retrained under the new version.
+# 2026-12-03  CIs that hold their level (bootstrap_ci of a mean is now a studentized bootstrap, shares
+#   Fieller's interval, an end may be infinite where the data cannot bound it; README coverage table),
+#   rerun on both models (2 threads): 2 verdicts moved: test_answer_follows_the_query[same-order] on
+#   toy:rule-recall-2L-on-two-hop: refuted -1.215 [-3.177, 0.8755] -> undecided -1.215 [-3.123, 1.143];
+#   test_answers_heldout_two_hop_prompts[same-order] on toy:entailment-3L-untrained: refuted 0.03125 [0,
+#   0.075] -> undecided 0.03125 [0.001592, inf].

@@ -174,3 +174,6 @@ def test_induction_head_is_silent_without_repeats(model, best_induction_head, cl
 # 2026-12-02  22 paragraphs (16 new), so the CIs are over 22 units, not 6; both models rerun (2 threads).
 #   Loss below uniform 7.05 [6.91, 7.20] / 9.28 [9.15, 9.42] nats (smollm2-135m / gemma3-270m; were 6.94 and
 #   9.35), shuffled words cost 3.69 [3.56, 3.85] / 3.89 [3.75, 4.04] (were 3.69 and 4.01): verdicts unchanged.
+# 2026-12-03  CIs that hold their level (bootstrap_ci of a mean is now a studentized bootstrap, shares
+#   Fieller's interval, an end may be infinite where the data cannot bound it; README coverage table),
+#   rerun on both models (2 threads): 0 verdicts moved.

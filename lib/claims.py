@@ -184,7 +184,9 @@ class Claim:
 
     @property
     def has_ci(self) -> bool:
-        return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
+        """A CI was given: both ends are numbers (an end may be infinite where the data cannot bound it:
+        a bootstrap-t whose resamples lack spread, a share over a denominator not distinguished from 0)."""
+        return not (math.isnan(self.ci_low) or math.isnan(self.ci_high))
 
     @property
     def bounds(self) -> tuple[float, float]:

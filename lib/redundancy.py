@@ -16,7 +16,8 @@ From the model (each returns losses or effects):
   every downstream component's output frozen at its clean value, as `SelfRepair`: self-repair
   (direct - total) split into LayerNorm rescaling and the response of later components.
 - `hydra_effect`: for one head, the change in every downstream head's direct effect when it is
-  ablated, as `Hydra` (McGrath et al. 2023): compensation by later heads, summed.
+  ablated, as `Hydra` (McGrath et al. 2023): compensation by later heads, summed; `Hydra.readers`
+  (heads whose direct effect falls: they read the head) and `compensation_without` them.
 - `greedy_ablation`: heads ablated one at a time, each step the head that raises the loss most.
 - `losses_along`: the metric with the first k heads of an order ablated, k = 0..len(order).
 
@@ -211,6 +212,20 @@ class Hydra:
         the later heads' direct paths lower the loss more once the head is gone (0 where no head
         lies downstream)."""
         return float(torch.nansum(self.ablated - self.clean))
+
+    def readers(self) -> list[Head]:
+        """Downstream heads whose direct effect falls when `head` is ablated: they read it (composition),
+        so their change is dependence, not compensation."""
+        fell = (self.ablated - self.clean) < 0  # NaN (not downstream) compares False
+        return [Head(int(layer), int(h)) for layer, h in fell.nonzero().tolist()]
+
+    def compensation_without(self, heads) -> float:
+        """`compensation` summed over the downstream heads not in `heads` (e.g. the readers found on
+        another batch: selecting them on the batch measured here would bias the sum upward)."""
+        change = self.ablated - self.clean
+        for layer, h in heads:
+            change[layer, h] = math.nan
+        return float(torch.nansum(change))
 
 
 @torch.no_grad()

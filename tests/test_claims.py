@@ -34,7 +34,7 @@ def make(claim_id="c", value=1.0, threshold=0.5, direction=">=", ci=(math.nan, m
         direction=direction,
         ci_low=ci[0],
         ci_high=ci[1],
-        **{"exact": not math.isfinite(ci[0]), **extra},
+        **{"exact": math.isnan(ci[0]), **extra},
     )
 
 
@@ -345,3 +345,11 @@ def test_only_a_claim_whose_premise_failed_may_record_no_figure():
     old, new = make("a", value=0.2, ci=(0.1, 0.3), precondition=(False, "p")), unmeasured
     changes = diff_ledgers(pd.DataFrame([old.row()]), pd.DataFrame([{**new.row(), "claim": "a"}]))
     assert changes.shifts == ["h::a on m: 0.2 -> no figure"] and not changes.flips
+
+
+def test_an_interval_the_data_cannot_bound_decides_only_on_its_bounded_side():
+    """A CI end may be infinite (attnclaims.stats says where): never supported past it, still refutable."""
+    open_above = make("open", value=0.1, ci=(-math.inf, 0.3))
+    assert open_above.status == "refuted"  # the whole interval lies below 0.5
+    unbounded = make("open", value=0.1, ci=(-math.inf, math.inf))
+    assert unbounded.status == "undecided" and unbounded.has_ci

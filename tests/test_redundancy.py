@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from attnclaims import hooks as H
 from attnclaims import redundancy as R
+from attnclaims.heads import Head
 from attnclaims.metrics import mean_loss
 from attnclaims.presets import ATTN_ONLY
 from attnclaims.tasks import repeat_batch
@@ -236,3 +237,15 @@ def test_hydra_compensation_is_zero_where_no_head_lies_downstream(toy, setup):
     tokens, metric, reference = setup
     hydra = R.hydra_effect(toy, tokens, metric, (toy.cfg.n_layers - 1, 0), "mean", reference)
     assert hydra.compensation == 0.0 and torch.isnan(hydra.clean).all()
+
+
+def test_hydra_readers_are_the_heads_whose_direct_effect_falls_and_are_left_out():
+    nan = math.nan
+    clean = torch.tensor([[nan, nan], [0.5, 0.2], [0.1, 0.3]])
+    ablated = torch.tensor([[nan, nan], [0.4, 0.6], [0.1, 0.1]])
+    hydra = R.Hydra(Head(0, 0), clean, ablated)
+    assert hydra.readers() == [Head(1, 0), Head(2, 1)]  # (2, 0) unchanged: not a reader
+    assert hydra.compensation == pytest.approx(-0.1 + 0.4 + 0.0 - 0.2)
+    assert hydra.compensation_without(hydra.readers()) == pytest.approx(0.4)
+    assert hydra.compensation_without([]) == pytest.approx(hydra.compensation)
+    assert torch.isnan(hydra.ablated[0]).all() and hydra.ablated[1, 0] == pytest.approx(0.4)  # not edited

@@ -89,7 +89,9 @@ class Measured:
     repair_total: float
     repair_heads: float  # downstream components responding (effect with them frozen - total effect)
     repair_layernorm: float  # final-LayerNorm rescaling: reported beside, never counted as redundancy
-    hydra: float  # compensation: the rise of downstream heads' direct effects when repair_head is ablated
+    hydra: float  # compensation: the rise of direct effects of the downstream heads that do not read
+    # repair_head (readers: their direct effect fell on the selection batch), when it is ablated
+    hydra_readers: int  # downstream heads left out as readers
 
 
 def circuit_type(model, tokens: torch.Tensor, design: DropoutDesign) -> str:
@@ -123,6 +125,7 @@ def measure(model, design: DropoutDesign) -> Measured:
     direct = R.direct_effects(model, selection, selection_metric, "mean", reference, heads=upstream)
     top = max(upstream, key=lambda head: float(direct[head]))  # chosen on the selection batch
     (repair,) = R.self_repair_split(model, tokens, metric, [top], "mean", reference)
+    readers = R.hydra_effect(model, selection, selection_metric, top, "mean", reference).readers()
     hydra = R.hydra_effect(model, tokens, metric, top, "mean", reference)
     order = sorted(R.every_head(model), key=lambda head: -float(selected.single[head]))
     losses = R.losses_along(model, tokens, metric, order, "mean", reference)
@@ -140,7 +143,8 @@ def measure(model, design: DropoutDesign) -> Measured:
         repair_total=repair.repair,
         repair_heads=repair.heads,
         repair_layernorm=repair.layernorm,
-        hydra=hydra.compensation,
+        hydra=hydra.compensation_without(readers),
+        hydra_readers=len(readers),
     )
 
 
