@@ -8,7 +8,7 @@ every sample with the method's own engine and seed (the intervals attnclaims.sta
 batched), and reports the share that contain the truth. Clopper-Pearson's coverage is exact: a sum of
 the binomial pmf over the counts whose interval contains p, at its worst over a grid of p.
 
-    cover("mean", "normal", n=8, confidence=0.9875)   # -> Cell(covered=0.986, draws=4443, ...)
+    cover("mean", "normal", n=8, confidence=0.9875)   # -> Cell(covered=0.9866, draws=6190, ...)
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Cell:
 
 
 def _bounds(method: str, data, confidence: float):
-    """(low, high) per sample, and the truth, for one block of simulated data."""
+    """(low, high) per sample for one block of simulated data."""
     if method == "mean":
         return mean_t(data[0], confidence).bounds()
     if method == "ratio":

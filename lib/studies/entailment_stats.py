@@ -1,14 +1,14 @@
 """Group-level statistics of the entailment study: what the claims read from an EntailmentStudy.
 
     ci = group_ci(deltas(study, ("switch", 3, 1.0)), "delta")  # held-out delta LD, CI over groups
-    ci = ratio_ci(by_group(direct, "delta"), by_group(total, "delta"))  # sum / sum, groups resampled
+    ci = ratio_ci(by_group(direct, "delta"), by_group(total, "delta"))  # sum / sum over groups (Fieller)
     claim(ci, ">=", 0.5, ..., precondition=entails(study), note=f"control {ci}")
 
 Groups are the unit: families that share a verb or an answer word (a real family and its made-up
 twin) form one group; a prompt's value is averaged within its family, the families within their
-group, and every CI is a bootstrap over groups (attnclaims.stats.bootstrap_ci). Variants are the keys of
-attnclaims.studies.entailment_study (e.g. "clean", ("switch", k, alpha), ("same_layer", i),
-"ablate_induction").
+group, and every CI is over groups (attnclaims.stats: bootstrap-t of a mean, Fieller for a share).
+Variants are the keys of attnclaims.studies.entailment_study (e.g. "clean", ("switch", k, alpha),
+("same_layer", i), "ablate_induction").
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def group_ci(frame: pd.DataFrame, column: str):
 
 
 def ratio_ci(numerator: pd.Series, denominator: pd.Series):
-    """CI of sum(numerator) / sum(denominator) over groups, resampling groups."""
+    """CI of sum(numerator) / sum(denominator) over groups (Fieller: unbounded where the denominator is
+    not distinguished from 0)."""
     return bootstrap_ratio_ci(numerator.to_numpy(), denominator.loc[numerator.index].to_numpy())
 
 
