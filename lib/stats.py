@@ -232,7 +232,7 @@ def bootstrap_ratio_ci(numerator, denominator, confidence: float = 0.95, **_) ->
     low, high = fieller_bounds(num[None], den[None], confidence)
 
     def t_test(d: np.ndarray) -> float:
-        sd = d.std(ddof=1)
+        sd = _centred(d[None], d.mean()[None])[0].std(ddof=1)
         if sd == 0:
             return 1.0 if d.mean() == 0 else 0.0
         return float(2 * student_t.sf(abs(d.mean()) / (sd / math.sqrt(d.size)), d.size - 1))
@@ -248,6 +248,14 @@ def bootstrap_ratio_ci(numerator, denominator, confidence: float = 0.95, **_) ->
     return CI(estimate, float(low[0]), float(high[0]), int(num.size), confidence, redo, pvalue, "fieller")
 
 
+def _centred(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """x - mean per row, with deviations within rounding of the row's values (16 ulps of its largest)
+    set to 0: units that are all equal have no spread, not one of machine epsilon."""
+    centred = x - mean[:, None]
+    noise = 16 * np.finfo(float).eps * np.abs(x).max(1, keepdims=True)
+    return np.where(np.abs(centred) <= noise, 0.0, centred)
+
+
 def fieller_bounds(num: np.ndarray, den: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Fieller's (low, high) per row of [samples, n] numerators and denominators: the roots of
     (m_n - r m_d)^2 = t^2 (v_nn - 2 r v_nd + r^2 v_dd), v the (co)variances of the means; (-inf, inf)
@@ -255,13 +263,15 @@ def fieller_bounds(num: np.ndarray, den: np.ndarray, confidence: float) -> tuple
     n = num.shape[1]
     crit = student_t.ppf(1 - (1 - confidence) / 2, n - 1) ** 2
     mn, md = num.mean(1), den.mean(1)
-    cn, cd = num - mn[:, None], den - md[:, None]
+    cn, cd = _centred(num, mn), _centred(den, md)
     vnn, vdd, vnd = ((cn**2).sum(1), (cd**2).sum(1), (cn * cd).sum(1))
     vnn, vdd, vnd = (v / (n - 1) / n for v in (vnn, vdd, vnd))
     a = md**2 - crit * vdd
     b = mn * md - crit * vnd  # the quadratic a r^2 - 2 b r + c = 0
-    c = mn**2 - crit * vnn
-    disc = np.maximum(b**2 - a * c, 0.0)
+    # b^2 - a c, expanded so that the products of means cancel exactly (computed as b^2 - a c they cancel
+    # in floating point and leave a width of sqrt(machine epsilon) on units with no spread)
+    disc = crit * (md**2 * vnn - 2 * mn * md * vnd + mn**2 * vdd) - crit**2 * (vnn * vdd - vnd**2)
+    disc = np.maximum(disc, 0.0)
     bounded = a > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         low = np.where(bounded, (b - np.sqrt(disc)) / a, -np.inf)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.stats
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta, norm
 
@@ -74,6 +74,7 @@ def test_binomial_ci_edges_and_known_values():
     level=st.sampled_from([0.95, 0.99, 1 - 0.05 / 8, 1 - 0.05 / 30]),
     kind=st.sampled_from(["mean", "ratio", "two-sample"]),
 )
+@example(values=[3.920069245136755] * 3, level=0.95, kind="ratio")  # equal units: no spread, not rounding's
 def test_a_bootstrap_ci_at_a_level_excludes_exactly_what_its_p_value_rejects(values, level, kind):
     """The simultaneous CIs of a confirmatory family and the p-values that Holm adjusts agree exactly: a
     threshold outside the (1 - alpha) interval has p < alpha, one inside (or on an end) has p >= alpha."""
