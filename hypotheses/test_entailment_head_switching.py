@@ -57,12 +57,14 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from attnclaims.claims import Premise
 from attnclaims.heads import label
 from attnclaims.stats import bootstrap_ci
 from attnclaims.studies.entailment_figures import write_figures
 from attnclaims.studies.entailment_stats import (
     answers_attention,
     by_group,
+    crossed,
     deltas,
     entails,
     group_ci,
@@ -136,32 +138,36 @@ def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
 def test_fact_heads_follow_the_fact_on_heldout_families(study, claim):
     two = study.attention.query("hops == 2 and split == 'confirmation'")
     pick = lambda heads: two[[(lyr, h) in heads for lyr, h in zip(two.layer, two["head"])]]
-    top, control = by_group(pick(study.fact_heads), "follows"), by_group(pick(study.same_layer[0]), "follows")
+    top, control = by_group(pick(study.fact_heads), "follows"), by_group(pick(study.fact_controls), "follows")
     assert claim(
         bootstrap_ci((top - control).to_numpy()),
         ">=",
         0.05,
         why="5 points of attention beyond their layer: looking that moves with the fact",
         metric=f"attention(entailed - alternative), {label(study.fact_heads)} - same-layer heads",
-        note=f"fact heads {bootstrap_ci(top.to_numpy())}; control {bootstrap_ci(control.to_numpy())}",
+        note=f"fact heads {bootstrap_ci(top.to_numpy())}; control {label(study.fact_controls)} "
+        f"{bootstrap_ci(control.to_numpy())}",
     )
 
 
 @pytest.mark.confirmatory
 def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
-    """Give the fact heads the other text's final-row pattern: the share of the sensitivity lost."""
-    clean = sensitivity_by_pair(deltas(study, "fact_cross").assign(value=lambda f: f.ld - f.delta))
-    moved = sensitivity_by_pair(deltas(study, "fact_cross"), "delta")
-    control = sensitivity_by_pair(deltas(study, "fact_cross_control"), "delta")
+    """Give the fact heads the other text's final-row pattern: the share of the sensitivity lost, on
+    crossed-order pairs (where following the fact is more than matching the rules' order)."""
+    swapped = crossed(deltas(study, "fact_cross"))
+    clean = sensitivity_by_pair(swapped.assign(value=lambda f: f.ld - f.delta))
+    moved = sensitivity_by_pair(swapped, "delta")
+    control = sensitivity_by_pair(crossed(deltas(study, "fact_cross_control")), "delta")
     ctrl = ratio_ci(-by_group(control, "delta"), by_group(clean, "value"))
     assert claim(
         ratio_ci(-by_group(moved, "delta"), by_group(clean, "value")),
         ">=",
         0.5,
         why="half: the heads' pattern carries most of the sensitivity",
-        metric=f"share of held-out sensitivity removed by swapping {label(study.fact_heads)}'s pattern",
+        metric=f"share of held-out crossed-order sensitivity removed by swapping {label(study.fact_heads)}'s "
+        "pattern",
         precondition=entails(study),
-        note=f"same-layer control heads remove {ctrl}",
+        note=f"same-layer control heads {label(study.fact_controls)} remove {ctrl}",
     )
 
 
@@ -170,17 +176,21 @@ def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
 
 
 def test_switch_effect_tracks_induction_score(study, claim):
-    table = study.switch_by_family.pivot_table(index="group", columns=["layer", "head"], values="delta")
+    """Per discovery group, the rank correlation over all heads of induction score and -switch effect;
+    the CI is of the mean of those per-group figures (a mean the suite's coverage tests cover)."""
+    families = study.switch_by_family
+    table = families.groupby(["group", "layer", "head"]).delta.mean().unstack(["layer", "head"])
     induction = np.array([study.induction[lyr, h] for lyr, h in table.columns])
-    matrix = table.to_numpy()
-    rho = lambda i: spearmanr(induction, -matrix[i.astype(int)].mean(0)).statistic
+    rho = np.array([spearmanr(induction, -row).statistic for row in table.to_numpy()])
+    pooled = spearmanr(induction, -table.to_numpy().mean(0)).statistic
     assert claim(
-        bootstrap_ci(np.arange(len(matrix)), statistic=rho),
+        bootstrap_ci(rho),
         ">=",
         0.3,
         why="0.3: a moderate rank correlation, where copying predicts the switch heads",
-        metric="Spearman rho, induction score vs -switch effect over all heads",
+        metric="mean over discovery groups of Spearman rho, induction score vs -switch effect over all heads",
         unit="discovery groups",
+        note=f"rho of the groups' mean switch effect {pooled:.3f}",
     )
 
 
@@ -211,10 +221,7 @@ def test_ablating_induction_heads_removes_switch_heads_recency_bias(study, claim
         0.5,
         why="half: the recency bias comes mostly from the induction heads",
         metric="share of switch heads' attention(later answer) - attention(earlier) removed by the ablation",
-        precondition=(
-            bias.low > 0,
-            f"the switch heads favour the later answer (recency bias {bias} > 0)",
-        ),
+        precondition=Premise(bias, ">", 0.0, "the switch heads favour the later answer (recency bias)"),
         note=f"clean recency bias {bootstrap_ci(clean.recency.to_numpy())}; ablation moves LD "
         f"{group_ci(later, 'delta')}",
     )
@@ -225,10 +232,7 @@ def test_induction_heads_reach_switch_heads_through_queries(study, claim):
     clean, ablated, path = (answers_attention(study, v) for v in ("clean", "ablate_induction", "path_q"))
     drop = bootstrap_ci((clean.both - ablated.both).to_numpy())
     ci = ratio_ci(clean.both - path.both, clean.both - ablated.both)
-    premise = (
-        drop.low > 0,
-        f"the ablation lowers the switch heads' attention on the answers ({drop} > 0)",
-    )
+    premise = Premise(drop, ">", 0.0, "the ablation lowers the switch heads' attention on the answers")
     assert claim(
         ci,
         ">=",
@@ -241,14 +245,14 @@ def test_induction_heads_reach_switch_heads_through_queries(study, claim):
 
 
 def test_sensitivity_survives_induction_ablation(study, claim):
-    """What copying leaves to entailment: the sensitivity without the top induction heads."""
-    ablated = sensitivity_by_pair(deltas(study, "ablate_induction"), "ld")
+    """What copying leaves to entailment: the crossed-order sensitivity without the top induction heads."""
+    ablated = sensitivity_by_pair(crossed(deltas(study, "ablate_induction")), "ld")
     assert claim(
         group_ci(ablated, "ld"),
         ">=",
         0.0,
         why="any: sensitivity left once the copying heads are gone",
-        metric=f"held-out sensitivity with {label(study.induction_heads)} mean-ablated",
+        metric=f"held-out crossed-order sensitivity with {label(study.induction_heads)} mean-ablated",
         precondition=entails(study),
     )
 
@@ -287,15 +291,18 @@ def test_top3_switch_beats_matched_control(study, control, claim):
 
 
 def test_single_head_effects_add_up_to_the_joint_switch(study, claim):
+    """Additivity is an equivalence: the joint switch over the sum of the heads' single switches is
+    near 1, from either side (less: the heads share the effect; more: they amplify one another)."""
     k = max(DOSE_K)
     joint = by_group(deltas(study, ("switch", k, 1.0)), "delta")
     singles = sum(by_group(deltas(study, ("single", head)), "delta") for head in study.switch_heads[:k])
     assert claim(
-        ratio_ci(joint, singles),
-        ">=",
-        0.8,
-        why="0.8: the heads act mostly independently",
-        metric=f"joint / sum of single-head deltas, top {k} heads",
+        ratio_ci(joint - singles, singles),
+        "within",
+        0.2,
+        why="0.2: within a fifth of the sum, the heads act independently",
+        metric=f"joint / sum of single-head deltas - 1, top {k} heads",
+        note=f"joint / sum {ratio_ci(joint, singles)}",
     )
 
 
@@ -411,3 +418,14 @@ def test_switch_effect_is_mostly_direct(study, claim):
 #   test_switching_top3_heads_moves_heldout_ld on smollm2-135m: supported -1.943 [-2.471, -1.342] ->
 #   undecided -1.943 [-2.579, -0.6782]; test_top3_switch_beats_matched_control[same_layer] on
 #   smollm2-135m: supported -1.586 [-2.016, -1.081] -> undecided -1.586 [-2.094, -0.4816].
+# 2026-12-04  One question per claim, both models rerun (2 threads). Premises are decided at the level of
+#   the claim they guard (attnclaims.claims.Premise), and what presumes entailment (the fact heads'
+#   pattern swap, the sensitivity without the induction heads) is measured on crossed-order pairs; a
+#   share's denominator is a premise its CI carries. The fact heads are compared with their own same-layer
+#   controls (controls.fact; before, the switch heads' first draw): 0.0165 [0.0049, 0.0391] -> 0.0124
+#   [-0.0021, 0.0360] on smollm2-135m, 0.0129 -> 0.0117 [0.0044, 0.0191] on gemma3-270m, refuted on both
+#   as before. Additivity is a `within` claim, joint / sum of singles - 1 within 0.2: 0.024 [-0.014,
+#   0.062] / 0.054 [-0.009, 0.122], supported as before. The induction-score claim is the mean over the 6
+#   discovery groups of each group's Spearman rho (the pooled rho's bootstrap had no coverage check): 1
+#   verdict moved: test_switch_effect_tracks_induction_score on smollm2-135m: undecided 0.2902 [0.1981,
+#   0.3303] -> refuted 0.2355 [-0.0977, 0.2893] (gemma3-270m 0.0723 [-0.0304, 0.1319], refuted as before).

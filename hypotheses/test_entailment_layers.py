@@ -34,6 +34,7 @@ from __future__ import annotations
 import pytest
 from test_entailment_head_switching import DESIGN  # the same pairs, groups, split and rule orders
 
+from attnclaims.claims import Premise
 from attnclaims.stats import bootstrap_ci
 from attnclaims.studies.entailment_stats import by_group, ratio_ci
 from attnclaims.studies.entailment_study import design_pairs
@@ -59,10 +60,12 @@ def held_out(account: LayerAccount, kind: str):
     return by_group(rows.assign(removed=rows.clean - rows.patched), "removed"), by_group(rows, "clean")
 
 
-def follows_the_fact(account: LayerAccount) -> tuple[bool, str]:
+def follows_the_fact(account: LayerAccount) -> Premise:
+    """Decided at the level of the claim it guards (the family's, for a confirmatory claim)."""
     _, clean = held_out(account, "attention")
-    ci = bootstrap_ci(clean.to_numpy())
-    return ci.low > 0, f"the answer follows the fact on the confirmation groups (sensitivity {ci} > 0)"
+    return Premise(
+        bootstrap_ci(clean.to_numpy()), ">", 0.0, "the answer follows the fact on the confirmation groups"
+    )
 
 
 def discovery_share(account: LayerAccount, kind: str, layer: int) -> float:
@@ -135,3 +138,9 @@ def test_an_mlp_layer_carries_more_of_the_fact_than_any_attention_layer(account,
 #   smollm2-135m: supported 2.912 [1.881, 10.26] -> inconclusive (no figure);
 #   test_one_layer_carries_half_of_the_fact[mlp] on smollm2-135m: undecided 1.571 [-0.4825, 9.859] ->
 #   inconclusive (no figure).
+# 2026-12-04  A share's denominator is a premise decided at the claim's level (its CI carries it; the
+#   follows-the-fact premise is one too), rerun on both models (2 threads): 2 verdicts moved:
+#   test_one_layer_carries_half_of_the_fact[attention] on gemma3-270m: undecided 0.6525 [-inf, inf] ->
+#   inconclusive (no figure); test_one_layer_carries_half_of_the_fact[mlp] on gemma3-270m: undecided
+#   -0.3272 [-inf, inf] -> inconclusive (no figure). Its sensitivity, 0.257 [-0.020, 0.534] at 98.33%, is
+#   not distinguished from 0.

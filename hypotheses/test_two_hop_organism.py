@@ -270,3 +270,9 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
 #   toy:rule-recall-2L-on-two-hop: refuted -1.215 [-3.177, 0.8755] -> undecided -1.215 [-3.123, 1.143];
 #   test_answers_heldout_two_hop_prompts[same-order] on toy:entailment-3L-untrained: refuted 0.03125 [0,
 #   0.075] -> undecided 0.03125 [0.001592, inf].
+# 2026-12-04  A share's denominator is a premise its CI carries, decided at the claim's level: the
+#   controls' pattern-swap shares of a sensitivity about 0 are inconclusive, not undecided. 4 verdicts
+#   moved: test_hop_head_pattern_carries_the_sensitivity[hop 1] and [hop 2] on
+#   toy:entailment-3L-untrained: undecided -0.0123 / -0.0075 [-inf, inf] -> inconclusive (sensitivity
+#   -0.021 [-0.065, 0.024] at 99.44%); on toy:rule-recall-2L-on-two-hop: undecided 1.188 / 2.251 [-inf,
+#   inf] -> inconclusive (sensitivity 0.041 [-1.52, 1.60]). The organism's rows are unchanged.

@@ -19,8 +19,8 @@ by `attnclaims.stats.CI.at`. Every decision this makes, Holm's step-down procedu
 rejects all that Bonferroni rejects), so a confirmatory claim is supported or refuted only when it
 survives Holm; one that Holm alone would decide stays undecided, the price of deciding each claim
 when it is measured. The row's p is the two-sided p of its threshold (the smallest alpha at which
-its CI excludes it), and adjusted_p is Holm's adjustment of the family's p-values, written when the
-run ends (members the run did not measure count as p = 1).
+its CI excludes it), and adjusted_p is Holm's adjustment of the family's p-values, written as soon as
+every member of the family is measured (until then a row keeps the adjusted p it had).
 
 A claim's row in the ledger has the columns COLUMNS (lib/ledger.py writes, reads and compares ledgers).
 """
@@ -93,6 +93,47 @@ class Precondition:
                 f"got {precondition!r}"
             ) from None
         return cls(ok=ok, reason=reason)
+
+
+@dataclass(frozen=True)
+class Premise:
+    """A premise measured with a CI and decided at the level of the claim it guards: `Premise(ci, ">",
+    0.0, "the model follows the fact on crossed-order pairs")` is met when that CI, recomputed at the
+    claim's level (the family's simultaneous level for a confirmatory claim), lies wholly above 0 ("<":
+    below; "!=": on either side). So a claim decided at 99.4% never stands on a premise shown only at
+    95%. `claim(..., precondition=)` takes one, and a CI may carry one (a share's denominator:
+    attnclaims.stats.bootstrap_ratio_ci); `at(level)` gives the Precondition it is at that level."""
+
+    ci: object  # an attnclaims.stats.CI (anything with .at(level), .low, .high)
+    direction: str  # ">", "<" or "!="
+    threshold: float
+    what: str  # the premise, in words
+
+    def __post_init__(self):
+        if self.direction not in (">", "<", "!="):
+            raise ValueError(f"a premise's direction is '>', '<' or '!=', got {self.direction!r}")
+        if not callable(getattr(self.ci, "at", None)):
+            raise TypeError(
+                f"a premise needs a CI that can be recomputed at a level (attnclaims.stats), got {self.ci!r}"
+            )
+
+    def at(self, level: float) -> Precondition:
+        ci = self.ci.at(level)
+        above, below = ci.low > self.threshold, ci.high < self.threshold
+        ok = {">": above, "<": below, "!=": above or below}[self.direction]
+        side = {">": "above", "<": "below", "!=": "away from"}[self.direction]
+        lies = "lies" if ok else "does not lie"
+        return Precondition(ok, f"{self.what}: {ci} at {100 * level:.4g}% {lies} {side} {self.threshold:g}")
+
+    @staticmethod
+    def all_of(preconditions, level: float) -> Precondition | None:
+        """Several premises as one, each decided at `level`: the first that failed, or all met."""
+        decided = [p.at(level) if isinstance(p, Premise) else Precondition.coerce(p) for p in preconditions]
+        decided = [p for p in decided if p is not None]
+        if not decided:
+            return None
+        failed = [p for p in decided if not p.ok]
+        return failed[0] if failed else Precondition(True, "; ".join(p.reason for p in decided))
 
 
 def decide(direction: str, threshold: float, low: float, high: float) -> str:

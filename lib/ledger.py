@@ -221,6 +221,8 @@ class Ledger:
         if self.history.exists():
             with open(self.history, encoding="utf-8") as handle:
                 for line in handle:
+                    if run_id not in line:  # other runs' lines are not parsed: the history only grows
+                        continue
                     try:
                         row = json.loads(line)
                     except ValueError:  # a line cut short by a killed process: skip it

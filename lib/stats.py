@@ -21,6 +21,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from attnclaims.bootstrap import BootstrapT, mean_t, resample_count, welch_t
+from attnclaims.claims import Premise
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class CI:
     redo: Callable[[float], CI] | None = field(default=None, repr=False, compare=False)
     pvalue: Callable[[float], float] | None = field(default=None, repr=False, compare=False)
     method: str = field(default="", compare=False)  # "bootstrap-t", "t", "clopper-pearson", ...
+    # what the interval presumes, an attnclaims.claims.Premise the claim fixture decides at the claim's
+    # level: a share's denominator is distinguished from 0 (bootstrap_ratio_ci)
+    premise: object = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         """ "0.52 [0.41, 0.63]": how notes and messages quote a CI (3 significant digits)."""
@@ -231,21 +235,36 @@ def bootstrap_ratio_ci(numerator, denominator, confidence: float = 0.95, **_) ->
         raise ValueError(f"a ratio CI needs at least 2 units, got {num.size}")
     low, high = fieller_bounds(num[None], den[None], confidence)
 
-    def t_test(d: np.ndarray) -> float:
-        sd = _centred(d[None], d.mean()[None])[0].std(ddof=1)
-        if sd == 0:
-            return 1.0 if d.mean() == 0 else 0.0
-        return float(2 * student_t.sf(abs(d.mean()) / (sd / math.sqrt(d.size)), d.size - 1))
-
     def pvalue(threshold: float) -> float:
         # at least the denominator's own p: where that does not reject 0, no ratio is rejected, as the
         # unbounded interval says (so the interval excludes r exactly when p < alpha, at every level)
-        return max(t_test(num - threshold * den), t_test(den))
+        return max(_t_pvalue(num - threshold * den), _t_pvalue(den))
 
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = float(num.sum() / den.sum())
     redo = lambda level: bootstrap_ratio_ci(num, den, level)
-    return CI(estimate, float(low[0]), float(high[0]), int(num.size), confidence, redo, pvalue, "fieller")
+    # the share's premise, decided by the claim at its own level: bounded exactly where it is met
+    premise = Premise(_mean_t(den, confidence), "!=", 0.0, "the share's denominator is there (mean per unit)")
+    bounds = float(low[0]), float(high[0])
+    return CI(estimate, *bounds, int(num.size), confidence, redo, pvalue, "fieller", premise)
+
+
+def _t_pvalue(d: np.ndarray, threshold: float = 0.0) -> float:
+    """One-sample t-test p of mean(d) = threshold; units with no spread (rounding aside) reject any
+    other value outright."""
+    sd = _centred(d[None], d.mean()[None])[0].std(ddof=1)
+    if sd == 0:
+        return 1.0 if d.mean() == threshold else 0.0
+    return float(2 * student_t.sf(abs(d.mean() - threshold) / (sd / math.sqrt(d.size)), d.size - 1))
+
+
+def _mean_t(x: np.ndarray, confidence: float) -> CI:
+    """Student-t interval of mean(x), the one Fieller's boundedness is a test of (no spread: a point)."""
+    sd = _centred(x[None], x.mean()[None])[0].std(ddof=1)
+    half = student_t.ppf(1 - (1 - confidence) / 2, x.size - 1) * sd / math.sqrt(x.size)
+    mean = float(x.mean())
+    redo = lambda level: _mean_t(x, level)
+    return CI(mean, mean - half, mean + half, int(x.size), confidence, redo, lambda t: _t_pvalue(x, t), "t")
 
 
 def _centred(x: np.ndarray, mean: np.ndarray) -> np.ndarray:

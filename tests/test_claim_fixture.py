@@ -327,3 +327,71 @@ def test_a_stopped_run_keeps_every_adjusted_p(project):
     assert stopped("-k", "1.0 or killed").returncode == -signal.SIGKILL
     after = read_ledger(project.path / "results" / "claims.csv").set_index("claim")
     assert after.adjusted_p.to_dict() == before.to_dict()
+
+
+PREMISES = """
+import pytest
+from attnclaims.claims import Premise
+from attnclaims.stats import bootstrap_ci, bootstrap_ratio_ci
+
+UNIT = "groups"
+SENSITIVITY = [0.3, 0.5, 0.1, 0.4, 0.2, -0.1, 0.35, 0.05]  # > 0 at 95% ([0.03, 0.38]), not at 98.3%
+EFFECT = [1.0, 1.1, 0.9, 1.2]
+
+
+def premise():
+    return Premise(bootstrap_ci(SENSITIVITY), ">", 0.0, "the sensitivity is there")
+
+
+@pytest.mark.confirmatory
+@pytest.mark.parametrize("arm", ["a", "b"])
+def test_guarded(claim, arm):
+    assert claim(bootstrap_ci(EFFECT), ">=", 0.5, why="w", model="toy:a", metric="m", precondition=premise())
+
+
+def share():  # its denominator: a sensitivity whose t interval is > 0 at 95%, not at 98.3%
+    den = [v - 0.02 for v in SENSITIVITY]
+    return bootstrap_ratio_ci([0.5 * v + 0.01 * (i % 3) for i, v in enumerate(den)], den)
+
+
+@pytest.mark.confirmatory
+def test_share(claim):
+    assert claim(share(), ">=", 0.25, why="w", model="toy:a", metric="m")
+
+
+def test_share_exploratory(claim):
+    assert claim(share(), ">=", 0.25, why="w", model="toy:a", metric="m")
+
+
+def test_guarded_exploratory(claim):
+    assert claim(bootstrap_ci(EFFECT), ">=", 0.5, why="w", model="toy:a", metric="m", precondition=premise())
+"""
+
+
+def test_a_premise_is_decided_at_the_level_of_the_claim_it_guards(pytester, monkeypatch):
+    """The same premise is met for an exploratory claim (95%) and fails for a family of three (98.33%):
+    a claim never stands on a premise shown at a lower level than its own; a share's denominator is
+    such a premise, carried by its CI."""
+    monkeypatch.delenv("ATTNCLAIMS_RUN_ID", raising=False)
+    pytester.makepyfile(test_premises=PREMISES)
+    run(pytester).assert_outcomes(passed=2, skipped=3)
+    table = read_ledger(pytester.path / "results" / "claims.csv").set_index("claim")
+    assert table.loc["test_guarded_exploratory", "status"] == "supported"
+    met = table.loc["test_guarded_exploratory", "precondition"]
+    assert met == "met: the sensitivity is there: 0.225 [0.0306, 0.375] at 95% lies above 0"
+    for arm in "ab":
+        row = table.loc[f"test_guarded[{arm}]"]
+        assert row.status == "inconclusive" and "at 98.33% does not lie above 0" in row.precondition
+    share = table.loc["test_share"]
+    assert share.status == "inconclusive" and share.precondition.startswith("failed: the share's denominator")
+    share = table.loc["test_share_exploratory"]
+    assert share.status == "supported" and share.precondition.startswith("met: the share's denominator")
+
+
+def test_a_premise_refuses_what_it_cannot_decide():
+    from attnclaims.claims import Premise
+
+    with pytest.raises(ValueError, match="'>', '<' or '!='"):
+        Premise(object(), ">=", 0.0, "x")
+    with pytest.raises(TypeError, match="recomputed at a level"):
+        Premise(0.3, ">", 0.0, "x")

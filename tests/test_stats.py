@@ -204,3 +204,18 @@ def test_fieller_is_the_set_of_ratios_a_t_test_does_not_reject():
     unknown = stats.bootstrap_ratio_ci(num, rng.normal(size=12) * 0.1)  # a denominator about 0
     assert unknown.low == -np.inf and unknown.high == np.inf
     assert min(unknown.p_value(r) for r in (-50, 0, 0.4, 1e6)) >= 0.05  # no ratio rejected: none decided
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    num=st.lists(st.floats(-5, 5), min_size=3, max_size=12),
+    shift=st.floats(-2, 2),
+    level=st.sampled_from([0.95, 1 - 0.05 / 4, 1 - 0.05 / 30]),
+)
+def test_a_share_carries_the_premise_that_its_denominator_is_there(num, shift, level):
+    """The premise a share carries (its denominator's mean away from 0) is met at a level exactly where
+    Fieller's interval at that level is bounded: a decided share always stands on a met premise."""
+    num = np.array(num)
+    den = shift + np.cos(np.arange(num.size)) * (1 + np.abs(num).mean())
+    ci = stats.bootstrap_ratio_ci(num, den).at(level)
+    assert ci.premise.at(level).ok == bool(np.isfinite(ci.low) and np.isfinite(ci.high))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from attnclaims.claims import Premise
 from attnclaims.stats import bootstrap_ci, bootstrap_ratio_ci
 from attnclaims.studies.entailment_study import EntailmentStudy
 
@@ -78,15 +79,22 @@ def answers_attention(study: EntailmentStudy, variant: str) -> pd.DataFrame:
     )
 
 
-def entails(study: EntailmentStudy, split: str | None = "confirmation") -> tuple[bool, str]:
-    """The premise of claims about entailment, on the groups they measure: the two-hop answer follows
-    the fact where the rule orders are crossed (there, matching the condition's place to the answer's
-    gives the wrong answer, so a positive sensitivity is more than order matching)."""
-    rows = study.behaviour.query("hops == 2 and crossed" + (f" and split == '{split}'" if split else ""))
-    ci = group_ci(rows, "sensitivity")
-    where = f"{split} groups" if split else "all groups"
-    return (
-        ci.low > 0,
-        f"the model follows the fact when rule orders are crossed, on the {where} "
-        f"(two-hop crossed sensitivity {ci} > 0)",
+def entails(study: EntailmentStudy) -> Premise:
+    """The premise of claims about entailment, decided at the level of the claim it guards: on the
+    confirmation groups, the two-hop answer follows the fact where the rule orders are crossed (there,
+    matching the condition's place to the answer's gives the wrong answer, so a positive sensitivity is
+    more than order matching). The claims it guards are measured on the same crossed-order pairs
+    (`crossed`)."""
+    rows = study.behaviour.query("hops == 2 and crossed and split == 'confirmation'")
+    return Premise(
+        group_ci(rows, "sensitivity"),
+        ">",
+        0.0,
+        "the model follows the fact when rule orders are crossed, on the confirmation groups "
+        "(two-hop crossed sensitivity)",
     )
+
+
+def crossed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of crossed-order pairs: where a claim presumes entailment, it is measured there."""
+    return frame[frame.crossed.astype(bool)]

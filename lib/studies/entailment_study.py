@@ -81,6 +81,7 @@ class EntailmentStudy:
     induction: np.ndarray  # [layer, head] induction scores
     switch_by_family: pd.DataFrame  # discovery: per family x head, mean delta LD of the single-head switch
     fact_heads: list  # top K by discovery fact-following score
+    fact_controls: list  # for each fact head, another head of its layer
     switch_heads: list  # top max(dose_k) by discovery switch effect (most negative first)
     redirect_heads: list  # top K by discovery attention to the entailed answer (the one-hot redirect's)
     induction_heads: list  # top n_induction by induction score, outside the switch heads
@@ -415,6 +416,7 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> EntailmentStu
         induction=clean.induction,
         switch_by_family=found.switch_by_family,
         fact_heads=found.fact_heads,
+        fact_controls=controls.fact,
         switch_heads=found.switch_heads,
         redirect_heads=found.redirect_heads,
         induction_heads=found.induction_heads,
