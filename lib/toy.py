@@ -34,7 +34,7 @@ import torch
 
 from attnclaims import tasks
 from attnclaims.cache import cache_root, verified_folder, verify_folder
-from attnclaims.models import check_device
+from attnclaims.models import check_device, refuse_truncation
 from attnclaims.progress import progress
 
 # Bump when training code changes what a config produces (3: offset induction in history; 4: one thread;
@@ -185,10 +185,8 @@ def load_toy(folder: Path, device: str = "cpu"):
     )
     bridge.cfg.default_prepend_bos = True  # toy tasks always start with BOS
     bridge.eval()
-    bridge.requires_grad_(
-        False
-    )  # analysis only: no autograd bookkeeping (attribution patching builds its own)
-    return bridge
+    bridge.requires_grad_(False)  # analysis only: no autograd (attribution patching builds its own)
+    return refuse_truncation(bridge, f"the toy in {folder.name}")
 
 
 # ---------------------------------------------------------------------------------------------

