@@ -127,6 +127,7 @@ class Ledger:
         row = claim.row()
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
+            _ignore_run_files(self.folder)
             if environment is not None:
                 self._remember(claim.env, environment)
             logged = {
@@ -277,6 +278,20 @@ def row_settings(device: str = "cpu", dtype: str = "float32") -> str:
     return ",".join(parts)
 
 
+RUN_FILES = (".ledger.lock", "history.jsonl", "*.tmp")  # a run's own files, never tracked
+
+
+def _ignore_run_files(folder: Path) -> None:
+    """A results/.gitignore for the files a run keeps to itself (written once; a project's own edits stay),
+    so `git add -A` after a run commits the ledger and its figures and nothing else."""
+    path = folder / ".gitignore"
+    if not path.exists():
+        header = (
+            "# written by attnclaims: the ledger's lock, every run's full history, atomic-write temporaries"
+        )
+        _atomic_write(path, "\n".join([header, *RUN_FILES]) + "\n")
+
+
 def _atomic_write(path: Path, text: str) -> None:
     """Replace `path` with `text` in one rename; the file gets the mode a new file gets (0666 less the umask),
     not mkstemp's 0600, so a shared results folder stays readable."""
@@ -307,6 +322,14 @@ def _git(args: list[str], where: Path, timeout: float = 10) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=True
     ).stdout
+
+
+def _is_commit(revision: str, where: Path) -> bool:
+    try:
+        _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], where)
+        return True
+    except (OSError, subprocess.CalledProcessError):
+        return False
 
 
 def git_commit(where: Path, exclude: Path | None = None) -> str:
@@ -473,7 +496,8 @@ def expected_ledgers(csv: Path) -> list[tuple[pd.DataFrame, str]]:
 
 def load_ledger(spec: str, csv: Path = Path("results/claims.csv")) -> pd.DataFrame:
     """A ledger file, or a git revision: its copy of `csv` (the working file's path; "REV:path" names
-    another file, relative to the repository's top, or to `csv`'s folder as "REV:./name")."""
+    another file, relative to the repository's top, or to `csv`'s folder as "REV:./name"). A commit that
+    holds no ledger yet (a new project's first run) is an empty ledger: every row reads as added."""
     if Path(spec).is_file():
         return read_ledger(Path(spec))
     csv = Path(csv)
@@ -482,6 +506,8 @@ def load_ledger(spec: str, csv: Path = Path("results/claims.csv")) -> pd.DataFra
     try:
         text = _git(["show", revision], where)
     except (OSError, subprocess.CalledProcessError) as error:
+        if _is_commit(revision.split(":", 1)[0], where):
+            return normalise(pd.DataFrame(columns=COLUMNS))
         why = getattr(error, "stderr", None) or str(error)
         raise FileNotFoundError(
             f"{spec!r} is neither a ledger file nor a git revision holding {csv} (git: {why.strip()}); "

@@ -291,6 +291,40 @@ def test_diff_reads_git_revisions(repo):
         load_ledger("no-such-rev", csv)
 
 
+def test_a_run_keeps_its_lock_and_history_out_of_git(repo):
+    """The results folder ignores the files a run keeps to itself: `git add -A` commits the ledger only."""
+    results = repo / "results"
+    (results / ".gitignore").unlink()  # the fixture's first record wrote it
+    Ledger(results, run_id="r2", commit="abc").record(make("b", value=1.0))
+    assert (results / "history.jsonl").exists() and (results / ".ledger.lock").exists()
+    status = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    assert sorted(line for line in status if line) == [" M results/claims.csv", "?? results/.gitignore"]
+    (results / ".gitignore").write_text("mine\n")
+    Ledger(results, run_id="r3", commit="abc").record(make("c", value=1.0))
+    assert (results / ".gitignore").read_text() == "mine\n"  # a project's own file is left as it is
+
+
+def test_a_commit_with_no_ledger_yet_reads_as_empty(tmp_path, capsys):
+    """A new project's first run: `attnclaims diff HEAD results/claims.csv` lists every row as added."""
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "config", "user.email", "t@t")
+    _git(tmp_path, "config", "user.name", "t")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    _git(tmp_path, "add", "code.py")
+    _git(tmp_path, "commit", "-q", "-m", "code only")
+    ledger = Ledger(tmp_path / "results", run_id="r", commit="abc")
+    ledger.record(make("a", value=1.0, ci=(0.8, 1.2)))
+    assert load_ledger("HEAD", ledger.csv).empty
+    assert main(["diff", "HEAD", str(ledger.csv), "--results", str(tmp_path / "results")]) == 0
+    assert capsys.readouterr().out.splitlines() == ["added (1):", "  h::a on m: supported"]
+    with pytest.raises(FileNotFoundError, match="neither a ledger file nor a git revision"):
+        load_ledger("no-such-rev", ledger.csv)  # a revision that is not there is still an error
+
+
 def test_replication_is_derived_from_the_rows_and_a_refutation_is_never_hidden():
     rows = [
         make("both", value=0.9, ci=(0.7, 1.1), model="m1"),

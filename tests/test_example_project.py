@@ -61,3 +61,13 @@ def test_a_project_of_its_own_gets_its_ledger_row_report_and_diff(project):
     diff = _run([sys.executable, "-m", "attnclaims", "diff", "HEAD", "results/claims.csv"], project)
     assert (diff.returncode, diff.stdout.strip()) == (0, "no claim moved"), diff.stdout + diff.stderr
     assert own == {name: (REPO / "results" / name).read_bytes() for name in own}
+
+
+def test_a_project_option_that_clashes_names_the_suite_and_the_fix(tmp_path):
+    (tmp_path / "conftest.py").write_text('def pytest_addoption(parser):\n    parser.addoption("--model")\n')
+    (tmp_path / "test_a.py").write_text("def test_a():\n    pass\n")
+    run = _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], tmp_path)
+    assert run.returncode == 4 and len(run.stderr.splitlines()) <= 3, run.stdout + run.stderr
+    assert "the attnclaims plugin already has" in run.stderr and "pytest -p no:attnclaims" in run.stderr
+    alone = _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:attnclaims"], tmp_path)
+    assert alone.returncode == 0 and "1 passed" in alone.stdout
