@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import torch
+from transformer_lens.utilities import get_act_name
 
 from attnclaims import hooks as H
 from attnclaims.heads import Head, as_heads
@@ -187,13 +188,34 @@ class RedirectAttention(_OnHeads):
         return H.redirect_attention(model, self.heads, _tensor(self.dst), _tensor(self.query_pos))
 
 
+def source_cache(model, tokens, component: str = "z", layers=None) -> dict[str, torch.Tensor]:
+    """{hook name: activation} of `component` ("z", "q", "rot_q", ...) at `layers` (default: all) from a
+    run on `tokens`: the `source` of PatchHeads, the `reference` of AblateHeads (component "z")."""
+    layers = range(model.cfg.n_layers) if layers is None else sorted(set(layers))
+    names = {get_act_name(component, layer) for layer in layers}
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+    return {name: cache[name] for name in names}
+
+
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
 class PatchHeads(_OnHeads):
-    """Query heads' `component` ("z", "q", "rot_q") copied from `source` (a cache of another run)."""
+    """Query heads' `component` ("z", "q", "rot_q") copied from `source`, a cache of another run on
+    prompts of the same shape: `PatchHeads.from_run(model, clean_tokens, [(5, 1)])` patches L5H1's
+    output from the clean run into the run it is applied to (e.g. `run_variants(model, corrupted_tokens,
+    [spec], metric)`); `source` is then `source_cache(model, clean_tokens, "z", [5])`. `positions`
+    (None = all) restricts the patch to some sequence positions."""
 
     source: Any = field(repr=False, compare=False)
     component: str = "z"
     positions: Any = None
+
+    @classmethod
+    def from_run(cls, model, tokens, heads, component: str = "z", positions=None) -> PatchHeads:
+        """The spec with its source built from a run on `tokens` (the layers of `heads` only)."""
+        heads = _heads(heads)
+        source = source_cache(model, tokens, component, [head.layer for head in heads])
+        return cls(heads, source, component, positions)
 
     def hooks(self, model) -> list[Hook]:
         positions = None if self.positions is None else _tensor(self.positions)
@@ -203,11 +225,19 @@ class PatchHeads(_OnHeads):
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
 class AblateHeads(_OnHeads):
     """Query heads' outputs knocked out: "zero", "mean" or "resample" over `reference` (a cache of
-    reference prompts' hook_z, drawn from other prompts than the ones ablated)."""
+    reference prompts' hook_z, drawn from other prompts than the ones ablated):
+    `AblateHeads.from_reference(model, other_tokens, [(5, 1)], "mean")`, or `reference=source_cache(model,
+    other_tokens)`."""
 
     how: str = "zero"
     reference: Any = field(default=None, repr=False, compare=False)
     seed: int = 0
+
+    @classmethod
+    def from_reference(cls, model, reference_tokens, heads, how: str = "mean", seed: int = 0) -> AblateHeads:
+        """The spec with its reference built from a run on `reference_tokens` (the layers of `heads`)."""
+        heads = _heads(heads)
+        return cls(heads, how, source_cache(model, reference_tokens, "z", [h.layer for h in heads]), seed)
 
     def hooks(self, model) -> list[Hook]:
         return H.ablate_heads(model, self.heads, self.how, self.reference, self.seed)

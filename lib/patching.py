@@ -26,7 +26,7 @@ from transformer_lens.utilities import get_act_name
 
 from attnclaims.heads import every_head
 from attnclaims.hooks import RowEdit, check_heads, one_hot_row
-from attnclaims.interventions import EditAttention, Hooks, PatchHeads
+from attnclaims.interventions import EditAttention, Hooks, PatchHeads, source_cache
 from attnclaims.metrics import Metric, check_scalar
 from attnclaims.sweep import check_tokens, per_head, run_variants
 
@@ -66,11 +66,11 @@ def head_out_patch_sweep(
     chunk: int | None = None,
     show_progress: bool = True,
 ) -> torch.Tensor:
-    """[n_layers, n_heads]: metric on the corrupted run with one head's output patched from clean."""
+    """[n_layers, n_heads]: metric on the corrupted run with one head's output patched from clean.
+    `metric` returns one number per call (logits -> 0-d tensor, e.g. attnclaims.metrics.logit_diff)."""
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
     check_scalar(_require_metric(metric, "a head-out patch sweep"), model(corrupted))
-    names = set(z_names(model))
-    _, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name in names)
+    clean_cache = source_cache(model, clean, "z")
     variants = {head: PatchHeads((head,), clean_cache) for head in every_head(model)}
     label = "head-out patch sweep" if show_progress else None
     return per_head(model, run_variants(model, corrupted, variants, metric, chunk=chunk, progress=label))

@@ -42,7 +42,7 @@ from transformer_lens.utilities import get_act_name
 
 from attnclaims import hooks as H
 from attnclaims.heads import Head, every_head
-from attnclaims.interventions import AblateHeads, Hooks, Intervention
+from attnclaims.interventions import AblateHeads, Hooks, Intervention, source_cache
 from attnclaims.metrics import Metric
 from attnclaims.patching import z_names
 from attnclaims.sweep import check_tokens, per_head, run_variants
@@ -55,9 +55,7 @@ ABLATIONS: tuple[Ablation, ...] = ("zero", "mean", "resample")
 def reference_cache(model, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     """hook_z [batch, pos, head, d_head] of every layer on `tokens`: the reference for mean and
     resample ablations."""
-    names = set(z_names(model))
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
-    return {name: cache[name] for name in names}
+    return source_cache(model, tokens, "z")
 
 
 def _check_ablation(how: Ablation, reference) -> None:

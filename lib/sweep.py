@@ -366,7 +366,9 @@ def per_head(model, values: Mapping[tuple[int, int], torch.Tensor]) -> torch.Ten
     for (layer, head), value in values.items():
         if torch.as_tensor(value).ndim != 0:
             raise ValueError(
-                "a per-head sweep needs a metric that must return a scalar; use per_prompt=False"
+                f"a per-head sweep's metric returns one number per call (a 0-d tensor: one cell of the "
+                f"[n_layers, n_heads] table), got shape {tuple(torch.as_tensor(value).shape)}; reduce it "
+                "(.mean()) or use the metric's per_prompt=False"
             )
         out[layer, head] = float(value)
     return out

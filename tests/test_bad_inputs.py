@@ -89,7 +89,7 @@ CASES = {
         lambda toy: attention_redirect_sweep(
             toy, tokens(toy), 2, metric=logit_diff(2, 3, per_prompt=True), show_progress=False
         ),
-        "must return a scalar",
+        "returns one number per call",
     ),
     "a toy with no layers": (lambda toy: ToyConfig(n_layers=0), "n_layers"),
     "clean and corrupted prompts of different lengths": (

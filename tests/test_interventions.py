@@ -125,3 +125,22 @@ def test_per_prompt_query_positions_are_data_and_never_final_row(toy):
     metric = logit_diff(2, 3, per_prompt=True)
     values = run_variants(toy, batch, [spec], metric)
     torch.testing.assert_close(values[spec], metric(toy.run_with_hooks(batch, fwd_hooks=spec.hooks(toy))))
+
+
+def test_specs_that_need_another_run_build_it_themselves(toy):
+    """PatchHeads.from_run and AblateHeads.from_reference equal the specs built from a cache by hand,
+    and keep only the layers their heads are in."""
+    clean, corrupted, other = tokens(toy), tokens(toy).flip(1), tokens(toy, batch=3)
+    metric = logit_diff(3, 4)
+    heads = [(1, 0), (0, 2)]
+    _, cache = toy.run_with_cache(clean)
+    _, reference = toy.run_with_cache(other)
+    built = {
+        "patch": PatchHeads.from_run(toy, clean, heads),
+        "ablate": AblateHeads.from_reference(toy, other, heads, "mean"),
+    }
+    by_hand = {"patch": PatchHeads(heads, cache), "ablate": AblateHeads(heads, "mean", reference)}
+    ours, theirs = run_variants(toy, corrupted, built, metric), run_variants(toy, corrupted, by_hand, metric)
+    assert all(torch.equal(ours[key], theirs[key]) for key in built)
+    assert sorted(built["patch"].source) == ["blocks.0.attn.hook_z", "blocks.1.attn.hook_z"]
+    assert not torch.equal(ours["patch"], run_variants(toy, corrupted, {"c": []}, metric)["c"])  # it acts
