@@ -30,6 +30,21 @@ def _ids(ids, batch: int, device) -> torch.Tensor:
     return ids.expand(batch) if ids.numel() == 1 else ids
 
 
+def _rows(ids, rows):
+    """Per-prompt ids narrowed to `rows`; one id for every prompt stays as it is."""
+    ids = torch.as_tensor(ids)
+    return (
+        ids if ids.ndim == 0 or ids.numel() == 1 else ids.reshape(-1)[torch.as_tensor(rows, dtype=torch.long)]
+    )
+
+
+def narrows(metric: Metric, select: Callable[[list[int]], Metric]) -> Metric:
+    """Say how `metric` is narrowed to some prompts (`metric.select(rows)`): a sweep over prompts of
+    several lengths runs each length on its own (attnclaims.lengths)."""
+    metric.select = select
+    return metric
+
+
 def reads(pos: int, metric: Metric, vocab=None) -> Metric:
     """Declare the one logit position `metric` reads, and the vocabulary ids it reads there when it
     reads only a few (see the module docstring)."""
@@ -51,6 +66,9 @@ def logit_diff(answer, alternative, pos: int = -1, per_prompt: bool = False) -> 
         )
         return diff if per_prompt else diff.mean()
 
+    metric = narrows(
+        metric, lambda rows: logit_diff(_rows(answer, rows), _rows(alternative, rows), pos, per_prompt)
+    )
     return reads(pos, metric, vocab=(answer, alternative))
 
 
@@ -63,7 +81,7 @@ def target_prob(target, pos: int = -1, per_prompt: bool = False) -> Metric:
         p = probs[batch, _ids(target, len(batch), probs.device)]
         return p if per_prompt else p.mean()
 
-    return reads(pos, metric)
+    return reads(pos, narrows(metric, lambda rows: target_prob(_rows(target, rows), pos, per_prompt)))
 
 
 def top1_is(ids, pos: int = -1) -> Metric:
@@ -73,7 +91,7 @@ def top1_is(ids, pos: int = -1) -> Metric:
         row = logits[:, pos]
         return (row.argmax(-1) == _ids(ids, row.shape[0], row.device)).float()
 
-    return reads(pos, metric)
+    return reads(pos, narrows(metric, lambda rows: top1_is(_rows(ids, rows), pos)))
 
 
 def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = False) -> Metric:
@@ -85,7 +103,8 @@ def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = Fa
         kl = (clean_logprobs.exp() * (clean_logprobs - logprobs)).sum(-1)
         return kl if per_prompt else kl.mean()
 
-    return reads(pos, metric)
+    rows_of = lambda rows: kl_to_clean(clean_logits[torch.as_tensor(rows, dtype=torch.long)], pos, per_prompt)
+    return reads(pos, narrows(metric, rows_of))
 
 
 def per_position_loss(tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

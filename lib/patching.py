@@ -24,6 +24,7 @@ from contextlib import contextmanager
 import torch
 from transformer_lens.utilities import get_act_name
 
+from attnclaims import lengths
 from attnclaims.heads import every_head
 from attnclaims.hooks import RowEdit, check_heads, one_hot_row
 from attnclaims.interventions import EditAttention, Hooks, PatchHeads, source_cache
@@ -67,9 +68,38 @@ def head_out_patch_sweep(
     show_progress: bool = True,
 ) -> torch.Tensor:
     """[n_layers, n_heads]: metric on the corrupted run with one head's output patched from clean.
-    `metric` returns one number per call (logits -> 0-d tensor, e.g. attnclaims.metrics.logit_diff)."""
+    `metric` returns one number per call (logits -> 0-d tensor, e.g. attnclaims.metrics.logit_diff),
+    or one per prompt (per_prompt=True: [n_layers, n_heads, batch]). Clean and corrupted tokens may be
+    lists of 1-D prompts of several lengths (pair i of one length): each length is swept on its own,
+    with its own clean cache, and the per-prompt values come back in the order given
+    (attnclaims.lengths)."""
+    _require_metric(metric, "a head-out patch sweep")
+    groups = lengths.length_groups(clean_tokens)
+    if groups is not None and len(groups) > 1:
+        others = [torch.as_tensor(prompt).reshape(-1) for prompt in corrupted_tokens]
+        if len(others) != sum(len(rows) for rows, _ in groups):
+            raise ValueError(
+                f"{sum(len(r) for r, _ in groups)} clean prompts but {len(others)} corrupted ones"
+            )
+
+        def one_length(rows, clean):
+            corrupted = lengths.stack([others[i] for i in rows], clean.shape[1], rows, "corrupted")
+            effects = head_out_patch_sweep(
+                model,
+                clean_tokens=clean,
+                corrupted_tokens=corrupted,
+                metric=lengths.narrowed(metric, rows),
+                chunk=chunk,
+                show_progress=show_progress,
+            )
+            return {"effects": effects}
+
+        return lengths.run_by_length(groups, one_length, axis=2)["effects"]
+    if groups is not None:
+        rows, clean_tokens = groups[0]
+        others = [torch.as_tensor(prompt).reshape(-1) for prompt in corrupted_tokens]
+        corrupted_tokens = lengths.stack(others, clean_tokens.shape[1], rows, "corrupted")
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
-    check_scalar(_require_metric(metric, "a head-out patch sweep"), model(corrupted))
     clean_cache = source_cache(model, clean, "z")
     variants = {head: PatchHeads((head,), clean_cache) for head in every_head(model)}
     label = "head-out patch sweep" if show_progress else None

@@ -40,6 +40,7 @@ from typing import Hashable, Mapping, Sequence
 
 import torch
 
+from attnclaims import lengths
 from attnclaims.hooks import Hook, stack_variants
 from attnclaims.interventions import Intervention, as_intervention
 from attnclaims.metrics import Metric
@@ -103,19 +104,34 @@ def run_variants(
     one value per prompt, or [batch, k] for one that returns k measures per prompt.
 
     `variants`: {key: intervention (attnclaims.interventions), a list of them, or a plain list of
-    hooks}, or a list of interventions, each its own key. tokens: [batch, pos] ids (equal-length
-    prompts). `chunk` variants run per forward (default: as many as keep the logits under ~1 GiB,
-    at most MAX_ROWS // batch, or MAX_ROWS_CACHED // batch on the KV path, at least 1).
-    `kv_cache=False` runs full forwards even for final-row edits (the baseline that path is checked
-    against). `progress` names the sweep in
-    the progress shown while it runs (unnamed, a sweep reports only when it lasts more than a few
+    hooks}, or a list of interventions, each its own key. tokens: [batch, pos] ids, or a list of 1-D
+    prompts of any lengths: each length then runs on its own and the per-prompt values come back in
+    the order given (attnclaims.lengths says what the metric and the variants need then). `chunk`
+    variants run per forward (default: as many as keep the logits under ~1 GiB, at most
+    MAX_ROWS // batch, or MAX_ROWS_CACHED // batch on the KV path, at least 1). `kv_cache=False` runs
+    full forwards even for final-row edits (the baseline that path is checked against). `progress`
+    names the sweep in the progress shown while it runs (unnamed, a sweep reports only when it lasts
+    more than a few
     seconds).
     """
-    tokens = check_tokens(model, tokens)
     if metric is None or not callable(metric):
         raise ValueError(
             "run_variants needs a metric: a callable from logits [batch, pos, d_vocab] to a tensor"
         )
+    groups = lengths.length_groups(tokens)
+    if groups is not None and len(groups) > 1:
+        keyed = variants if isinstance(variants, Mapping) else {spec: spec for spec in variants}
+        specs = {key: as_intervention(variant) for key, variant in keyed.items()}
+
+        def one_length(rows, prompts):
+            narrowed = {key: lengths.select(spec, rows) for key, spec in specs.items()}
+            metric_rows = lengths.narrowed(metric, rows)
+            return run_variants(
+                model, prompts, narrowed, metric_rows, chunk=chunk, progress=progress, kv_cache=kv_cache
+            )
+
+        return lengths.run_by_length(groups, one_length)
+    tokens = check_tokens(model, groups[0][1] if groups else tokens)
     if not isinstance(variants, Mapping):
         variants = list(variants)
         if not all(isinstance(v, Intervention) for v in variants) or len(set(variants)) != len(variants):
@@ -361,14 +377,16 @@ class _PrefixedLogits:
 
 
 def per_head(model, values: Mapping[tuple[int, int], torch.Tensor]) -> torch.Tensor:
-    """[n_layers, n_heads] from {(layer, head): 0-d value}; heads not in `values` are NaN."""
-    out = torch.full((model.cfg.n_layers, model.cfg.n_heads), math.nan)
+    """[n_layers, n_heads] from {(layer, head): 0-d value}, or [n_layers, n_heads, batch] from values of
+    one per prompt ([batch]); heads not in `values` are NaN."""
+    shapes = {tuple(torch.as_tensor(value).shape) for value in values.values()}
+    if len(shapes) > 1 or any(len(shape) > 1 for shape in shapes):
+        raise ValueError(
+            f"a per-head sweep's metric returns one number per call (a 0-d tensor: one cell of the "
+            f"[n_layers, n_heads] table) or one per prompt ([batch]), got shapes {sorted(shapes)}; reduce "
+            "it (.mean()) or return one value per prompt"
+        )
+    out = torch.full((model.cfg.n_layers, model.cfg.n_heads, *(shapes.pop() if shapes else ())), math.nan)
     for (layer, head), value in values.items():
-        if torch.as_tensor(value).ndim != 0:
-            raise ValueError(
-                f"a per-head sweep's metric returns one number per call (a 0-d tensor: one cell of the "
-                f"[n_layers, n_heads] table), got shape {tuple(torch.as_tensor(value).shape)}; reduce it "
-                "(.mean()) or use the metric's per_prompt=False"
-            )
-        out[layer, head] = float(value)
+        out[layer, head] = torch.as_tensor(value, dtype=out.dtype)
     return out

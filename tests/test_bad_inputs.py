@@ -85,9 +85,9 @@ CASES = {
         lambda toy: attention_redirect_sweep(toy, tokens(toy), 2, metric=None),
         "needs a metric",
     ),
-    "a per-prompt metric in a per-head sweep": (
+    "k measures per prompt in a per-head sweep": (
         lambda toy: attention_redirect_sweep(
-            toy, tokens(toy), 2, metric=logit_diff(2, 3, per_prompt=True), show_progress=False
+            toy, tokens(toy), 2, metric=lambda logits: logits[:, -1, :3], show_progress=False
         ),
         "returns one number per call",
     ),

@@ -238,14 +238,26 @@ def test_bad_inputs_are_named(toy):
             metric=logit_diff(1, 2),
             show_progress=False,
         )
-    with pytest.raises(ValueError, match="must return a scalar"):
-        head_out_patch_sweep(
+    with pytest.raises(ValueError, match="returns one number per call .* or one per prompt"):
+        head_out_patch_sweep(  # k measures per prompt: no cell of a per-head table
             toy,
             clean_tokens=clean,
             corrupted_tokens=corrupted,
-            metric=logit_diff(1, 2, per_prompt=True),
+            metric=lambda logits: logits[:, -1, :3],
             show_progress=False,
         )
+    per_prompt = head_out_patch_sweep(
+        toy,
+        clean_tokens=clean,
+        corrupted_tokens=corrupted,
+        metric=logit_diff(1, 2, per_prompt=True),
+        show_progress=False,
+    )
+    mean = head_out_patch_sweep(
+        toy, clean_tokens=clean, corrupted_tokens=corrupted, metric=logit_diff(1, 2), show_progress=False
+    )
+    assert per_prompt.shape == (*mean.shape, clean.shape[0])
+    torch.testing.assert_close(per_prompt.mean(-1), mean)
     with pytest.raises(ValueError, match="needs a metric"):
         attention_redirect_sweep(toy, clean, 2, metric=None)
     with pytest.raises(ValueError, match="outside the sequence"):
