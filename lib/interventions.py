@@ -122,7 +122,9 @@ def _shown(value) -> str:
 
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
 class EditAttention(_OnHeads):
-    """Each head's attention row at `query_pos` replaced by `edit(row)` (rows [batch, key])."""
+    """Each head's attention row at `query_pos` replaced by `edit(row)` (rows [batch, key] -> rows of the
+    same shape): attnclaims.hooks builds the usual edits, `one_hot_row(pos)`, `move_row(src, dst)`,
+    `move_fraction(src, dst, alpha)`, `shift_mass(dst, mass)` (positions an int or one per prompt)."""
 
     edit: RowEdit
     query_pos: int = -1
@@ -245,8 +247,9 @@ class AblateHeads(_OnHeads):
 
 @dataclass(frozen=True, repr=False)  # _OnHeads.__repr__
 class EditValues(_OnHeads):
-    """Each head's output recomputed from edited values, z_h = pattern_h @ edit(v): full forwards
-    always (under a KV cache hook_v sees only the new token), whatever `query_pos`."""
+    """Each head's output recomputed from edited values, z_h = pattern_h @ edit(v), `edit` mapping one
+    head's values [batch, key_pos, d_head] to new values of that shape (e.g. `lambda v: v.flip(1)`):
+    full forwards always (under a KV cache hook_v sees only the new token), whatever `query_pos`."""
 
     edit: Callable[[torch.Tensor], torch.Tensor]
     query_pos: int | None = None
@@ -264,7 +267,8 @@ class EditValues(_OnHeads):
 class PatchOutput(Intervention):
     """Block `block`'s attention output ("attn_out", every head together) or MLP output ("mlp_out")
     at the final position replaced by `source` ([batch, d_model]: another run's, e.g. the pair's
-    other text, attnclaims.studies.layer_account)."""
+    other text, attnclaims.studies.layer_account): `source = model.run_with_cache(other_tokens,
+    names_filter=f"blocks.{block}.hook_{component}")[1][f"blocks.{block}.hook_{component}"][:, -1]`."""
 
     block: int
     component: str
