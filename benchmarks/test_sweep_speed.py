@@ -16,19 +16,29 @@ wall-clock bound), each with equal results (<= 1e-4 of the result's scale).
   folder loaded by nnsight's LanguageModel: faster, with equal results. Measured by hand on an
   idle 2-core machine (2026-12-02, 2 threads): ours 8.5 s, nnsight 32.6 s, max abs diff 2.3e-5.
 - one call over a batch of 8 equal-length prompts vs 8 calls of one prompt each: faster.
+- the residual stream by layer and position (activation_patch_sweep at resid_pre) vs
+  transformer_lens.patching's loop (generic_activation_patch, as get_act_patch_resid_pre runs it: one
+  forward per cell), on a 12-token pair; TL is timed on every 5th layer and scaled to all cells.
+  Target 3x; measured 11.0x on an idle 2-core machine timing TL on every cell (2026-12-04: 6.5 s
+  against 70.7 s, max rel diff 1.1e-5); the floor asserted is 2x.
 """
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
-from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
+from transformer_lens.patching import (
+    generic_activation_patch,
+    get_act_patch_attn_head_out_all_pos,
+    layer_pos_patch_setter,
+)
 
 from attnclaims import hooks as H
 from attnclaims.heads import every_head
 from attnclaims.interventions import PatchHeads
 from attnclaims.metrics import logit_diff
-from attnclaims.patching import attention_redirect_sweep, head_out_patch_sweep
+from attnclaims.patching import activation_patch_sweep, attention_redirect_sweep, head_out_patch_sweep
 from attnclaims.sweep import run_variants
 from benchmarks.conftest import rel_diff, seconds
 
@@ -217,3 +227,56 @@ def test_prompt_batched_sweep_vs_one_prompt_at_a_time(benchmark, record_ratio, s
     )
     assert ratio.max_rel_diff <= 1e-4
     assert ratio.speedup > 1.0, ratio
+
+
+RESID_CLEAN, RESID_CORRUPTED = (
+    "When it rains I wear my boots. So I wear",
+    "When it storms I wear my boots. So I wear",
+)
+
+
+@pytest.mark.real_model
+def test_residual_stream_sweep_vs_transformer_lens(benchmark, record_ratio, smollm2):
+    """The residual stream by layer and position (get_act_patch_resid_pre: one forward per cell) against
+    activation_patch_sweep (cells stacked, each chunk started at its layer). Target 3x."""
+    model = smollm2
+    clean, corrupted = model.to_tokens(RESID_CLEAN), model.to_tokens(RESID_CORRUPTED)
+    assert clean.shape == corrupted.shape, "the benchmark pair must tokenize to equal lengths"
+    metric = boots_metric(model)
+    _, cache = model.run_with_cache(clean)
+    n_layers, n_pos = model.cfg.n_layers, clean.shape[1]
+    sample = pd.DataFrame(  # every LOOP_SAMPLE-th layer, every position: each cell is one full forward
+        [(layer, pos) for layer in range(0, n_layers, LOOP_SAMPLE) for pos in range(n_pos)],
+        columns=["layer", "pos"],
+    )
+    sampled_s, oracle = seconds(
+        lambda: generic_activation_patch(
+            model, corrupted, cache, metric, layer_pos_patch_setter, "resid_pre", index_df=sample
+        )
+    )
+    baseline_s = sampled_s * n_layers * n_pos / len(sample)  # scaled to every cell
+    ours = benchmark.pedantic(
+        lambda: activation_patch_sweep(
+            model,
+            clean_tokens=clean,
+            corrupted_tokens=corrupted,
+            metric=metric,
+            site="resid_pre",
+            index=("layer", "pos"),
+            show_progress=False,
+        ),
+        rounds=1,
+        iterations=1,
+        warmup_rounds=1,
+    )
+    ratio = record_ratio(
+        f"residual stream by layer x position, {clean.shape[1]} tokens",
+        benchmark.stats["mean"],
+        f"transformer_lens get_act_patch_resid_pre ({len(sample)} cells timed)",
+        baseline_s,
+        rel_diff(
+            ours[torch.tensor(sample.layer.to_numpy()), torch.tensor(sample.pos.to_numpy())], oracle.cpu()
+        ),
+    )
+    assert ratio.max_rel_diff <= 1e-4
+    assert ratio.speedup >= 2.0, ratio  # target 3x: see the module docstring

@@ -301,6 +301,75 @@ class PatchOutput(Intervention):
 
 
 @dataclass(frozen=True)
+class PatchActivation(Intervention):
+    """One slice of activation `site` at block `layer` copied from `source` (a cache of another run on
+    prompts of the same shape, `source_cache(model, clean_tokens, site)`): `index` names the slice,
+    e.g. (("pos", 3),) for the residual stream at position 3, (("pos", 3), ("head", 1)) for one head
+    there, (("head", 1),) for one head at every position, (("head", 1), ("dest_pos", 5)) for one row of
+    a pattern. What TransformerLens's patch setters do, as a spec the sweep engine reads."""
+
+    site: str
+    layer_index: int
+    index: tuple[tuple[str, int], ...]
+    source: Any = field(repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.site not in SITES:
+            raise ValueError(f"no activation site {self.site!r}; use one of {', '.join(SITES)}")
+        object.__setattr__(self, "index", tuple((axis, int(value)) for axis, value in self.index))
+        allowed = set(SITES[self.site])
+        for axis, _ in self.index:
+            if axis not in allowed:
+                raise ValueError(
+                    f"{self.site} activations have no {axis!r} axis to patch along; use {sorted(allowed)}"
+                )
+
+    def layer(self, model) -> int:
+        return self.layer_index
+
+    def hooks(self, model) -> list[Hook]:
+        name = get_act_name(self.site, self.layer_index)
+        source = H.require(self.source, name, "the source cache")
+        axes = SITES[self.site]
+        where = [slice(None)] * (1 + max(axes.values(), default=0))
+        for axis, value in self.index:
+            where[axes[axis]] = value
+        where = tuple(where)
+
+        def patch(act: torch.Tensor, hook) -> torch.Tensor:
+            if act.shape != source.shape:
+                raise ValueError(
+                    f"{name}: the source's {tuple(source.shape)} is not this run's {tuple(act.shape)}; "
+                    "build the source from prompts of the same shape"
+                )
+            # in place, as TransformerLens's patch setters do: the bridge hands some hook outputs to only
+            # one of their readers (a returned copy of hook_resid_mid reaches the MLP, not the residual
+            # sum), while an in-place edit reaches every reader
+            act[where] = source[where].to(act.device, act.dtype)
+
+        return [(name, patch)]
+
+
+# The sites PatchActivation patches, with the axis each index name refers to ([batch, pos, ...]; a
+# pattern is [batch, head, dest_pos, src_pos]).
+_VECTOR = {"pos": 1}
+_HEADS = {"pos": 1, "head": 2}
+_PATTERN = {"head": 1, "dest_pos": 2, "src_pos": 3}
+SITES = {
+    "resid_pre": _VECTOR,
+    "resid_mid": _VECTOR,
+    "resid_post": _VECTOR,
+    "attn_out": _VECTOR,
+    "mlp_out": _VECTOR,
+    "z": _HEADS,
+    "q": _HEADS,
+    "k": _HEADS,
+    "v": _HEADS,
+    "pattern": _PATTERN,
+}
+
+
+@dataclass(frozen=True)
 class Hooks(Intervention):
     """Hooks built by hand, with what they declare: the lowest block they act in (`first_layer`;
     None: they may act before the blocks, or on the logits themselves, so the engine computes every

@@ -19,6 +19,7 @@ every result.
 
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 
 import torch
@@ -27,7 +28,7 @@ from transformer_lens.utilities import get_act_name
 from attnclaims import lengths
 from attnclaims.heads import every_head
 from attnclaims.hooks import RowEdit, check_heads, one_hot_row
-from attnclaims.interventions import EditAttention, Hooks, PatchHeads, source_cache
+from attnclaims.interventions import SITES, EditAttention, Hooks, PatchActivation, source_cache
 from attnclaims.metrics import Metric, check_scalar
 from attnclaims.sweep import check_tokens, per_head, run_variants
 
@@ -57,7 +58,92 @@ def _require_metric(metric, what: str) -> Metric:
     return metric
 
 
+INDEX_NAMES = {"head_index": "head"}  # TransformerLens's name for the head axis
+
+
 @torch.no_grad()
+def activation_patch_sweep(
+    model,
+    *,
+    clean_tokens,
+    corrupted_tokens,
+    metric: Metric,
+    site: str,
+    index: tuple[str, ...] = ("layer", "pos"),
+    chunk: int | None = None,
+    show_progress: bool = True,
+    label: str | None = None,
+) -> torch.Tensor:
+    """TransformerLens's activation-patching family in one call: the metric on the corrupted run with one
+    slice of `site` patched from the clean run, for every cell of `index`, the axes swept, "layer"
+    first. ("layer", "pos") is get_act_patch_resid_pre (site "resid_pre"; "resid_mid", "attn_out",
+    "mlp_out" likewise), ("layer", "pos", "head") get_act_patch_attn_head_out_by_pos (site "z"; "q",
+    "k", "v" likewise; for "k" and "v" the heads are the model's key/value heads), ("layer", "head")
+    the *_all_pos versions, ("layer", "head", "dest_pos") get_act_patch_attn_head_pattern_by_pos (site
+    "pattern"). The result has one axis per index name, shaped like TransformerLens's, and a last axis
+    of prompts for a per-prompt metric. Every cell is a PatchActivation through run_variants (each
+    chunk starts at its layer; cells are stacked along the batch). Prompts of several lengths: as
+    head_out_patch_sweep (attnclaims.lengths)."""
+    _require_metric(metric, "an activation patch sweep")
+    index = tuple(INDEX_NAMES.get(axis, axis) for axis in index)
+    if not index or index[0] != "layer" or len(set(index)) != len(index):
+        raise ValueError(f"index names the axes swept, 'layer' first and each once, got {index!r}")
+    groups = lengths.length_groups(clean_tokens)
+    if groups is not None and len(groups) > 1:
+        others = [torch.as_tensor(prompt).reshape(-1) for prompt in corrupted_tokens]
+        if len(others) != sum(len(rows) for rows, _ in groups):
+            raise ValueError(
+                f"{sum(len(r) for r, _ in groups)} clean prompts but {len(others)} corrupted ones"
+            )
+        if "pos" in index or "dest_pos" in index or "src_pos" in index:
+            raise ValueError(
+                "a sweep over positions has one axis of positions per prompt length: sweep each length on "
+                "its own (attnclaims.lengths.length_groups)"
+            )
+
+        def one_length(rows, clean):
+            corrupted = lengths.stack([others[i] for i in rows], clean.shape[1], rows, "corrupted")
+            narrowed = lengths.narrowed(metric, rows)
+            values = activation_patch_sweep(
+                model,
+                clean_tokens=clean,
+                corrupted_tokens=corrupted,
+                metric=narrowed,
+                site=site,
+                index=index,
+                chunk=chunk,
+                show_progress=show_progress,
+                label=label,
+            )
+            return {"values": values}
+
+        return lengths.run_by_length(groups, one_length, axis=len(index))["values"]
+    if groups is not None:
+        rows, clean_tokens = groups[0]
+        others = [torch.as_tensor(prompt).reshape(-1) for prompt in corrupted_tokens]
+        corrupted_tokens = lengths.stack(others, clean_tokens.shape[1], rows, "corrupted")
+    clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
+    PatchActivation(site, 0, tuple((axis, 0) for axis in index[1:]), None)  # an unknown site or axis is named
+    cache = source_cache(model, clean, site)
+    sample = cache[get_act_name(site, 0)]
+    axes = SITES[site]
+    sizes = [model.cfg.n_layers, *(sample.shape[axes[axis]] for axis in index[1:])]
+    cells = list(itertools.product(*(range(size) for size in sizes)))
+    variants = {
+        cell: PatchActivation(site, cell[0], tuple(zip(index[1:], cell[1:])), cache) for cell in cells
+    }
+    label = (label or f"{site} patch sweep over {' x '.join(index)}") if show_progress else None
+    values = run_variants(model, corrupted, variants, metric, chunk=chunk, progress=label)
+    shapes = {tuple(value.shape) for value in values.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) > 1:
+        raise ValueError(
+            f"a patch sweep's metric returns one number per call (a 0-d tensor: one cell of the table) "
+            f"or one per prompt ([batch]), got shapes {sorted(shapes)}"
+        )
+    out = torch.stack([values[cell] for cell in cells])
+    return out.reshape(*sizes, *out.shape[1:])
+
+
 def head_out_patch_sweep(
     model,
     *,
@@ -67,43 +153,25 @@ def head_out_patch_sweep(
     chunk: int | None = None,
     show_progress: bool = True,
 ) -> torch.Tensor:
-    """[n_layers, n_heads]: metric on the corrupted run with one head's output patched from clean.
-    `metric` returns one number per call (logits -> 0-d tensor, e.g. attnclaims.metrics.logit_diff),
-    or one per prompt (per_prompt=True: [n_layers, n_heads, batch]). Clean and corrupted tokens may be
-    lists of 1-D prompts of several lengths (pair i of one length): each length is swept on its own,
-    with its own clean cache, and the per-prompt values come back in the order given
-    (attnclaims.lengths)."""
+    """[n_layers, n_heads]: metric on the corrupted run with one head's output patched from clean
+    (get_act_patch_attn_head_out_all_pos): `activation_patch_sweep` at site "z", index ("layer",
+    "head"). `metric` returns one number per call (logits -> 0-d tensor, e.g.
+    attnclaims.metrics.logit_diff), or one per prompt (per_prompt=True: [n_layers, n_heads, batch]).
+    Clean and corrupted tokens may be lists of 1-D prompts of several lengths (pair i of one length):
+    each length is swept on its own, with its own clean cache, and the per-prompt values come back in
+    the order given (attnclaims.lengths)."""
     _require_metric(metric, "a head-out patch sweep")
-    groups = lengths.length_groups(clean_tokens)
-    if groups is not None and len(groups) > 1:
-        others = [torch.as_tensor(prompt).reshape(-1) for prompt in corrupted_tokens]
-        if len(others) != sum(len(rows) for rows, _ in groups):
-            raise ValueError(
-                f"{sum(len(r) for r, _ in groups)} clean prompts but {len(others)} corrupted ones"
-            )
-
-        def one_length(rows, clean):
-            corrupted = lengths.stack([others[i] for i in rows], clean.shape[1], rows, "corrupted")
-            effects = head_out_patch_sweep(
-                model,
-                clean_tokens=clean,
-                corrupted_tokens=corrupted,
-                metric=lengths.narrowed(metric, rows),
-                chunk=chunk,
-                show_progress=show_progress,
-            )
-            return {"effects": effects}
-
-        return lengths.run_by_length(groups, one_length, axis=2)["effects"]
-    if groups is not None:
-        rows, clean_tokens = groups[0]
-        others = [torch.as_tensor(prompt).reshape(-1) for prompt in corrupted_tokens]
-        corrupted_tokens = lengths.stack(others, clean_tokens.shape[1], rows, "corrupted")
-    clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
-    clean_cache = source_cache(model, clean, "z")
-    variants = {head: PatchHeads((head,), clean_cache) for head in every_head(model)}
-    label = "head-out patch sweep" if show_progress else None
-    return per_head(model, run_variants(model, corrupted, variants, metric, chunk=chunk, progress=label))
+    return activation_patch_sweep(
+        model,
+        clean_tokens=clean_tokens,
+        corrupted_tokens=corrupted_tokens,
+        metric=metric,
+        site="z",
+        index=("layer", "head"),
+        chunk=chunk,
+        show_progress=show_progress,
+        label="head-out patch sweep",
+    )
 
 
 @torch.no_grad()

@@ -20,8 +20,10 @@ def executed_blocks(text: str) -> list[str]:
 
 def test_the_readme_examples_run():
     blocks = executed_blocks(README.read_text(encoding="utf-8"))
-    assert len(blocks) == 3, "the README shows the head-out sweep, the redirect sweep and run_variants"
+    assert len(blocks) == 4, (
+        "the README shows the head-out and redirect sweeps, run_variants and a resid sweep"
+    )
     namespace: dict = {}
     for i, block in enumerate(blocks, 1):
         exec(compile(block, f"README.md, executed block {i}", "exec"), namespace)
-    assert set(namespace) >= {"effects", "redirected", "values"}
+    assert set(namespace) >= {"effects", "redirected", "values", "resid"}

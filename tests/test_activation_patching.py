@@ -1,0 +1,147 @@
+"""`activation_patch_sweep` (lib/patching.py) against TransformerLens's activation-patching family, site by
+site, on prompt pairs no other test uses; the per-head sweep is its specialisation, with equal figures."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from transformer_lens import patching as tl
+
+from attnclaims.heads import every_head
+from attnclaims.interventions import PatchActivation, PatchHeads
+from attnclaims.metrics import logit_diff
+from attnclaims.patching import activation_patch_sweep, head_out_patch_sweep
+from attnclaims.sweep import per_head, run_variants
+
+# site, our index, TransformerLens's function (whole grid: toys)
+FAMILY = [
+    ("resid_pre", ("layer", "pos"), tl.get_act_patch_resid_pre),
+    ("resid_mid", ("layer", "pos"), tl.get_act_patch_resid_mid),
+    ("attn_out", ("layer", "pos"), tl.get_act_patch_attn_out),
+    ("mlp_out", ("layer", "pos"), tl.get_act_patch_mlp_out),
+    ("z", ("layer", "pos", "head"), tl.get_act_patch_attn_head_out_by_pos),
+    ("q", ("layer", "pos", "head"), tl.get_act_patch_attn_head_q_by_pos),
+    ("v", ("layer", "pos", "head"), tl.get_act_patch_attn_head_v_by_pos),
+    ("z", ("layer", "head"), tl.get_act_patch_attn_head_out_all_pos),
+    ("k", ("layer", "head"), tl.get_act_patch_attn_head_k_all_pos),
+    ("pattern", ("layer", "head"), tl.get_act_patch_attn_head_pattern_all_pos),
+    ("pattern", ("layer", "head", "dest_pos"), tl.get_act_patch_attn_head_pattern_by_pos),
+]
+
+
+def pair(model, length: int = 7, seed: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two prompts, clean and corrupted differing in positions 2-3."""
+    g = torch.Generator().manual_seed(seed)
+    bos = torch.zeros(2, 1, dtype=torch.long)
+    clean = torch.cat([bos, torch.randint(2, model.cfg.d_vocab, (2, length - 1), generator=g)], 1)
+    corrupted = clean.clone()
+    corrupted[:, 2:4] = torch.randint(2, model.cfg.d_vocab, (2, 2), generator=g)
+    return clean, corrupted
+
+
+def close(ours: torch.Tensor, oracle: torch.Tensor) -> float:
+    """max |ours - TL| relative to the result's scale (at least 1)."""
+    oracle = oracle.cpu().float()
+    return float((ours - oracle).abs().max()) / max(1.0, float(oracle.abs().max()))
+
+
+@pytest.mark.parametrize("site, index, oracle", FAMILY, ids=[f"{s}-{'-'.join(i)}" for s, i, _ in FAMILY])
+def test_every_site_equals_transformer_lens_on_the_toy(toy_mlp, site, index, oracle):
+    clean, corrupted = pair(toy_mlp)
+    metric = logit_diff(5, 7)
+    _, cache = toy_mlp.run_with_cache(clean)
+    expected = oracle(toy_mlp, corrupted, cache, metric)
+    ours = activation_patch_sweep(
+        toy_mlp,
+        clean_tokens=clean,
+        corrupted_tokens=corrupted,
+        metric=metric,
+        site=site,
+        index=index,
+        show_progress=False,
+    )
+    assert ours.shape == expected.shape
+    assert close(ours, expected) <= 1e-4
+    assert float(ours.std()) > 0  # the patches act: a sweep of equal cells would pass any parity test
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    "site, index, setter",
+    [
+        ("resid_pre", ("layer", "pos"), tl.layer_pos_patch_setter),
+        ("attn_out", ("layer", "pos"), tl.layer_pos_patch_setter),
+        ("mlp_out", ("layer", "pos"), tl.layer_pos_patch_setter),
+        ("z", ("layer", "pos", "head"), tl.layer_pos_head_vector_patch_setter),
+    ],
+)
+def test_the_sites_equal_transformer_lens_on_the_real_model(model, site, index, setter):
+    """On the model under test and a prompt pair no other test uses, TransformerLens's own loop
+    (generic_activation_patch) on one cell per layer against ours: the whole layer x position sweep,
+    and for heads by position (270 heads x positions) the same cells as PatchActivation variants."""
+    clean = model.to_tokens("Snow falls, so she puts on her gloves")
+    corrupted = model.to_tokens("Sun shines, so she puts on her gloves")
+    assert clean.shape == corrupted.shape
+    metric = logit_diff(model.to_single_token(" warm"), model.to_single_token(" light"))
+    _, cache = model.run_with_cache(clean)
+    sizes = {"pos": clean.shape[1], "head": model.cfg.n_heads}
+    g = torch.Generator().manual_seed(0)
+    cells = [
+        (layer, *(int(torch.randint(0, sizes[axis], (1,), generator=g)) for axis in index[1:]))
+        for layer in range(model.cfg.n_layers)
+    ]
+    sample = pd.DataFrame(cells, columns=["layer", *("head_index" if a == "head" else a for a in index[1:])])
+    expected = tl.generic_activation_patch(model, corrupted, cache, metric, setter, site, index_df=sample)
+    if len(index) == 2:
+        ours = activation_patch_sweep(
+            model, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, site=site, index=index
+        )
+        picked = ours[tuple(torch.tensor(sample[c].to_numpy()) for c in sample.columns)]
+        assert float(ours.std()) > 0
+    else:
+        variants = {
+            cell: PatchActivation(site, cell[0], tuple(zip(index[1:], cell[1:])), cache) for cell in cells
+        }
+        values = run_variants(model, corrupted, variants, metric)
+        picked = torch.stack([values[cell] for cell in cells])
+    assert close(picked, expected) <= 1e-4
+    assert float(expected.std()) > 0  # the cells differ: a parity test on equal values passes any method
+
+
+def test_the_head_out_sweep_is_the_generic_sweep_at_site_z(toy_mlp):
+    clean, corrupted = pair(toy_mlp, seed=12)
+    metric = logit_diff(3, 9)
+    generic = activation_patch_sweep(
+        toy_mlp,
+        clean_tokens=clean,
+        corrupted_tokens=corrupted,
+        metric=metric,
+        site="z",
+        index=("layer", "head"),
+        show_progress=False,
+    )
+    named = head_out_patch_sweep(
+        toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, show_progress=False
+    )
+    assert torch.equal(generic, named)
+    _, cache = toy_mlp.run_with_cache(clean)  # and the figures of the per-head spec it replaced
+    by_spec = run_variants(
+        toy_mlp, corrupted, {head: PatchHeads((head,), cache) for head in every_head(toy_mlp)}, metric
+    )
+    assert torch.equal(named, per_head(toy_mlp, by_spec))
+
+
+def test_bad_sites_and_axes_are_named(toy):
+    clean, corrupted = pair(toy)
+    run = lambda **kw: activation_patch_sweep(
+        toy, clean_tokens=clean, corrupted_tokens=corrupted, metric=logit_diff(1, 2), **kw
+    )
+    with pytest.raises(ValueError, match="no activation site 'resid'; use one of resid_pre"):
+        run(site="resid")
+    with pytest.raises(ValueError, match="resid_pre activations have no 'head' axis"):
+        run(site="resid_pre", index=("layer", "head"))
+    with pytest.raises(ValueError, match="'layer' first"):
+        run(site="z", index=("head", "layer"))
+    with pytest.raises(ValueError, match="no activation site"):
+        PatchActivation("embed", 0, (), None)
