@@ -163,3 +163,53 @@ def test_value_edit_of_one_query_head_leaves_its_kv_siblings_alone(gemma):
     assert (edited[:, :, head] - before[:, :, head]).abs().max() > 1e-2, (
         "the edit changed nothing: a vacuous check"
     )
+
+
+@pytest.mark.parametrize(
+    "site, index, setter",
+    [
+        ("resid_pre", ("layer", "pos"), "layer_pos_patch_setter"),
+        ("mlp_out", ("layer", "pos"), "layer_pos_patch_setter"),
+        ("z", ("layer", "pos", "head"), "layer_pos_head_vector_patch_setter"),
+        ("q", ("layer", "pos", "head"), "layer_pos_head_vector_patch_setter"),
+        ("k", ("layer", "pos", "head"), "layer_pos_head_vector_patch_setter"),  # the one key/value head
+    ],
+)
+def test_activation_patching_equals_transformer_lens(gemma, site, index, setter):
+    """activation_patch_sweep's cells against TransformerLens's own loop on one cell per layer: the whole
+    layer x position sweep, or (heads by position) the same cells as PatchActivation variants; q per
+    query head, k per key/value head (Gemma's 4 query heads share 1)."""
+    from transformer_lens import patching as tl
+
+    from attnclaims.interventions import PatchActivation
+    from attnclaims.patching import activation_patch_sweep
+    from attnclaims.sweep import run_variants
+
+    clean, corrupted = gemma.to_tokens(CLEAN), gemma.to_tokens(CORRUPTED)
+    metric = logit_diff(gemma.to_single_token(" coat"), gemma.to_single_token(" hat"))
+    _, cache = gemma.run_with_cache(clean)
+    sizes = {
+        "pos": clean.shape[1],
+        "head": cache[get_act_name(site, 0)].shape[2] if site != "resid_pre" else 1,
+    }
+    rng = random.Random(0)
+    cells = [
+        (layer, *(rng.randrange(sizes[axis]) for axis in index[1:])) for layer in range(gemma.cfg.n_layers)
+    ]
+    sample = pd.DataFrame(cells, columns=["layer", *("head_index" if a == "head" else a for a in index[1:])])
+    oracle = tl.generic_activation_patch(
+        gemma, corrupted, cache, metric, getattr(tl, setter), site, index_df=sample
+    )
+    if len(index) == 2:
+        ours = activation_patch_sweep(
+            gemma, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, site=site
+        )
+        ours = ours[tuple(torch.tensor(sample[c].to_numpy()) for c in sample.columns)]
+    else:
+        variants = {
+            cell: PatchActivation(site, cell[0], tuple(zip(index[1:], cell[1:])), cache) for cell in cells
+        }
+        values = run_variants(gemma, corrupted, variants, metric)
+        ours = torch.stack([values[cell] for cell in cells])
+    assert (ours - oracle.cpu()).abs().max() <= REL_TOL * scale(oracle)
+    assert float(oracle.std()) > 1e-3, "the cells do not differ: a vacuous check"
