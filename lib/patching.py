@@ -215,39 +215,49 @@ def attention_redirect_sweep(
     return attention_row_sweep(model, tokens, one_hot_row(to_pos), query_pos, metric=metric, **kwargs)
 
 
-def attribution_patch_sweep(model, *, clean_tokens, corrupted_tokens, metric: Metric) -> torch.Tensor:
-    """[n_layers, n_heads]: first-order estimate of head_out_patch_sweep(...) - metric(corrupted).
-
-    One forward and one backward pass, not a sweep of variants.
-    """
+def attribution_patch_sweep(
+    model, *, clean_tokens, corrupted_tokens, metric: Metric, site: str = "z", index=("layer", "head")
+) -> torch.Tensor:
+    """First-order estimate of activation_patch_sweep(..., site, index) - metric(corrupted), shaped
+    like it (default: the head-out sweep, [n_layers, n_heads]): (a_clean - a_corrupted) . d metric /
+    d a at the corrupted run, summed over the axes `index` does not sweep (Nanda 2023; Syed et al.
+    2023). One forward and one backward pass, not a sweep of variants."""
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
     _require_metric(metric, "attribution patching")
-    names = z_names(model)
-    with torch.no_grad():
-        _, clean_cache = model.run_with_cache(clean, names_filter=lambda name: name in names)
+    index = tuple(INDEX_NAMES.get(axis, axis) for axis in index)
+    PatchActivation(site, 0, tuple((axis, 0) for axis in index[1:]), None)  # an unknown site or axis is named
+    names = [get_act_name(site, layer) for layer in range(model.cfg.n_layers)]
+    clean_cache = source_cache(model, clean, site)
     saved: dict[str, torch.Tensor] = {}
 
     def keep(name):
-        def hook(z, hook):
-            # Keep z in the graph (detaching would cut the paths from earlier heads through later
-            # attention); only a z with no grad upstream (frozen weights) becomes a leaf.
-            if not z.requires_grad:
-                z = z.detach().requires_grad_(True)
-            saved[name] = z
-            return z
+        def hook(act, hook):
+            # Keep the activation in the graph (detaching would cut the paths from earlier layers);
+            # only one with no grad upstream (frozen weights) becomes a leaf.
+            if not act.requires_grad:
+                act = act.detach().requires_grad_(True)
+            saved[name] = act
+            return act
 
         return hook
 
+    def start_graph(act, hook):  # the embeddings as a leaf: every later activation is then in the graph,
+        return act.detach().requires_grad_(True)  # so a hook returns its own tensor, which every reader sees
+
     with torch.enable_grad():
-        logits = model.run_with_hooks(corrupted, fwd_hooks=[(name, keep(name)) for name in names])
+        hooks = [("hook_embed", start_graph), *((name, keep(name)) for name in names)]
+        logits = model.run_with_hooks(corrupted, fwd_hooks=hooks)
         value = check_scalar(metric, logits)
         grads = torch.autograd.grad(value, [saved[name] for name in names])
-    return torch.stack(
-        [
-            ((clean_cache[name] - saved[name].detach()) * grad).sum(dim=(0, 1, 3))
-            for name, grad in zip(names, grads)
-        ]
-    ).cpu()
+    axes = SITES[site]
+    kept = [axes[axis] for axis in index[1:]]  # the swept axes, in the order index names them
+    out = []
+    for name, grad in zip(names, grads):
+        product = (clean_cache[name] - saved[name].detach()) * grad
+        summed = product.sum(dim=[d for d in range(product.ndim) if d not in kept])
+        order = sorted(kept)  # sum() keeps the kept axes in ascending order
+        out.append(summed.permute(*[order.index(axis) for axis in kept]) if len(kept) > 1 else summed)
+    return torch.stack(out).cpu()
 
 
 @contextmanager

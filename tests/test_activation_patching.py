@@ -6,12 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import spearmanr
 from transformer_lens import patching as tl
+from transformer_lens.utilities import get_act_name
 
 from attnclaims.heads import every_head
-from attnclaims.interventions import PatchActivation, PatchHeads
+from attnclaims.interventions import SITES, PatchActivation, PatchHeads
 from attnclaims.metrics import logit_diff
-from attnclaims.patching import activation_patch_sweep, head_out_patch_sweep
+from attnclaims.patching import activation_patch_sweep, attribution_patch_sweep, head_out_patch_sweep
 from attnclaims.sweep import per_head, run_variants
 
 # site, our index, TransformerLens's function (whole grid: toys)
@@ -145,3 +147,70 @@ def test_bad_sites_and_axes_are_named(toy):
         run(site="z", index=("head", "layer"))
     with pytest.raises(ValueError, match="no activation site"):
         PatchActivation("embed", 0, (), None)
+
+
+ATTRIBUTED = [("resid_pre", ("layer", "pos")), ("attn_out", ("layer", "pos")), ("mlp_out", ("layer", "pos"))]
+ATTRIBUTED += [("z", ("layer", "pos", "head"))]
+
+
+@pytest.mark.parametrize("site, index", ATTRIBUTED, ids=[s for s, _ in ATTRIBUTED])
+def test_attribution_at_a_site_is_its_directional_derivative(toy_mlp, site, index):
+    """Each cell of attribution_patch_sweep is d metric / d eps of the corrupted run with eps times
+    (clean - corrupted) added to that cell (a central difference, eps = 1e-3)."""
+    clean, corrupted = pair(toy_mlp, length=9, seed=13)
+    metric = logit_diff(5, 7)
+    approx = attribution_patch_sweep(
+        toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, site=site, index=index
+    )
+    _, clean_cache = toy_mlp.run_with_cache(clean)
+    _, corrupted_cache = toy_mlp.run_with_cache(corrupted)
+    axes = SITES[site]
+    for cell in [(0, 2, 1), (1, 3, 0), (1, 8, 2)]:
+        name = get_act_name(site, cell[0])
+        where = [slice(None)] * clean_cache[name].ndim
+        for axis, value in zip(index[1:], cell[1:]):
+            where[axes[axis]] = value
+        where = tuple(where)
+        step = (clean_cache[name] - corrupted_cache[name])[where]
+
+        def moved(eps, name=name, where=where, step=step):
+            def hook(act, hook):
+                act[where] += eps * step
+
+            with torch.no_grad():
+                return float(metric(toy_mlp.run_with_hooks(corrupted, fwd_hooks=[(name, hook)])))
+
+        slope = (moved(1e-3) - moved(-1e-3)) / 2e-3
+        assert abs(float(approx[cell[: len(index)]]) - slope) <= 1e-3 * max(1.0, abs(slope))
+
+
+@pytest.mark.parametrize("site, index", ATTRIBUTED, ids=[s for s, _ in ATTRIBUTED])
+def test_attribution_ranks_cells_as_exact_patching_does_beyond_a_random_baseline(toy_mlp, site, index):
+    """Rank agreement is compared on cells whose exact effect is not ~0 (a premise: at least 5 such
+    cells), against a random score on the same cells. On the toy it holds at attn_out, mlp_out and z
+    (rho >= 0.9); at resid_pre, where a patch replaces a whole token's embedding, the first-order
+    estimate ranks poorly (0.4), which is recorded, not hidden."""
+    clean, corrupted = pair(toy_mlp, length=9, seed=13)
+    metric = logit_diff(5, 7)
+    exact = activation_patch_sweep(
+        toy_mlp,
+        clean_tokens=clean,
+        corrupted_tokens=corrupted,
+        metric=metric,
+        site=site,
+        index=index,
+        show_progress=False,
+    ) - float(metric(toy_mlp(corrupted)))
+    approx = attribution_patch_sweep(
+        toy_mlp, clean_tokens=clean, corrupted_tokens=corrupted, metric=metric, site=site, index=index
+    )
+    live = exact.abs() > 1e-3 * exact.abs().max()
+    assert int(live.sum()) >= 5, "the patches leave the metric in place: nothing to rank"
+    rho = spearmanr(exact[live], approx[live]).statistic
+    noise = spearmanr(
+        exact[live], torch.randn(int(live.sum()), generator=torch.Generator().manual_seed(0))
+    ).statistic
+    if site == "resid_pre":
+        assert rho < 0.9  # the recorded weakness: if this starts to hold, move resid_pre into the claim
+    else:
+        assert rho >= 0.9 and rho > noise + 0.3, (rho, noise)
