@@ -68,6 +68,68 @@ def test_every_site_equals_transformer_lens_on_the_toy(toy_mlp, site, index, ora
     assert float(ours.std()) > 0  # the patches act: a sweep of equal cells would pass any parity test
 
 
+ARCHITECTURES = ["gpt2", "Qwen/Qwen2-0.5B", "meta-llama/Llama-3.2-1B"]  # names pick TL's adapter only
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES, ids=["gpt2", "qwen2", "llama-gqa"])
+def random_model(request, tmp_path_factory):
+    """A 2-layer random-weight model of each architecture (Qwen2 and Llama with 4 query heads sharing 2
+    key/value heads), with SmolLM2's tokenizer, bridged offline."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import (
+        AutoTokenizer,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    from attnclaims.models import CHECKPOINTS, checkpoint_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_folder(CHECKPOINTS["smollm2-135m"])))
+    sizes = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+    sizes.update(num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    hf = {
+        "gpt2": lambda: GPT2LMHeadModel(
+            GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=4)
+        ),
+        "Qwen/Qwen2-0.5B": lambda: Qwen2ForCausalLM(Qwen2Config(**sizes)),
+        "meta-llama/Llama-3.2-1B": lambda: LlamaForCausalLM(LlamaConfig(**sizes)),
+    }[request.param]().eval()
+    with pytest.MonkeyPatch.context() as offline:
+        offline.setenv("HF_HUB_OFFLINE", "1")
+        bridge = TransformerBridge.boot_transformers(
+            request.param, hf_model=hf, tokenizer=tokenizer, device="cpu"
+        )
+    bridge.requires_grad_(False)
+    return bridge
+
+
+@pytest.mark.parametrize("site, index, oracle", FAMILY, ids=[f"{s}-{'-'.join(i)}" for s, i, _ in FAMILY])
+def test_every_site_equals_transformer_lens_on_random_architectures(random_model, site, index, oracle):
+    """GPT-2, Qwen2 and Llama with grouped-query attention, random weights: the whole grid against
+    TransformerLens (k and v per key/value head, q per query head)."""
+    clean, corrupted = pair(random_model, seed=21)
+    metric = logit_diff(5, 7)
+    _, cache = random_model.run_with_cache(clean)
+    expected = oracle(random_model, corrupted, cache, metric)
+    ours = activation_patch_sweep(
+        random_model,
+        clean_tokens=clean,
+        corrupted_tokens=corrupted,
+        metric=metric,
+        site=site,
+        index=index,
+        show_progress=False,
+    )
+    assert ours.shape == expected.shape
+    assert close(ours, expected) <= 1e-4
+    assert float(ours.std()) > 0
+
+
 @pytest.mark.real_model
 @pytest.mark.parametrize(
     "site, index, setter",
