@@ -222,7 +222,7 @@ class Ledger:
         if self.history.exists():
             with open(self.history, encoding="utf-8") as handle:
                 for line in handle:
-                    if run_id not in line:  # other runs' lines are not parsed: the history only grows
+                    if json.dumps(run_id)[1:-1] not in line:  # other runs' lines are not parsed
                         continue
                     try:
                         row = json.loads(line)
@@ -506,7 +506,7 @@ def load_ledger(spec: str, csv: Path = Path("results/claims.csv")) -> pd.DataFra
     try:
         text = _git(["show", revision], where)
     except (OSError, subprocess.CalledProcessError) as error:
-        if _is_commit(revision.split(":", 1)[0], where):
+        if ":" not in spec and csv.parent.is_dir() and _is_commit(spec, where):
             return normalise(pd.DataFrame(columns=COLUMNS))
         why = getattr(error, "stderr", None) or str(error)
         raise FileNotFoundError(

@@ -30,7 +30,7 @@ import torch
 from attnclaims.interventions import AblateHeads, Compose, MoveAttention, RedirectAttention, ShiftAttention
 
 POSITIONAL = (MoveAttention, ShiftAttention, RedirectAttention)  # specs whose per-prompt data are numbers
-PER_PROMPT_FIELDS = ("src", "dst", "query_pos", "positions", "mass")
+PER_PROMPT_FIELDS = ("src", "dst", "query_pos", "mass")
 
 
 def length_groups(tokens) -> list[tuple[list[int], torch.Tensor]] | None:
@@ -40,11 +40,23 @@ def length_groups(tokens) -> list[tuple[list[int], torch.Tensor]] | None:
         return None
     if isinstance(tokens[0], (int, str)) or (isinstance(tokens[0], torch.Tensor) and tokens[0].ndim == 0):
         return None  # one prompt's ids, or text: check_tokens says what to do
-    prompts = [torch.as_tensor(prompt).reshape(-1) for prompt in tokens]
+    prompts = [one_prompt(prompt) for prompt in tokens]
     rows: dict[int, list[int]] = {}
     for i, prompt in enumerate(prompts):
         rows.setdefault(prompt.numel(), []).append(i)
     return [(members, torch.stack([prompts[i] for i in members])) for members in rows.values()]
+
+
+def one_prompt(prompt) -> torch.Tensor:
+    """One prompt's ids as a 1-D tensor ([n] or [1, n]); a batch inside the list is refused."""
+    prompt = torch.as_tensor(prompt)
+    if prompt.ndim > 2 or (prompt.ndim == 2 and prompt.shape[0] != 1):
+        raise ValueError(
+            f"a list of prompts holds one prompt per entry ([n] or [1, n] ids), got shape "
+            f"{tuple(prompt.shape)}: give a [batch, pos] tensor for prompts of one length, or one entry "
+            "per prompt"
+        )
+    return prompt.reshape(-1)
 
 
 def stack(prompts: list[torch.Tensor], length: int, rows: list[int], what: str) -> torch.Tensor:

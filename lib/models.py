@@ -166,7 +166,8 @@ def install_command(names) -> list[str]:
     not what the suite reads. `attnclaims models install NAME` runs it."""
     import sys
 
-    names = list(EMBEDDED_MODELS) if list(names) in ([], ["all"]) else list(names)
+    names = list(names)
+    names = list(EMBEDDED_MODELS) if not names or "all" in names else names
     unknown = [name for name in names if name not in CHECKPOINTS]
     if unknown:
         raise ModelUnavailableError(

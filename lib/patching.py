@@ -1,17 +1,20 @@
-"""Sweeps: one intervention per head, every head of the model, through the sweep engine (attnclaims.sweep).
+"""Sweeps: one intervention per cell (a head, a layer and position, ...), through the sweep engine
+(attnclaims.sweep).
 
-Each sweep builds one variant per head and hands them to `attnclaims.sweep.run_variants`, which stacks
+Each sweep builds one variant per cell and hands them to `attnclaims.sweep.run_variants`, which stacks
 them along the batch, starts each chunk at its lowest patched layer and, for final-row edits,
-reuses the prefix's KV cache. Each head's copy is scored by the metric on its own, exactly as a
-separate run would be. Clean and corrupted tokens are keyword-only, as a silent swap would invert
-every result.
+reuses the prefix's KV cache. Each copy is scored by the metric on its own, exactly as a separate
+run would be. Clean and corrupted tokens are keyword-only, as a silent swap would invert every result.
 
-- `head_out_patch_sweep`: patch each head's output (hook_z, all positions) from the clean run into
-  the corrupted run; equals `transformer_lens.patching.get_act_patch_attn_head_out_all_pos`.
+- `activation_patch_sweep`: TransformerLens's activation-patching family (get_act_patch_*) in one
+  function: a site (resid_pre, attn_out, z, pattern, ...) patched from the clean run, cell by cell
+  of an index (("layer", "pos"), ("layer", "pos", "head"), ...).
+- `head_out_patch_sweep`: its site z by layer and head (each head's output, all positions); equals
+  `transformer_lens.patching.get_act_patch_attn_head_out_all_pos`.
 - `attention_row_sweep`: each head alone has its attention row at `query_pos` edited (one-hot at
   a position: `attention_redirect_sweep`; weight moved between positions: attnclaims.hooks.move_row).
-- `attribution_patch_sweep`: the gradient approximation of the head-out sweep (Nanda 2023;
-  Syed et al. 2023): (z_clean - z_corrupted) . d metric / d z at the corrupted run.
+- `attribution_patch_sweep`: the gradient approximation of an activation patch sweep (Nanda 2023;
+  Syed et al. 2023): (a_clean - a_corrupted) . d metric / d a at the corrupted run.
 - `path_patch_sweep`: a sender head's clean-minus-corrupted output added to each later head's own
   query/key/value input alone (direct path patching, Wang et al. 2022); equals
   `transformer_lens.patching.get_act_patch_direct_path`.
@@ -90,7 +93,7 @@ def activation_patch_sweep(
         raise ValueError(f"index names the axes swept, 'layer' first and each once, got {index!r}")
     groups = lengths.length_groups(clean_tokens)
     if groups is not None and len(groups) > 1:
-        others = [torch.as_tensor(prompt).reshape(-1) for prompt in corrupted_tokens]
+        others = [lengths.one_prompt(prompt) for prompt in corrupted_tokens]
         if len(others) != sum(len(rows) for rows, _ in groups):
             raise ValueError(
                 f"{sum(len(r) for r, _ in groups)} clean prompts but {len(others)} corrupted ones"
@@ -120,7 +123,7 @@ def activation_patch_sweep(
         return lengths.run_by_length(groups, one_length, axis=len(index))["values"]
     if groups is not None:
         rows, clean_tokens = groups[0]
-        others = [torch.as_tensor(prompt).reshape(-1) for prompt in corrupted_tokens]
+        others = [lengths.one_prompt(prompt) for prompt in corrupted_tokens]
         corrupted_tokens = lengths.stack(others, clean_tokens.shape[1], rows, "corrupted")
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
     PatchActivation(site, 0, tuple((axis, 0) for axis in index[1:]), None)  # an unknown site or axis is named
@@ -187,7 +190,8 @@ def attention_row_sweep(
     heads: list[tuple[int, int]] | None = None,
     kv_cache: bool = True,
 ) -> torch.Tensor:
-    """[n_layers, n_heads]: metric with one head's attention row at `query_pos` replaced by `edit(row)`.
+    """[n_layers, n_heads] ([n_layers, n_heads, batch] for a per-prompt metric): metric with one head's
+    attention row at `query_pos` replaced by `edit(row)`.
 
     `edit` maps a [batch, key] row to a new row (attnclaims.hooks.one_hot_row,
     attnclaims.hooks.move_row). Heads not in `heads` (default: all) are NaN. `kv_cache=False` runs full
@@ -221,10 +225,13 @@ def attribution_patch_sweep(
     """First-order estimate of activation_patch_sweep(..., site, index) - metric(corrupted), shaped
     like it (default: the head-out sweep, [n_layers, n_heads]): (a_clean - a_corrupted) . d metric /
     d a at the corrupted run, summed over the axes `index` does not sweep (Nanda 2023; Syed et al.
-    2023). One forward and one backward pass, not a sweep of variants."""
+    2023). One forward and one backward pass, not a sweep of variants; the metric returns one number
+    (the gradient is of it)."""
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
     _require_metric(metric, "attribution patching")
     index = tuple(INDEX_NAMES.get(axis, axis) for axis in index)
+    if not index or index[0] != "layer" or len(set(index)) != len(index):
+        raise ValueError(f"index names the axes swept, 'layer' first and each once, got {index!r}")
     PatchActivation(site, 0, tuple((axis, 0) for axis in index[1:]), None)  # an unknown site or axis is named
     names = [get_act_name(site, layer) for layer in range(model.cfg.n_layers)]
     clean_cache = source_cache(model, clean, site)
@@ -232,8 +239,8 @@ def attribution_patch_sweep(
 
     def keep(name):
         def hook(act, hook):
-            # Keep the activation in the graph (detaching would cut the paths from earlier layers);
-            # only one with no grad upstream (frozen weights) becomes a leaf.
+            # Keep the activation in the graph (detaching would cut the paths from earlier layers); the
+            # embeddings' leaf puts every one there, so this branch is for a model without hook_embed.
             if not act.requires_grad:
                 act = act.detach().requires_grad_(True)
             saved[name] = act

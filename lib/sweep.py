@@ -111,17 +111,24 @@ def run_variants(
     MAX_ROWS // batch, or MAX_ROWS_CACHED // batch on the KV path, at least 1). `kv_cache=False` runs
     full forwards even for final-row edits (the baseline that path is checked against). `progress`
     names the sweep in the progress shown while it runs (unnamed, a sweep reports only when it lasts
-    more than a few
-    seconds).
+    more than a few seconds).
     """
     if metric is None or not callable(metric):
         raise ValueError(
             "run_variants needs a metric: a callable from logits [batch, pos, d_vocab] to a tensor"
         )
+    if not isinstance(variants, Mapping):
+        variants = list(variants)
+        if not all(isinstance(v, Intervention) for v in variants) or len(set(variants)) != len(variants):
+            raise ValueError(
+                "a list of variants must hold distinct interventions (attnclaims.interventions), each its "
+                "own key (caches and hook lists do not count toward a spec's identity); give a dict "
+                "{key: variant} otherwise"
+            )
+        variants = {spec: spec for spec in variants}
     groups = lengths.length_groups(tokens)
     if groups is not None and len(groups) > 1:
-        keyed = variants if isinstance(variants, Mapping) else {spec: spec for spec in variants}
-        specs = {key: as_intervention(variant) for key, variant in keyed.items()}
+        specs = {key: as_intervention(variant) for key, variant in variants.items()}
 
         def one_length(rows, prompts):
             narrowed = {key: lengths.select(spec, rows) for key, spec in specs.items()}
@@ -132,15 +139,6 @@ def run_variants(
 
         return lengths.run_by_length(groups, one_length)
     tokens = check_tokens(model, groups[0][1] if groups else tokens)
-    if not isinstance(variants, Mapping):
-        variants = list(variants)
-        if not all(isinstance(v, Intervention) for v in variants) or len(set(variants)) != len(variants):
-            raise ValueError(
-                "a list of variants must hold distinct interventions (attnclaims.interventions), each its "
-                "own key (caches and hook lists do not count toward a spec's identity); give a dict "
-                "{key: variant} otherwise"
-            )
-        variants = {spec: spec for spec in variants}
     keys = list(variants)
     specs = {key: as_intervention(variants[key]) for key in keys}
     hooks = {key: specs[key].hooks(model) for key in keys}

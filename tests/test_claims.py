@@ -323,6 +323,8 @@ def test_a_commit_with_no_ledger_yet_reads_as_empty(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == ["added (1):", "  h::a on m: supported"]
     with pytest.raises(FileNotFoundError, match="neither a ledger file nor a git revision"):
         load_ledger("no-such-rev", ledger.csv)  # a revision that is not there is still an error
+    with pytest.raises(FileNotFoundError, match="neither a ledger file nor a git revision"):
+        load_ledger("HEAD:results/claim.csv", ledger.csv)  # and so is a path that is not there
 
 
 def test_replication_is_derived_from_the_rows_and_a_refutation_is_never_hidden():

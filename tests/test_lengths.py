@@ -106,6 +106,8 @@ def test_a_head_out_sweep_over_three_lengths_equals_the_per_length_sweeps(toy):
         ("a metric with no select", r"metric.select\(rows\)"),
         ("a mean over prompts", "one value per prompt"),
         ("a pair of two lengths", "prompt 1: its corrupted text has 9 tokens and its pair 6"),
+        ("a batch inside the list", "one prompt per entry"),
+        ("a repeated variant", "distinct interventions"),
     ],
 )
 def test_what_cannot_be_split_by_length_is_refused_with_the_fix(toy, case, message):
@@ -119,6 +121,13 @@ def test_what_cannot_be_split_by_length_is_refused_with_the_fix(toy, case, messa
             run_variants(toy, texts, {"c": []}, lambda logits: logits[:, -1, 0])
         elif case == "a mean over prompts":
             run_variants(toy, texts, {"c": []}, logit_diff(a, b))
+        elif case == "a batch inside the list":
+            run_variants(
+                toy, [torch.stack(texts[1::2][:2]), *texts], {"c": []}, logit_diff(2, 3, per_prompt=True)
+            )
+        elif case == "a repeated variant":
+            spec = AblateHeads([(0, 1)], "zero")
+            run_variants(toy, texts, [spec, spec], logit_diff(a, b, per_prompt=True))
         else:
             swapped = [texts[0], texts[0], *texts[2:]]  # prompt 1 (6 tokens) paired with a 9-token text
             head_out_patch_sweep(

