@@ -64,6 +64,16 @@ def _require_metric(metric, what: str) -> Metric:
 INDEX_NAMES = {"head_index": "head"}  # TransformerLens's name for the head axis
 
 
+def _checked_index(site: str, index) -> tuple[str, ...]:
+    """`index` with TransformerLens's axis names mapped to ours; an unknown site or axis, or an index
+    that does not start at "layer", is named."""
+    index = tuple(INDEX_NAMES.get(axis, axis) for axis in index)
+    if not index or index[0] != "layer" or len(set(index)) != len(index):
+        raise ValueError(f"index names the axes swept, 'layer' first and each once, got {index!r}")
+    PatchActivation(site, 0, tuple((axis, 0) for axis in index[1:]), None)  # names a bad site or axis
+    return index
+
+
 @torch.no_grad()
 def activation_patch_sweep(
     model,
@@ -88,12 +98,11 @@ def activation_patch_sweep(
     chunk starts at its layer; cells are stacked along the batch). Prompts of several lengths: as
     head_out_patch_sweep (attnclaims.lengths)."""
     _require_metric(metric, "an activation patch sweep")
-    index = tuple(INDEX_NAMES.get(axis, axis) for axis in index)
-    if not index or index[0] != "layer" or len(set(index)) != len(index):
-        raise ValueError(f"index names the axes swept, 'layer' first and each once, got {index!r}")
+    index = _checked_index(site, index)
     groups = lengths.length_groups(clean_tokens)
-    if groups is not None and len(groups) > 1:
+    if groups is not None:
         others = [lengths.one_prompt(prompt) for prompt in corrupted_tokens]
+    if groups is not None and len(groups) > 1:
         if len(others) != sum(len(rows) for rows, _ in groups):
             raise ValueError(
                 f"{sum(len(r) for r, _ in groups)} clean prompts but {len(others)} corrupted ones"
@@ -123,10 +132,8 @@ def activation_patch_sweep(
         return lengths.run_by_length(groups, one_length, axis=len(index))["values"]
     if groups is not None:
         rows, clean_tokens = groups[0]
-        others = [lengths.one_prompt(prompt) for prompt in corrupted_tokens]
         corrupted_tokens = lengths.stack(others, clean_tokens.shape[1], rows, "corrupted")
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
-    PatchActivation(site, 0, tuple((axis, 0) for axis in index[1:]), None)  # an unknown site or axis is named
     cache = source_cache(model, clean, site)
     sample = cache[get_act_name(site, 0)]
     axes = SITES[site]
@@ -229,10 +236,7 @@ def attribution_patch_sweep(
     (the gradient is of it)."""
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
     _require_metric(metric, "attribution patching")
-    index = tuple(INDEX_NAMES.get(axis, axis) for axis in index)
-    if not index or index[0] != "layer" or len(set(index)) != len(index):
-        raise ValueError(f"index names the axes swept, 'layer' first and each once, got {index!r}")
-    PatchActivation(site, 0, tuple((axis, 0) for axis in index[1:]), None)  # an unknown site or axis is named
+    index = _checked_index(site, index)
     names = [get_act_name(site, layer) for layer in range(model.cfg.n_layers)]
     clean_cache = source_cache(model, clean, site)
     saved: dict[str, torch.Tensor] = {}

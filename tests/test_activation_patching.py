@@ -48,14 +48,13 @@ def close(ours: torch.Tensor, oracle: torch.Tensor) -> float:
     return float((ours - oracle).abs().max()) / max(1.0, float(oracle.abs().max()))
 
 
-@pytest.mark.parametrize("site, index, oracle", FAMILY, ids=[f"{s}-{'-'.join(i)}" for s, i, _ in FAMILY])
-def test_every_site_equals_transformer_lens_on_the_toy(toy_mlp, site, index, oracle):
-    clean, corrupted = pair(toy_mlp)
+def assert_the_whole_grid_equals_transformer_lens(model, site, index, oracle, seed: int) -> None:
+    clean, corrupted = pair(model, seed=seed)
     metric = logit_diff(5, 7)
-    _, cache = toy_mlp.run_with_cache(clean)
-    expected = oracle(toy_mlp, corrupted, cache, metric)
+    _, cache = model.run_with_cache(clean)
+    expected = oracle(model, corrupted, cache, metric)
     ours = activation_patch_sweep(
-        toy_mlp,
+        model,
         clean_tokens=clean,
         corrupted_tokens=corrupted,
         metric=metric,
@@ -66,6 +65,11 @@ def test_every_site_equals_transformer_lens_on_the_toy(toy_mlp, site, index, ora
     assert ours.shape == expected.shape
     assert close(ours, expected) <= 1e-4
     assert float(ours.std()) > 0  # the patches act: a sweep of equal cells would pass any parity test
+
+
+@pytest.mark.parametrize("site, index, oracle", FAMILY, ids=[f"{s}-{'-'.join(i)}" for s, i, _ in FAMILY])
+def test_every_site_equals_transformer_lens_on_the_toy(toy_mlp, site, index, oracle):
+    assert_the_whole_grid_equals_transformer_lens(toy_mlp, site, index, oracle, seed=11)
 
 
 ARCHITECTURES = ["gpt2", "Qwen/Qwen2-0.5B", "meta-llama/Llama-3.2-1B"]  # names pick TL's adapter only
@@ -112,22 +116,7 @@ def random_model(request, tmp_path_factory):
 def test_every_site_equals_transformer_lens_on_random_architectures(random_model, site, index, oracle):
     """GPT-2, Qwen2 and Llama with grouped-query attention, random weights: the whole grid against
     TransformerLens (k and v per key/value head, q per query head)."""
-    clean, corrupted = pair(random_model, seed=21)
-    metric = logit_diff(5, 7)
-    _, cache = random_model.run_with_cache(clean)
-    expected = oracle(random_model, corrupted, cache, metric)
-    ours = activation_patch_sweep(
-        random_model,
-        clean_tokens=clean,
-        corrupted_tokens=corrupted,
-        metric=metric,
-        site=site,
-        index=index,
-        show_progress=False,
-    )
-    assert ours.shape == expected.shape
-    assert close(ours, expected) <= 1e-4
-    assert float(ours.std()) > 0
+    assert_the_whole_grid_equals_transformer_lens(random_model, site, index, oracle, seed=21)
 
 
 @pytest.mark.real_model
