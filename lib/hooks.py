@@ -69,6 +69,22 @@ def _positions(pos, batch: int, length: int, name: str) -> torch.Tensor:
     return pos % length
 
 
+def rows_of(values, rows: list[int]):
+    """Per-prompt `values` (positions, masses, ids: a [batch] tensor or list) narrowed to prompts `rows`;
+    one value for every prompt stays as it is."""
+    tensor = torch.as_tensor(values)
+    if tensor.ndim == 0 or tensor.numel() == 1:
+        return values
+    return tensor.reshape(-1)[torch.as_tensor(rows, dtype=torch.long, device=tensor.device)]
+
+
+def _narrows(edit: RowEdit, select) -> RowEdit:
+    """Say how a row edit built for a batch is narrowed to some of its prompts (`edit.select(rows)`): a
+    sweep over prompts of several lengths runs each length on its own (attnclaims.lengths)."""
+    edit.select = select
+    return edit
+
+
 def _by_layer(heads: list[tuple[int, int]]) -> dict[int, list[int]]:
     layers: dict[int, list[int]] = {}
     for layer, head in heads:
@@ -154,7 +170,7 @@ def one_hot_row(to_pos) -> RowEdit:
         to = _positions(to_pos, row.shape[0], row.shape[1], "to_pos")
         return torch.nn.functional.one_hot(to, row.shape[1]).to(row.dtype)
 
-    return edit
+    return _narrows(edit, lambda rows: one_hot_row(rows_of(to_pos, rows)))
 
 
 def move_row(from_pos, to_pos, swap: bool = False) -> RowEdit:
@@ -176,7 +192,7 @@ def move_row(from_pos, to_pos, swap: bool = False) -> RowEdit:
             out[rows, dst] = torch.where(src == dst, w_src, w_src + w_dst)
         return out
 
-    return edit
+    return _narrows(edit, lambda rows: move_row(rows_of(from_pos, rows), rows_of(to_pos, rows), swap))
 
 
 def move_fraction(src, dst, alpha: float) -> RowEdit:
@@ -190,7 +206,7 @@ def move_fraction(src, dst, alpha: float) -> RowEdit:
         out[rows, dst] += moved
         return out
 
-    return edit
+    return _narrows(edit, lambda rows: move_fraction(rows_of(src, rows), rows_of(dst, rows), alpha))
 
 
 def shift_mass(dst, mass) -> RowEdit:
@@ -212,7 +228,7 @@ def shift_mass(dst, mass) -> RowEdit:
         out[rows, to] = held + moved
         return out
 
-    return edit
+    return _narrows(edit, lambda rows: shift_mass(rows_of(dst, rows), rows_of(mass, rows)))
 
 
 def partner_row(row: torch.Tensor) -> torch.Tensor:

@@ -13,10 +13,12 @@ sweeps put side by side. What that needs:
   of the result) and can be narrowed to some prompts, `metric.select(rows)` (attnclaims.metrics'
   logit_diff, target_prob, top1_is and kl_to_clean have it; `metrics.narrows` gives one to yours);
 - variants that can be narrowed likewise (`select`): specs whose per-prompt data are positions or
-  masses (MoveAttention, ShiftAttention, RedirectAttention, AblateHeads "zero", sums of them). A spec
-  that holds another run's activations (PatchHeads, AblateHeads "mean"/"resample", PatchOutput) or a
-  function (EditAttention, EditValues, Hooks) is tied to the prompts it was built for: build one per
-  length, with `length_groups`. The head-out sweep does that itself.
+  masses (MoveAttention, ShiftAttention, RedirectAttention, AblateHeads "zero", sums of them), and
+  EditAttention with a row edit from attnclaims.hooks (one_hot_row, move_row, move_fraction,
+  shift_mass: each says how it is narrowed, `edit.select(rows)`). A spec that holds another run's
+  activations (PatchHeads, AblateHeads "mean"/"resample", PatchOutput) or a function of your own
+  (EditAttention with your edit, EditValues, Hooks) is tied to the prompts it was built for: build one
+  per length, with `length_groups`. The head-out and activation-patching sweeps do that themselves.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from typing import Callable, Hashable, Mapping, Sequence
 
 import torch
 
-from attnclaims.interventions import AblateHeads, Compose, MoveAttention, RedirectAttention, ShiftAttention
+from attnclaims.interventions import (
+    AblateHeads,
+    Compose,
+    EditAttention,
+    MoveAttention,
+    RedirectAttention,
+    ShiftAttention,
+)
 
 POSITIONAL = (MoveAttention, ShiftAttention, RedirectAttention)  # specs whose per-prompt data are numbers
 PER_PROMPT_FIELDS = ("src", "dst", "query_pos", "mass")
@@ -76,11 +85,14 @@ def select(spec, rows: list[int]):
         return Compose(tuple(select(part, rows) for part in spec.parts))
     if isinstance(spec, AblateHeads) and spec.how == "zero":
         return spec
-    if not isinstance(spec, POSITIONAL):
+    if isinstance(spec, EditAttention) and hasattr(spec.edit, "select"):
+        spec = dataclasses.replace(spec, edit=spec.edit.select(rows))
+    elif not isinstance(spec, POSITIONAL):
         raise ValueError(
             f"{type(spec).__name__} is tied to the prompts it was built for (it holds another run's "
-            "activations, or a function), so it cannot run on prompts of several lengths: build one per "
-            "length (attnclaims.lengths.length_groups) and run each length on its own"
+            "activations, or a function of your own), so it cannot run on prompts of several lengths: "
+            "build one per length (attnclaims.lengths.length_groups) and run each length on its own, or "
+            "give your row edit `edit.select(rows)`"
         )
     changes = {
         name: tuple(value[r] for r in rows)

@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from attnclaims.hooks import rows_of
+
 Metric = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -28,14 +30,6 @@ def _ids(ids, batch: int, device) -> torch.Tensor:
         )
     ids = ids.reshape(-1)
     return ids.expand(batch) if ids.numel() == 1 else ids
-
-
-def _rows(ids, rows):
-    """Per-prompt ids narrowed to `rows`; one id for every prompt stays as it is."""
-    ids = torch.as_tensor(ids)
-    return (
-        ids if ids.ndim == 0 or ids.numel() == 1 else ids.reshape(-1)[torch.as_tensor(rows, dtype=torch.long)]
-    )
 
 
 def narrows(metric: Metric, select: Callable[[list[int]], Metric]) -> Metric:
@@ -67,7 +61,7 @@ def logit_diff(answer, alternative, pos: int = -1, per_prompt: bool = False) -> 
         return diff if per_prompt else diff.mean()
 
     metric = narrows(
-        metric, lambda rows: logit_diff(_rows(answer, rows), _rows(alternative, rows), pos, per_prompt)
+        metric, lambda rows: logit_diff(rows_of(answer, rows), rows_of(alternative, rows), pos, per_prompt)
     )
     return reads(pos, metric, vocab=(answer, alternative))
 
@@ -81,7 +75,7 @@ def target_prob(target, pos: int = -1, per_prompt: bool = False) -> Metric:
         p = probs[batch, _ids(target, len(batch), probs.device)]
         return p if per_prompt else p.mean()
 
-    return reads(pos, narrows(metric, lambda rows: target_prob(_rows(target, rows), pos, per_prompt)))
+    return reads(pos, narrows(metric, lambda rows: target_prob(rows_of(target, rows), pos, per_prompt)))
 
 
 def top1_is(ids, pos: int = -1) -> Metric:
@@ -91,7 +85,7 @@ def top1_is(ids, pos: int = -1) -> Metric:
         row = logits[:, pos]
         return (row.argmax(-1) == _ids(ids, row.shape[0], row.device)).float()
 
-    return reads(pos, narrows(metric, lambda rows: top1_is(_rows(ids, rows), pos)))
+    return reads(pos, narrows(metric, lambda rows: top1_is(rows_of(ids, rows), pos)))
 
 
 def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = False) -> Metric:
@@ -103,8 +97,10 @@ def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = Fa
         kl = (clean_logprobs.exp() * (clean_logprobs - logprobs)).sum(-1)
         return kl if per_prompt else kl.mean()
 
-    rows_of = lambda rows: kl_to_clean(clean_logits[torch.as_tensor(rows, dtype=torch.long)], pos, per_prompt)
-    return reads(pos, narrows(metric, rows_of))
+    narrowed = lambda rows: kl_to_clean(
+        clean_logits[torch.as_tensor(rows, dtype=torch.long)], pos, per_prompt
+    )
+    return reads(pos, narrows(metric, narrowed))
 
 
 def per_position_loss(tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

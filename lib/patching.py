@@ -202,7 +202,9 @@ def attention_row_sweep(
 
     `edit` maps a [batch, key] row to a new row (attnclaims.hooks.one_hot_row,
     attnclaims.hooks.move_row). Heads not in `heads` (default: all) are NaN. `kv_cache=False` runs full
-    forwards even for the last row (the baseline the cached path is checked against).
+    forwards even for the last row (the baseline the cached path is checked against). `tokens` may be a
+    list of prompts of several lengths (attnclaims.lengths): the metric is then per prompt, and the
+    edit one of attnclaims.hooks' (it narrows its per-prompt positions to each length's prompts).
     """
     heads = check_heads(model, heads) if heads is not None else every_head(model)
     variants = {head: EditAttention((head,), edit, query_pos) for head in heads}

@@ -189,3 +189,33 @@ def test_final_row_value_swap_equals_final_row_weight_swap(model):
     by_pattern = model.run_with_hooks(tokens, fwd_hooks=H.move_attention(model, heads, 9, 12, swap=True))
     assert (by_values - model(tokens)).abs().max() > 1e-3
     torch.testing.assert_close(by_values, by_pattern, atol=1e-4, rtol=0)
+
+
+@given(
+    batch=st.integers(2, 9),
+    data=st.data(),
+    kind=st.sampled_from(["one_hot_row", "move_row", "move_fraction", "shift_mass"]),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_narrowed_row_edit_edits_its_prompts_as_the_whole_batch_does(batch, data, kind):
+    """`edit.select(rows)` on the rows of a batch gives those rows of the edit on the whole batch, for
+    per-prompt positions and masses and for one shared by every prompt."""
+    length = 7
+    rows = sorted(data.draw(st.sets(st.integers(0, batch - 1), min_size=1)))
+    pos = data.draw(
+        st.one_of(
+            st.integers(-length, length - 1),
+            st.lists(st.integers(0, length - 1), min_size=batch, max_size=batch),
+        )
+    )
+    other = torch.tensor(data.draw(st.lists(st.integers(0, length - 1), min_size=batch, max_size=batch)))
+    mass = torch.rand(batch, generator=torch.Generator().manual_seed(batch))
+    edit = {
+        "one_hot_row": lambda: H.one_hot_row(pos),
+        "move_row": lambda: H.move_row(pos, other),
+        "move_fraction": lambda: H.move_fraction(torch.as_tensor(pos), other, 0.3),
+        "shift_mass": lambda: H.shift_mass(pos, mass),
+    }[kind]()
+    row = torch.rand(batch, length, generator=torch.Generator().manual_seed(length)).softmax(-1)
+    assert torch.equal(edit.select(rows)(row[rows]), edit(row)[rows])
+    assert H.rows_of(3, rows) == 3

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnclaims.interventions import AblateHeads, MoveAttention, PatchHeads, RedirectAttention
+from attnclaims.hooks import move_fraction, move_row, one_hot_row, shift_mass
+from attnclaims.interventions import AblateHeads, EditAttention, MoveAttention, PatchHeads, RedirectAttention
 from attnclaims.lengths import length_groups
 from attnclaims.metrics import logit_diff
-from attnclaims.patching import head_out_patch_sweep
+from attnclaims.patching import attention_row_sweep, head_out_patch_sweep
 from attnclaims.sweep import run_variants
 
 LENGTHS = [9, 6, 12, 6, 9, 12, 12]  # three lengths, interleaved
@@ -99,6 +100,40 @@ def test_a_head_out_sweep_over_three_lengths_equals_the_per_length_sweeps(toy):
     assert scalar.shape == (toy.cfg.n_layers, toy.cfg.n_heads)
 
 
+def test_an_attention_row_sweep_over_three_lengths_equals_the_per_length_sweeps(toy):
+    """The row edits of attnclaims.hooks narrow their per-prompt positions to each length's prompts,
+    through the KV-cached final-row path and the full forwards alike."""
+    texts = prompts(toy)
+    a, b = answers(len(texts), 6), answers(len(texts), 7)
+    src = torch.tensor([1 + i % 3 for i in range(len(texts))])  # per-prompt positions and masses
+    mass = torch.linspace(0.1, 0.7, len(texts))
+    edits = {  # each edit built for the prompts `rows`
+        "one_hot_row": lambda rows: one_hot_row(src[rows]),
+        "move_row": lambda rows: move_row(src[rows].tolist(), (src[rows] + 1).tolist(), swap=True),
+        "move_fraction": lambda rows: move_fraction(src[rows], 0, 0.5),
+        "shift_mass": lambda rows: shift_mass(src[rows], mass[rows]),
+    }
+    everyone = list(range(len(texts)))
+    for name, edit in edits.items():
+        for kv_cache in (True, False):
+            mixed = attention_row_sweep(
+                toy, texts, edit(everyone), metric=logit_diff(a, b, per_prompt=True), kv_cache=kv_cache
+            )
+            assert mixed.shape == (toy.cfg.n_layers, toy.cfg.n_heads, len(texts)) and not mixed.isnan().any()
+            for rows, tokens in length_groups(texts):
+                pick = torch.tensor(rows)
+                alone = attention_row_sweep(
+                    toy,
+                    tokens,
+                    edit(rows),
+                    metric=logit_diff(a[pick], b[pick], per_prompt=True),
+                    kv_cache=kv_cache,
+                )
+                assert torch.equal(mixed[..., pick], alone), (name, kv_cache)
+    clean = run_variants(toy, texts, {"c": []}, logit_diff(a, b, per_prompt=True))["c"]
+    assert not torch.equal(mixed, clean.expand_as(mixed))  # the edit acts
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -108,6 +143,7 @@ def test_a_head_out_sweep_over_three_lengths_equals_the_per_length_sweeps(toy):
         ("a pair of two lengths", "prompt 1: its corrupted text has 9 tokens and its pair 6"),
         ("a batch inside the list", "one prompt per entry"),
         ("a repeated variant", "distinct interventions"),
+        ("a row edit of your own", r"give your row edit `edit.select\(rows\)`"),
     ],
 )
 def test_what_cannot_be_split_by_length_is_refused_with_the_fix(toy, case, message):
@@ -125,6 +161,9 @@ def test_what_cannot_be_split_by_length_is_refused_with_the_fix(toy, case, messa
             run_variants(
                 toy, [torch.stack(texts[1::2][:2]), *texts], {"c": []}, logit_diff(2, 3, per_prompt=True)
             )
+        elif case == "a row edit of your own":
+            spec = EditAttention([(0, 1)], lambda row: row.flip(-1))
+            run_variants(toy, texts, {"e": spec}, logit_diff(a, b, per_prompt=True))
         elif case == "a repeated variant":
             spec = AblateHeads([(0, 1)], "zero")
             run_variants(toy, texts, [spec, spec], logit_diff(a, b, per_prompt=True))

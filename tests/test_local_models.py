@@ -105,31 +105,38 @@ def test_a_misspelt_embedded_name_gets_did_you_mean_and_is_never_sent(name, near
 
 def test_model_path_with_a_space_runs_the_project_it_is_started_in(saved, tmp_path):
     """pytest picks its rootdir before the suite's options are known, so in `--model PATH` it reads PATH
-    as a test path. A folder inside the project gives the run `--model=PATH` gives; one outside it
-    would move the rootdir (another project's configuration and ledger, or none) and is refused."""
+    as a test path. A folder inside the project, or outside any project, gives the run `--model=PATH`
+    gives; one inside another project whose configuration has already added options is refused."""
     import shutil
     import subprocess
     import sys
 
     project = tmp_path / "project"
     (project / "hypotheses").mkdir(parents=True)
-    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["hypotheses"]\n')
+    ini = '[tool.pytest.ini_options]\ntestpaths = ["hypotheses"]\naddopts = "-p no:cacheprovider"\n'
+    (project / "pyproject.toml").write_text(ini)
     where = [
         "def test_where(model_name, request):",
-        "    print('ROOT', request.config.rootpath, 'MODEL', model_name)",
+        "    print('ROOT', request.config.rootpath, 'INI', request.config.inipath, 'MODEL', model_name,",
+        "          'CACHE', request.config.pluginmanager.has_plugin('cacheprovider'))",
     ]
     (project / "hypotheses" / "test_where.py").write_text("\n".join(where) + "\n")
     inside = project / "models" / "mine"
     shutil.copytree(saved, inside)
+    other = tmp_path / "other"
+    shutil.copytree(saved, other / "mine")
+    (other / "pytest.ini").write_text("[pytest]\naddopts = -q\n")
 
     def run(*args):
-        command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *args]
+        command = [sys.executable, "-m", "pytest", "-q", "-s", *args]
         return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
 
-    for form in (["--model", str(inside)], [f"--model={inside}"]):
-        result = run(*form)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert f"ROOT {project} MODEL {inside}" in result.stdout
-    outside = run("--model", str(saved))
-    assert outside.returncode == 4, outside.stdout + outside.stderr
-    assert f"Fix: write --model={saved}" in outside.stderr
+    for folder in (inside, saved):
+        for form in (["--model", str(folder)], [f"--model={folder}"]):
+            result = run(*form)
+            assert result.returncode == 0, result.stdout + result.stderr
+            expected = f"ROOT {project} INI {project / 'pyproject.toml'} MODEL {folder} CACHE False"
+            assert expected in result.stdout, result.stdout
+    refused = run("--model", str(other / "mine"))
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert f"Fix: write --model={other / 'mine'}" in refused.stderr
