@@ -241,9 +241,10 @@ def _same_key(table: pd.DataFrame, row: dict) -> pd.Series:
     return same
 
 
-def run_settings(device: str = "cpu", dtype: str = "float32") -> dict:
+def run_settings(device: str = "cpu", dtype: str = "float32", cluster: str | None = None) -> dict:
     """What a run's figures may depend on beyond the code: device, dtype, torch's thread count and
-    the versions of the libraries that compute them."""
+    the versions of the libraries that compute them; and the Ray pool the sweeps ran on (`--ray`), if
+    any (its results equal one process's)."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -262,6 +263,7 @@ def run_settings(device: str = "cpu", dtype: str = "float32") -> dict:
         "python": platform.python_version(),
         "machine": platform.machine(),
         **{name: of(name) for name in ("torch", "transformers", "transformer-lens", "numpy", "scipy")},
+        **({"cluster": cluster} if cluster else {}),
     }
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from attnclaims import cluster
 from attnclaims.cache import cache_root, sha256_file, verified_folder
 from attnclaims.progress import note
 
@@ -134,6 +135,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
         bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
     bridge.eval()
     bridge.requires_grad_(False)  # analysis only: no autograd (attribution patching builds its own)
+    cluster.remember(bridge, "attnclaims.models:load_model", (name, device, dtype), name)  # a pool's replicas
     return refuse_truncation(bridge, name)
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from attnclaims import tasks
+from attnclaims import cluster, tasks
 from attnclaims.cache import cache_root, verified_folder, verify_folder
 from attnclaims.models import check_device, refuse_truncation
 from attnclaims.progress import progress
@@ -186,6 +186,7 @@ def load_toy(folder: Path, device: str = "cpu"):
     bridge.cfg.default_prepend_bos = True  # toy tasks always start with BOS
     bridge.eval()
     bridge.requires_grad_(False)  # analysis only: no autograd (attribution patching builds its own)
+    cluster.remember(bridge, "attnclaims.toy:load_toy", (Path(folder), device), f"the toy in {folder.name}")
     return refuse_truncation(bridge, f"the toy in {folder.name}")
 
 
