@@ -71,9 +71,12 @@ class Replica:
 
 
 def fingerprint(model) -> int:
-    """An exact, order-free fingerprint of a model's weights: the sum of their bit patterns as integers."""
+    """An exact, order-free fingerprint of a model's weights: the sum of their bit patterns as integers
+    (weights offloaded to the disk by a device map are on torch's meta device here, and left out)."""
     total = 0
     for parameter in model.parameters():
+        if parameter.device.type == "meta":
+            continue
         bits = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.int8}[parameter.element_size()]
         total += int(parameter.detach().contiguous().view(bits).sum(dtype=torch.int64))
     return total

@@ -241,10 +241,13 @@ def _same_key(table: pd.DataFrame, row: dict) -> pd.Series:
     return same
 
 
-def run_settings(device: str = "cpu", dtype: str = "float32", cluster: str | None = None) -> dict:
+def run_settings(
+    device: str = "cpu", dtype: str = "float32", cluster: str | None = None, device_map: str | None = None
+) -> dict:
     """What a run's figures may depend on beyond the code: device, dtype, torch's thread count and
-    the versions of the libraries that compute them; and the Ray pool the sweeps ran on (`--ray`), if
-    any (its results equal one process's)."""
+    the versions of the libraries that compute them; and where it ran, if elsewhere than one device
+    of one process: the Ray pool of the sweeps (`--ray`) and the models' device map (`--device-map`),
+    whose results equal one process's on one device."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -264,6 +267,7 @@ def run_settings(device: str = "cpu", dtype: str = "float32", cluster: str | Non
         "machine": platform.machine(),
         **{name: of(name) for name in ("torch", "transformers", "transformer-lens", "numpy", "scipy")},
         **({"cluster": cluster} if cluster else {}),
+        **({"device_map": device_map} if device_map else {}),
     }
 
 

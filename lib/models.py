@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from attnclaims import cluster
+from attnclaims import cluster, placement
 from attnclaims.cache import cache_root, sha256_file, verified_folder
 from attnclaims.progress import note
 
@@ -100,12 +100,21 @@ EMBEDDED_MODELS = tuple(CHECKPOINTS)
 DEFAULT_MODEL = "smollm2-135m"
 
 
-def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torch.dtype = "float32"):
+def load_model(
+    name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torch.dtype = "float32", device_map=None
+):
     """A `TransformerBridge` in eval mode, without autograd, for an embedded name or a hub model id.
 
     `dtype`: "float32", "bfloat16" or "float16" (or the torch dtype); embedded weights are cast
-    from their float32 copy.
+    from their float32 copy. `device_map`: the model across devices instead of on `device`
+    (lib/placement.py: "auto", or {module name: device}); its bytes per device are reported first.
     """
+    device_map = placement.check_device_map(device_map)
+    if device_map is not None and str(device) != "cpu":
+        raise ValueError(
+            f"device={str(device)!r} and a device_map both place the model. Fix: give the map alone; it "
+            "names the devices (--device-map without --device)"
+        )
     device, dtype = check_device(device), check_dtype(dtype)
     if dtype in (torch.float16, torch.bfloat16) and torch.device(device).type == "cpu":
         warnings.warn(
@@ -119,23 +128,28 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
 
     if name in CHECKPOINTS:
         checkpoint = CHECKPOINTS[name]
-        hf_model, tokenizer = _load_hf_folder(checkpoint_folder(checkpoint), dtype)
+        hf_model, tokenizer, offload = _load_hf_folder(checkpoint_folder(checkpoint), dtype, device_map)
         bridge = TransformerBridge.boot_transformers(
             checkpoint.hub_name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
         )
     elif check_model_name(name) == "folder":
         folder = Path(name).expanduser()
         note(f"loading the {local_architecture(folder)} model in {folder}")
-        hf_model, tokenizer = _load_hf_folder(folder, dtype)
+        hf_model, tokenizer, offload = _load_hf_folder(folder, dtype, device_map)
         bridge = TransformerBridge.boot_transformers(
             str(folder), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
         )
     else:
         _check_hub_reachable(name)
-        bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
+        kwargs, offload = placement.announce(name, device_map, dtype)
+        bridge = TransformerBridge.boot_transformers(
+            name, device=None if device_map else device, dtype=dtype, **kwargs
+        )
     bridge.eval()
     bridge.requires_grad_(False)  # analysis only: no autograd (attribution patching builds its own)
-    cluster.remember(bridge, "attnclaims.models:load_model", (name, device, dtype), name)  # a pool's replicas
+    bridge.attnclaims_offload = offload  # a map's disk offload lives as long as the model
+    recipe = (name, device, dtype, placement.encode(device_map))
+    cluster.remember(bridge, "attnclaims.models:load_model", recipe, name)  # a pool's replicas
     return refuse_truncation(bridge, name)
 
 
@@ -345,12 +359,17 @@ def _gguf_file(checkpoint: Checkpoint, scratch: Path) -> Path:
     return path
 
 
-def _load_hf_folder(folder: Path, dtype: torch.dtype):
+def _load_hf_folder(folder: Path, dtype: torch.dtype, device_map=None):
+    """The HF model and tokenizer in `folder`, placed by `device_map` if one is given (the bridge takes
+    a map only when it loads the model itself), and the map's offload folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    kwargs, offload = placement.announce(str(folder), device_map, dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager", dtype=dtype)
-    return model, tokenizer
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder), attn_implementation="eager", dtype=dtype, **kwargs
+    )
+    return model, tokenizer, offload
 
 
 # ---------------------------------------------------------------------------------------------
