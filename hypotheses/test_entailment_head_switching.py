@@ -23,8 +23,8 @@ top induction heads mean-ablated; (d) the original question's switch, rebuilt, a
 controls; (e) its direct vs total effect. Heads against MLPs: test_entailment_layers.py; a model
 built to entail, and the protocol's positive control: test_two_hop_organism.py.
 
-Protocol (lib/studies/entailment_study.py run_study; every stacked forward goes through
-attnclaims.sweep.run_variants; group statistics: lib/studies/entailment_stats.py)
+Protocol (lib/studies/entailment_study.py run_study; the arms: lib/studies/entailment_arms.py; every
+stacked forward goes through attnclaims.sweep.run_variants; per-group figures: attnclaims.effects)
 1. Pairs whose texts tokenize to equal length with single-token answers on the model. The unit is
    the group: families that share a verb or an answer word (a real family and its made-up twin)
    are one (entailment_study.twin_groups); groups are split once into discovery (1/3) and
@@ -53,27 +53,29 @@ weight, and values before the fact word are the same in both texts.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from attnclaims.arms import CLEAN
 from attnclaims.claims import Premise
+from attnclaims.effects import mean_ci, share_ci
 from attnclaims.heads import label
-from attnclaims.stats import bootstrap_ci
-from attnclaims.studies.entailment_figures import write_figures
-from attnclaims.studies.entailment_stats import (
-    answers_attention,
-    by_group,
-    crossed,
-    deltas,
-    entails,
-    group_ci,
-    mean_of_draws,
-    ratio_ci,
-    switch_rate,
+from attnclaims.studies.entailment_arms import (
+    ABLATE_INDUCTION,
+    FACT_SWAP,
+    FACT_SWAP_CONTROL,
+    INDUCTION_QUERIES,
+    REDIRECT,
+    REDIRECT_CONTROL,
+    Decile,
+    SameLayer,
+    SingleSwitch,
+    Switch,
+    SwitchDirect,
 )
-from attnclaims.studies.entailment_study import EntailmentDesign, EntailmentStudy, run_study
-from attnclaims.studies.entailment_sweep import sensitivity_by_pair
+from attnclaims.studies.entailment_figures import write_figures
+from attnclaims.studies.entailment_results import ON_ANSWERS, P_ALTERNATIVE, RECENCY, EntailmentStudy
+from attnclaims.studies.entailment_study import EntailmentDesign, run_study
 
 DESIGN = EntailmentDesign(
     k=3,  # heads switched together (the original question's choice)
@@ -84,8 +86,20 @@ DESIGN = EntailmentDesign(
     discovery_fraction=1 / 3,
     order_sets=(("ab/ab", "ab/ba"), ("ba/ba", "ba/ab")),  # per family, alternating: one same, one crossed
 )
-K, DOSE_K, DOSE_ALPHA, CONTROL_DRAWS = DESIGN.k, DESIGN.dose_k, DESIGN.dose_alpha, DESIGN.control_draws
 UNIT = "groups"  # what every claim's n counts: twin families (same verb or answer) are one
+HELD_OUT = {"hops": 2, "split": "confirmation"}  # the confirmation groups' two-hop prompts
+
+# The arms (lib/studies/entailment_arms.py), each built per bucket of confirmation prompts:
+SWITCH = Switch(k=DESIGN.k)  # the top 3 switch heads' final-row weight on the entailed answer -> alternative
+SAME_LAYER = tuple(SameLayer(draw) for draw in range(DESIGN.control_draws))  # per top head, one of its layer
+DECILE = tuple(Decile(draw) for draw in range(DESIGN.control_draws))  # 3 heads of the top attention decile
+CONTROLS = {"same_layer": SAME_LAYER, "decile": DECILE}  # each moves as much attention as the switch
+JOINT = Switch(k=max(DESIGN.dose_k))  # the 10 switch heads kept, together (SingleSwitch: one at a time)
+DIRECT = SwitchDirect(k=DESIGN.k)  # SWITCH with every later component held at its clean value
+EDITS = {"switch": (SWITCH, SAME_LAYER), "original_redirect": (REDIRECT, REDIRECT_CONTROL)}  # with controls
+# REDIRECT / REDIRECT_CONTROL: the original question's one-hot redirect, and its matched control
+# FACT_SWAP / FACT_SWAP_CONTROL: the fact heads' (or their controls') pattern from the other text
+# ABLATE_INDUCTION / INDUCTION_QUERIES: the top induction heads mean-ablated, or only into SWITCH's queries
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +111,20 @@ def study(model, model_name, results_dir) -> EntailmentStudy:
     return result
 
 
+def entails(study: EntailmentStudy) -> Premise:
+    """The premise of claims about entailment, decided at the level of the claim it guards: on the
+    confirmation groups, the two-hop answer follows the fact where the rule orders are crossed (there,
+    matching the condition's place to the answer's gives the wrong answer, so a positive sensitivity is
+    more than order matching). The claims it guards are measured on the same crossed-order pairs."""
+    return Premise(
+        mean_ci(study.sensitivity(CLEAN, crossed=True, **HELD_OUT)),
+        ">",
+        0.0,
+        "the model follows the fact when rule orders are crossed, on the confirmation groups "
+        "(two-hop crossed sensitivity)",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # a. Does the answer follow the fact?
 
@@ -105,7 +133,7 @@ def study(model, model_name, results_dir) -> EntailmentStudy:
 @pytest.mark.parametrize("hops", [2, 1], ids=["two-hop", "one-hop"])
 def test_answer_follows_the_fact(study, hops, claim):
     assert claim(
-        group_ci(study.behaviour.query(f"hops == {hops}"), "sensitivity"),
+        mean_ci(study.sensitivity(CLEAN, hops=hops)),
         ">=",
         0.0,
         why="any: the texts differ in the fact alone, so the sign is the claim",
@@ -118,10 +146,9 @@ def test_answer_follows_the_fact(study, hops, claim):
 def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
     """Crossed orders: the answer rules are in the opposite order to the condition rules, so
     "the answer in the matching place" is the wrong one."""
-    crossed = group_ci(study.behaviour.query("hops == 2 and crossed"), "sensitivity")
-    same = group_ci(study.behaviour.query("hops == 2 and not crossed"), "sensitivity")
+    same = mean_ci(study.sensitivity(CLEAN, hops=2, crossed=False))
     assert claim(
-        crossed,
+        mean_ci(study.sensitivity(CLEAN, hops=2, crossed=True)),
         ">=",
         0.0,
         why="any: matching the condition's place gives the wrong answer here, so following the fact is more",
@@ -136,17 +163,15 @@ def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
 
 @pytest.mark.confirmatory
 def test_fact_heads_follow_the_fact_on_heldout_families(study, claim):
-    two = study.attention.query("hops == 2 and split == 'confirmation'")
-    pick = lambda heads: two[[(lyr, h) in heads for lyr, h in zip(two.layer, two["head"])]]
-    top, control = by_group(pick(study.fact_heads), "follows"), by_group(pick(study.fact_controls), "follows")
+    heads = study.heads
+    top, control = study.looking(heads.fact, **HELD_OUT), study.looking(heads.fact_controls, **HELD_OUT)
     assert claim(
-        bootstrap_ci((top - control).to_numpy()),
+        mean_ci(top - control),
         ">=",
         0.05,
         why="5 points of attention beyond their layer: looking that moves with the fact",
-        metric=f"attention(entailed - alternative), {label(study.fact_heads)} - same-layer heads",
-        note=f"fact heads {bootstrap_ci(top.to_numpy())}; control {label(study.fact_controls)} "
-        f"{bootstrap_ci(control.to_numpy())}",
+        metric=f"attention(entailed - alternative), {label(heads.fact)} - same-layer heads",
+        note=f"fact heads {mean_ci(top)}; control {label(heads.fact_controls)} {mean_ci(control)}",
     )
 
 
@@ -154,20 +179,18 @@ def test_fact_heads_follow_the_fact_on_heldout_families(study, claim):
 def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
     """Give the fact heads the other text's final-row pattern: the share of the sensitivity lost, on
     crossed-order pairs (where following the fact is more than matching the rules' order)."""
-    swapped = crossed(deltas(study, "fact_cross"))
-    clean = sensitivity_by_pair(swapped.assign(value=lambda f: f.ld - f.delta))
-    moved = sensitivity_by_pair(swapped, "delta")
-    control = sensitivity_by_pair(crossed(deltas(study, "fact_cross_control")), "delta")
-    ctrl = ratio_ci(-by_group(control, "delta"), by_group(clean, "value"))
+    clean = study.sensitivity(CLEAN, crossed=True, **HELD_OUT)
+    removed = -study.sensitivity(FACT_SWAP, change=True, crossed=True)
+    control = -study.sensitivity(FACT_SWAP_CONTROL, change=True, crossed=True)
     assert claim(
-        ratio_ci(-by_group(moved, "delta"), by_group(clean, "value")),
+        share_ci(removed, clean),
         ">=",
         0.5,
         why="half: the heads' pattern carries most of the sensitivity",
-        metric=f"share of held-out crossed-order sensitivity removed by swapping {label(study.fact_heads)}'s "
+        metric=f"share of held-out crossed-order sensitivity removed by swapping {label(study.heads.fact)}'s "
         "pattern",
         precondition=entails(study),
-        note=f"same-layer control heads {label(study.fact_controls)} remove {ctrl}",
+        note=f"same-layer control heads {label(study.heads.fact_controls)} remove {share_ci(control, clean)}",
     )
 
 
@@ -178,81 +201,78 @@ def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
 def test_switch_effect_tracks_induction_score(study, claim):
     """Per discovery group, the rank correlation over all heads of induction score and -switch effect;
     the CI is of the mean of those per-group figures (a mean the suite's coverage tests cover)."""
-    families = study.switch_by_family
-    table = families.groupby(["group", "layer", "head"]).delta.mean().unstack(["layer", "head"])
-    induction = np.array([study.induction[lyr, h] for lyr, h in table.columns])
-    rho = np.array([spearmanr(induction, -row).statistic for row in table.to_numpy()])
-    pooled = spearmanr(induction, -table.to_numpy().mean(0)).statistic
+    effects = study.switch_effects()  # discovery groups x heads: mean single-head switch delta LD
+    induction = study.induction_of(effects.columns)
+    rho = [spearmanr(induction, -row).statistic for row in effects.to_numpy()]
     assert claim(
-        bootstrap_ci(rho),
+        mean_ci(rho),
         ">=",
         0.3,
         why="0.3: a moderate rank correlation, where copying predicts the switch heads",
         metric="mean over discovery groups of Spearman rho, induction score vs -switch effect over all heads",
         unit="discovery groups",
-        note=f"rho of the groups' mean switch effect {pooled:.3f}",
+        note=f"rho of the groups' mean switch effect {spearmanr(induction, -effects.mean()).statistic:.3f}",
     )
 
 
 def test_ablating_induction_heads_removes_switch_heads_attention_on_answers(study, claim):
-    clean, ablated = answers_attention(study, "clean"), answers_attention(study, "ablate_induction")
+    clean, ablated = study.values(CLEAN, ON_ANSWERS), study.values(ABLATE_INDUCTION, ON_ANSWERS)
     assert claim(
-        ratio_ci(clean.both - ablated.both, clean.both),
+        share_ci(clean - ablated, clean),
         ">=",
         0.25,
         why="a quarter: the induction heads feed a real part of the switch heads' attention on the answers",
         metric="share of switch heads' attention on both answers removed by mean-ablating "
-        + label(study.induction_heads),
-        note=f"clean {bootstrap_ci(clean.both.to_numpy())}, ablated {bootstrap_ci(ablated.both.to_numpy())}; "
-        f"the reference (other groups' prompts) moves the heads' final-row output by "
-        f"{study.ablation_change:.2f} of its norm",
+        + label(study.heads.induction),
+        note=f"clean {mean_ci(clean)}, ablated {mean_ci(ablated)}; the reference (other groups' prompts) "
+        f"moves the heads' final-row output by {study.ablation_change:.2f} of its norm",
     )
 
 
 def test_ablating_induction_heads_removes_switch_heads_recency_bias(study, claim):
     """Premise: the switch heads' attention favours the later-mentioned answer at all."""
-    clean, ablated = answers_attention(study, "clean"), answers_attention(study, "ablate_induction")
-    ci = ratio_ci(clean.recency - ablated.recency, clean.recency)
-    bias = bootstrap_ci(clean.recency.to_numpy())
-    later = deltas(study, "ablate_induction")
+    clean, ablated = study.values(CLEAN, RECENCY), study.values(ABLATE_INDUCTION, RECENCY)
     assert claim(
-        ci,
+        share_ci(clean - ablated, clean),
         ">=",
         0.5,
         why="half: the recency bias comes mostly from the induction heads",
         metric="share of switch heads' attention(later answer) - attention(earlier) removed by the ablation",
-        precondition=Premise(bias, ">", 0.0, "the switch heads favour the later answer (recency bias)"),
-        note=f"clean recency bias {bootstrap_ci(clean.recency.to_numpy())}; ablation moves LD "
-        f"{group_ci(later, 'delta')}",
+        precondition=Premise(
+            mean_ci(clean), ">", 0.0, "the switch heads favour the later answer (recency bias)"
+        ),
+        note=f"clean recency bias {mean_ci(clean)}; ablation moves LD "
+        f"{mean_ci(study.effect(ABLATE_INDUCTION))}",
     )
 
 
 def test_induction_heads_reach_switch_heads_through_queries(study, claim):
     """Premise: the full ablation lowers the switch heads' attention on the answers at all."""
-    clean, ablated, path = (answers_attention(study, v) for v in ("clean", "ablate_induction", "path_q"))
-    drop = bootstrap_ci((clean.both - ablated.both).to_numpy())
-    ci = ratio_ci(clean.both - path.both, clean.both - ablated.both)
-    premise = Premise(drop, ">", 0.0, "the ablation lowers the switch heads' attention on the answers")
+    clean, ablated, path = (
+        study.values(arm, ON_ANSWERS) for arm in (CLEAN, ABLATE_INDUCTION, INDUCTION_QUERIES)
+    )
+    drop = mean_ci(clean - ablated)
     assert claim(
-        ci,
+        share_ci(clean - path, clean - ablated),
         ">=",
         0.5,
         why="half: the queries carry most of the ablation's effect",
         metric="query path alone / full ablation, drop of switch heads' attention on both answers",
-        precondition=premise,
-        note=f"path drop {bootstrap_ci((clean.both - path.both).to_numpy())}, full drop {drop}",
+        precondition=Premise(
+            drop, ">", 0.0, "the ablation lowers the switch heads' attention on the answers"
+        ),
+        note=f"path drop {mean_ci(clean - path)}, full drop {drop}",
     )
 
 
 def test_sensitivity_survives_induction_ablation(study, claim):
     """What copying leaves to entailment: the crossed-order sensitivity without the top induction heads."""
-    ablated = sensitivity_by_pair(crossed(deltas(study, "ablate_induction")), "ld")
     assert claim(
-        group_ci(ablated, "ld"),
+        mean_ci(study.sensitivity(ABLATE_INDUCTION, crossed=True)),
         ">=",
         0.0,
         why="any: sensitivity left once the copying heads are gone",
-        metric=f"held-out crossed-order sensitivity with {label(study.induction_heads)} mean-ablated",
+        metric=f"held-out crossed-order sensitivity with {label(study.heads.induction)} mean-ablated",
         precondition=entails(study),
     )
 
@@ -264,75 +284,65 @@ def test_sensitivity_survives_induction_ablation(study, claim):
 @pytest.mark.confirmatory
 def test_switching_top3_heads_moves_heldout_ld(study, claim):
     assert claim(
-        group_ci(deltas(study, ("switch", K, 1.0)), "delta"),
+        mean_ci(study.effect(SWITCH)),
         "<=",
         -1.0,
         why="1 nat toward the alternative: the odds of the entailed answer cut by e",
-        metric=f"held-out delta LD, switch {label(study.switch_heads[:K])}",
+        metric=f"held-out delta LD, switch {label(study.heads.top)}",
     )
 
 
 @pytest.mark.confirmatory
-@pytest.mark.parametrize("control", ["same_layer", "decile"])
+@pytest.mark.parametrize("control", list(CONTROLS))
 def test_top3_switch_beats_matched_control(study, control, claim):
-    top = by_group(deltas(study, ("switch", K, 1.0)), "delta")
-    other = by_group(mean_of_draws(study, control), "delta")
-    ci = bootstrap_ci((top - other).to_numpy())
-    heads = study.same_layer if control == "same_layer" else study.decile
+    top, other = study.effect(SWITCH), study.effect(CONTROLS[control])
+    heads = study.heads.same_layer if control == "same_layer" else study.heads.decile
     assert claim(
-        ci,
+        mean_ci(top - other),
         "<=",
         -0.5,
         why="half a nat beyond matched heads: the top heads are special, not any heads moved alike",
         metric=f"delta(top heads) - delta({control} heads), paired",
-        note=f"top {bootstrap_ci(top.to_numpy())}; control {bootstrap_ci(other.to_numpy())} "
-        f"({'; '.join(label(h) for h in heads)})",
+        note=f"top {mean_ci(top)}; control {mean_ci(other)} ({'; '.join(label(h) for h in heads)})",
     )
 
 
 def test_single_head_effects_add_up_to_the_joint_switch(study, claim):
     """Additivity is an equivalence: the joint switch over the sum of the heads' single switches is
     near 1, from either side (less: the heads share the effect; more: they amplify one another)."""
-    k = max(DOSE_K)
-    joint = by_group(deltas(study, ("switch", k, 1.0)), "delta")
-    singles = sum(by_group(deltas(study, ("single", head)), "delta") for head in study.switch_heads[:k])
+    joint = study.effect(JOINT)
+    singles = sum(study.effect(SingleSwitch(head)) for head in study.heads.switch[: JOINT.k])
     assert claim(
-        ratio_ci(joint - singles, singles),
+        share_ci(joint - singles, singles),
         "within",
         0.2,
         why="0.2: within a fifth of the sum, the heads act independently",
-        metric=f"joint / sum of single-head deltas - 1, top {k} heads",
-        note=f"joint / sum {ratio_ci(joint, singles)}",
+        metric=f"joint / sum of single-head deltas - 1, top {JOINT.k} heads",
+        note=f"joint / sum {share_ci(joint, singles)}",
     )
 
 
 @pytest.mark.confirmatory
-@pytest.mark.parametrize("intervention", ["switch", "original_redirect"])
+@pytest.mark.parametrize("intervention", list(EDITS))
 def test_intervention_switches_the_answer_beyond_its_control(study, intervention, claim):
     """A switch: the top-1 token becomes the alternative answer (on prompts whose clean top-1 is not
     already the alternative). The original question's own intervention is the one-hot redirect of
     the heads that attend most to the answer; each control head moves as much attention as the head
     it stands for."""
-    if intervention == "switch":
-        top = switch_rate(study, ("switch", K, 1.0))
-        controls = [switch_rate(study, ("same_layer", i)) for i in range(CONTROL_DRAWS)]
-        control = controls[0].assign(switch=np.mean([c.switch.to_numpy() for c in controls], axis=0))
-        heads = study.switch_heads[:K]
-    else:
-        top, control, heads = (
-            switch_rate(study, "original_redirect"),
-            switch_rate(study, "original_redirect_control"),
-            study.redirect_heads,
-        )
-    a, b = by_group(top, "switch"), by_group(control, "switch")
+    edit, control = EDITS[intervention]
+    a, b = study.switch_rate(edit), study.switch_rate(control)
+    heads = study.heads.top if edit == SWITCH else study.heads.redirect
+    p_edit, p_control = (
+        study.rows(arm, P_ALTERNATIVE, switchable=True).value.mean() for arm in (edit, control)
+    )
     assert claim(
-        bootstrap_ci((a - b).to_numpy()),
+        mean_ci(a - b),
         ">=",
         0.3,
         why="0.3: the edit makes the alternative the answer in 30 more prompts in 100 than its control",
         metric=f"switch rate to the alternative, {intervention} {label(heads)} - same-layer control",
-        note=f"switches {bootstrap_ci(a.to_numpy())}, control {bootstrap_ci(b.to_numpy())}; "
-        f"p(alternative) {top.p_alternative.mean():.3f} vs control {control.p_alternative.mean():.3f}",
+        note=f"switches {mean_ci(a)}, control {mean_ci(b)}; p(alternative) {p_edit:.3f} vs control "
+        f"{p_control:.3f}",
     )
 
 
@@ -342,14 +352,14 @@ def test_intervention_switches_the_answer_beyond_its_control(study, intervention
 
 def test_switch_effect_is_mostly_direct(study, claim):
     """Direct effect: later heads, MLPs and ln_final's scale held at their clean values."""
-    direct, total = (by_group(deltas(study, v), "delta") for v in ("switch_direct", ("switch", K, 1.0)))
+    direct = study.effect(DIRECT)
     assert claim(
-        ratio_ci(direct, total),
+        share_ci(direct, study.effect(SWITCH)),
         ">=",
         0.5,
         why="half: most of the effect is the heads' own write to the logits",
         metric="direct / total delta LD of the top-3 switch",
-        note=f"direct {bootstrap_ci(direct.to_numpy())}",
+        note=f"direct {mean_ci(direct)}",
     )
 
 

@@ -35,8 +35,8 @@ import pytest
 from test_entailment_head_switching import DESIGN  # the same pairs, groups, split and rule orders
 
 from attnclaims.claims import Premise
+from attnclaims.effects import per_unit, share_ci
 from attnclaims.stats import bootstrap_ci
-from attnclaims.studies.entailment_stats import by_group, ratio_ci
 from attnclaims.studies.entailment_study import design_pairs
 from attnclaims.studies.entailment_sweep import buckets
 from attnclaims.studies.layer_account import LayerAccount, plot_account, removed_shares, run_layer_account
@@ -57,7 +57,7 @@ def account(model, model_name, results_dir) -> LayerAccount:
 def held_out(account: LayerAccount, kind: str):
     """Per confirmation group: sensitivity removed by the selected `kind` layer's patch, and clean."""
     rows = account.confirmation.query(f"component == '{kind}'")
-    return by_group(rows.assign(removed=rows.clean - rows.patched), "removed"), by_group(rows, "clean")
+    return per_unit(rows.assign(removed=rows.clean - rows.patched), "removed"), per_unit(rows, "clean")
 
 
 def follows_the_fact(account: LayerAccount) -> Premise:
@@ -78,7 +78,7 @@ def test_one_layer_carries_half_of_the_fact(account, kind, claim):
     removed, clean = held_out(account, kind)
     layer, other = account.best[kind], "mlp" if kind == "attention" else "attention"
     assert claim(
-        ratio_ci(removed, clean),
+        share_ci(removed, clean),
         ">=",
         0.5,
         why="half: one layer's output carries most of the fact's effect on the answer",
@@ -105,8 +105,8 @@ def test_an_mlp_layer_carries_more_of_the_fact_than_any_attention_layer(account,
         why="any: the sign says which kind of component carries more",
         metric=f"held-out sensitivity removed (nats), MLP L{best['mlp']} - attention L{best['attention']}",
         precondition=follows_the_fact(account),
-        note=f"shares of the sensitivity: MLP {ratio_ci(mlp, clean)}, attention "
-        f"{ratio_ci(attention, clean)}; clean sensitivity {bootstrap_ci(clean.to_numpy())}",
+        note=f"shares of the sensitivity: MLP {share_ci(mlp, clean)}, attention "
+        f"{share_ci(attention, clean)}; clean sensitivity {bootstrap_ci(clean.to_numpy())}",
     )
 
 

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import pytest
 
-from attnclaims.heads import label
+from attnclaims.effects import mean_ci, per_unit, share_ci
+from attnclaims.heads import label, versus_layer
 from attnclaims.stats import bootstrap_ci, bootstrap_ratio_ci
 from attnclaims.studies.entailment_organism import MECHANISM, organism
-from attnclaims.studies.entailment_stats import group_ci, ratio_ci
 from attnclaims.studies.entailment_sweep import sensitivity_by_pair
 from attnclaims.studies.entailment_toy import RuleRecallStudy, run_toy_study
 from attnclaims.studies.two_hop import plot_mechanism, run_two_hop, two_hop_pairs
@@ -136,16 +136,16 @@ def test_hop_head_follows_the_fact_on_heldout_pairs(study, hop, claim):
     head = study.hop_heads[hop]
     column = "hop1" if hop == "hop 1" else "hop2"
     layer = study.follows.query(f"split == 'confirmation' and layer == {head.layer}")
-    own = layer[layer["head"] == head.head].set_index("pair")[column]
-    others = layer[layer["head"] != head.head].groupby("pair")[column].mean().loc[own.index]
+    per_pair = layer.pivot(index="pair", columns="head", values=column).to_numpy()  # [pairs, heads]
+    own, beyond = per_pair[:, head.head], versus_layer(per_pair, head.head)
     assert claim(
-        bootstrap_ci((own - others).to_numpy()),
+        bootstrap_ci(beyond),
         ">=",
         0.5,
         why="half the head's final-row weight moves with the fact, beyond its layer's other heads",
         metric=f"{hop} head {head} (discovery top): held-out fact-following - its layer's other heads",
-        note=f"the head {own.mean():.3g}, the other heads of layer {head.layer} {others.mean():.3g}; the "
-        f"construction's {hop} head: {MECHANISM[hop]}",
+        note=f"the head {own.mean():.3g}, the other heads of layer {head.layer} "
+        f"{(own - beyond).mean():.3g}; the construction's {hop} head: {MECHANISM[hop]}",
     )
 
 
@@ -202,7 +202,7 @@ def toy_study(toy_model) -> RuleRecallStudy:
 @pytest.mark.confirmatory
 def test_toy_answer_follows_the_query(toy_study, claim):
     assert claim(
-        group_ci(toy_study.behaviour, "sensitivity"),
+        mean_ci(per_unit(toy_study.behaviour, "sensitivity")),
         ">=",
         2.0,
         why="2 nats: the queried rule decides the answer (odds e^2 = 7.4 to 1 between the texts)",
@@ -217,7 +217,7 @@ def test_toy_fact_head_pattern_carries_the_sensitivity(toy_study, claim):
     clean = toy_study.behaviour.query("split == 'confirmation'").set_index("family").sensitivity
     moved = sensitivity_by_pair(toy_study.crossed, "delta").set_index("family").delta
     assert claim(
-        ratio_ci(-moved, clean),
+        share_ci(-moved, clean),
         ">=",
         0.5,
         why="half: the fact heads' pattern carries most of the routing",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from numbers import Real
 
 ALPHA = 0.05  # family-wise error rate of each hypothesis's confirmatory claims
 DIRECTIONS = (">=", "<=", "within")
@@ -295,6 +296,109 @@ class Claim:
             precondition="" if pre is None else f"{'met' if pre.ok else 'failed'}: {pre.reason}",
         )
         return {column: fields[column] for column in COLUMNS}
+
+
+def measure(
+    figure,
+    direction: str,
+    threshold: float,
+    *,
+    why: str,
+    exact: bool = False,
+    precondition=None,
+    family_size: int = 0,
+    note: str = "",
+    n: int | None = None,
+    **fields,
+) -> Claim:
+    """The one claim path: the Claim a test's figure makes. `figure` is a CI (attnclaims.stats), an
+    exact number (`exact=True`), or None where a failed premise left nothing to measure. The premises
+    (`precondition`, and any the CI carries: a share's denominator) are decided at the claim's level:
+    the family's simultaneous level 1 - ALPHA/m for a confirmatory claim (`family_size` m > 0), which
+    its CI is then recomputed at, with the p of its threshold; else the CI's own. A claim whose premise
+    failed records no figure (the one measured anyway is quoted in the note). `fields`: the rest of
+    Claim's fields (hypothesis, claim_id, model, metric, unit, family, ...)."""
+    if not isinstance(why, str) or not why.strip():
+        raise TypeError("claim(): say why the threshold is where it is (why='...')")
+    confirmatory, p = family_size > 0, math.nan
+    premises = [precondition, getattr(figure, "premise", None)]
+    precondition = Premise.all_of(premises, 1 - ALPHA / family_size if confirmatory else _level(figure))
+    if figure is None and (precondition is None or precondition.ok):
+        raise TypeError(
+            "claim(): no figure (None) is recorded only for a claim whose precondition failed; "
+            "measure it, or pass precondition=(False, reason)"
+        )
+    if figure is not None and not (precondition is None or precondition.ok):
+        _figures(figure, exact)  # a malformed figure is an error whether or not the premise held
+        quoted = f"{figure:.3g}" if exact and isinstance(figure, Real) else str(figure)
+        figure, exact, note = None, False, f"no figure: measured anyway {quoted}; {note}"
+    if confirmatory and figure is not None:
+        figure, p = _simultaneous(figure, direction, float(threshold), family_size, exact)
+    value, low, high, level, count = _figures(figure, exact)
+    return Claim(
+        value=value,
+        threshold=float(threshold),
+        direction=direction,
+        why=why,
+        ci_low=low,
+        ci_high=high,
+        ci_level=level,
+        exact=exact,
+        n=int(n if n is not None else count),
+        family_size=family_size,
+        p=p,
+        precondition=precondition,
+        note=note,
+        **fields,
+    )
+
+
+def _figures(figure, exact: bool) -> tuple[float, float, float, float, int]:
+    """(value, ci_low, ci_high, ci_level, n) of a CI or an exact number; all NaN (n 0) for None, the
+    figure of a claim whose premise failed before anything could be measured."""
+    if figure is None:
+        return math.nan, math.nan, math.nan, math.nan, 0
+    if exact:
+        if not isinstance(figure, Real):
+            raise TypeError(f"claim(): an exact figure is a number, got {type(figure).__name__}")
+        return float(figure), math.nan, math.nan, math.nan, 1
+    if isinstance(figure, Real):
+        raise TypeError(
+            f"claim(): {figure!r} is a bare number: pass its CI (attnclaims.stats), or exact=True where "
+            "the figure has no sampling error"
+        )
+    try:
+        return (
+            float(figure.estimate),
+            float(figure.low),
+            float(figure.high),
+            float(getattr(figure, "confidence", 0.95)),
+            int(figure.n),
+        )
+    except AttributeError:
+        raise TypeError(
+            "claim(): the figure must be a CI with estimate, low, high and n (attnclaims.stats), "
+            f"got {figure!r}"
+        ) from None
+
+
+def _level(figure) -> float:
+    """The level an exploratory claim is decided at: its CI's own (95% for an exact figure or none)."""
+    return float(getattr(figure, "confidence", 0.95))
+
+
+def _simultaneous(figure, direction: str, threshold: float, size: int, exact: bool):
+    """A confirmatory claim's CI at the family's simultaneous level, and the p of its threshold."""
+    if exact or getattr(figure, "redo", None) is None or getattr(figure, "pvalue", None) is None:
+        raise TypeError(
+            "claim(): a confirmatory claim needs a CI that can be recomputed at the family's level "
+            "(attnclaims.stats: bootstrap_ci, binomial_ci, ...); an exact figure or a hand-built CI is "
+            "exploratory"
+        )
+    figure = figure.at(1 - ALPHA / size)
+    if direction == "within":
+        return figure, max(figure.p_value(-threshold), figure.p_value(threshold))
+    return figure, figure.p_value(threshold)
 
 
 def role_of(family: str, check: bool = False) -> str:

@@ -3,6 +3,7 @@
 Head(3, 4)                      # == (3, 4); str() is "L3H4"
 label([Head(3, 4), Head(5, 0)])  # "L3H4, L5H0"
 top_heads(scores, 3)            # the 3 highest of a [layer, head] tensor or a (layer, head) series
+versus_layer(per_unit, 4)       # head 4 minus the mean of its layer's other heads ([units, heads] -> [units])
 """
 
 from __future__ import annotations
@@ -99,3 +100,17 @@ def same_layer_controls(rng, heads: Iterable, n_layers: int, n_heads: int) -> li
         else:
             raise ValueError(f"no head is left to serve as a control for {head}: the model has too few heads")
     return out
+
+
+def versus_layer(values, head: int):
+    """A head against the rest of its layer: values[..., head] minus the mean of values[..., h] over
+    the layer's other heads h. The last axis indexes the layer's heads ([units, heads] gives one
+    figure per unit; [heads] one figure); a torch tensor or a numpy array."""
+    n_heads = values.shape[-1]
+    if n_heads < 2 or not 0 <= head < n_heads:
+        raise ValueError(
+            f"head {head} against the rest of a layer of {n_heads} heads: the last axis must index "
+            "the layer's heads (at least 2), and the head one of them"
+        )
+    others = [h for h in range(n_heads) if h != head]
+    return values[..., head] - values[..., others].mean(-1)

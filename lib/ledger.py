@@ -4,7 +4,7 @@ Two files under the results folder, and one beside them:
 - `claims.csv`: one row per (hypothesis, claim, model, settings), the latest measurement, in stable
   columns (COLUMNS) with numbers rounded to 4 significant digits and rows sorted, so that `git diff`
   between two commits shows only the claims that moved. Tracked in git: the committed ledger is the
-  record of expected verdicts (fixtures/ledger.py fails a test whose verdict differs from it).
+  record of expected verdicts (fixtures/claim.py fails a test whose verdict differs from it).
 - `history.jsonl`: every measurement ever recorded, at full precision, with its run id, commit,
   time and run settings, one JSON object per line (append-only, untracked).
 - `environments.json`: the run settings (device, dtype, threads, library versions) that each row's

@@ -1,4 +1,4 @@
-"""The `claim` fixture (fixtures/ledger.py): the committed ledger decides each test's outcome, a changed
+"""The `claim` fixture (fixtures/claim.py): the committed ledger decides each test's outcome, a changed
 verdict fails until it is committed, confirmatory claims are decided on simultaneous CIs with Holm's
 adjusted p, and non-default run settings get rows of their own."""
 

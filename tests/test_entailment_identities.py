@@ -222,20 +222,25 @@ def test_other_groups_mean_never_reads_the_bucket_and_matches_positions_from_the
 
 
 def test_a_switch_is_the_alternative_becoming_the_answer_where_it_was_not():
-    from types import SimpleNamespace
-
     import pandas as pd
 
-    from attnclaims.studies.entailment_stats import switch_rate
+    from attnclaims.arms import CLEAN
+    from attnclaims.studies.entailment_arms import REDIRECT
+    from attnclaims.studies.entailment_results import TOP1, EntailmentStudy
 
-    confirm = pd.DataFrame(
+    table = pd.DataFrame(
         {
             "pair": [0, 0, 1, 1] * 2,
             "text": ["a", "b"] * 4,
-            "variant": ["clean"] * 4 + ["edit"] * 4,
-            "alternative_top1": [0.0, 1.0, 0.0, 0.0] + [1.0, 1.0, 0.0, 1.0],
+            "family": "f",
+            "group": ["g1", "g1", "g2", "g2"] * 2,
+            "arm": [CLEAN.name] * 4 + [REDIRECT.name] * 4,
+            "measure": TOP1,
+            "value": [0.0, 1.0, 0.0, 0.0] + [1.0, 1.0, 0.0, 1.0],
         }
     )
-    rate = switch_rate(SimpleNamespace(confirm=confirm), "edit")
-    assert list(zip(rate.pair, rate.text)) == [(0, "a"), (1, "a"), (1, "b")]  # (0, b) already answered it
-    assert rate.switch.tolist() == [1.0, 0.0, 1.0]
+    study = EntailmentStudy("m", None, {}, table, None, None, None, None, 0.0)
+    rows = study.rows(REDIRECT, TOP1, switchable=True)
+    assert list(zip(rows.pair, rows.text)) == [(0, "a"), (1, "a"), (1, "b")]  # (0, b) already answered it
+    assert rows.value.tolist() == [1.0, 0.0, 1.0]
+    assert study.switch_rate(REDIRECT).to_dict() == {"g1": 1.0, "g2": 0.5}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 from itertools import permutations
 
+import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnclaims.heads import Head, nearest_controls, same_layer_controls, top_heads
+from attnclaims.heads import Head, nearest_controls, same_layer_controls, top_heads, versus_layer
 
 
 @settings(max_examples=40, deadline=None)
@@ -34,3 +36,23 @@ def test_same_layer_controls_stay_in_the_layer_while_it_has_heads_left(seed, k):
         in_layer = sum(h.layer == head.layer for h in heads)
         if in_layer <= 2:  # 4 heads a layer: at least two left for the compared ones
             assert control.layer == head.layer
+
+
+def test_a_head_against_the_rest_of_its_layer():
+    scores = torch.tensor([[0.9, 0.1, 0.2, 0.3], [0.5, 0.5, 0.5, 0.5]])  # [units, heads]
+    assert torch.allclose(versus_layer(scores, 0), torch.tensor([0.9 - 0.2, 0.0]))
+    np.testing.assert_allclose(versus_layer(scores.numpy()[0], 3), 0.3 - 0.4)  # one unit, numpy
+    with pytest.raises(ValueError, match="head 4 against the rest of a layer of 4 heads"):
+        versus_layer(scores, 4)
+    with pytest.raises(ValueError, match="at least 2"):
+        versus_layer(scores[:, :1], 0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-10, 10), min_size=2, max_size=12), st.data())
+def test_a_head_that_scores_as_its_layer_is_zero_beyond_it(values, data):
+    head = data.draw(st.integers(0, len(values) - 1))
+    row = torch.tensor(values, dtype=torch.float64)
+    mean_of_others = (row.sum() - row[head]) / (len(values) - 1)
+    assert float(versus_layer(row, head)) == pytest.approx(float(row[head] - mean_of_others), abs=1e-9)
+    assert float(versus_layer(torch.full((len(values),), 2.5), head)) == 0.0

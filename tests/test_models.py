@@ -15,7 +15,7 @@ import torch
 
 from attnclaims import cache, models
 from attnclaims.cache import verified_folder, verify_folder
-from attnclaims.fixtures.ledger import claim_name
+from attnclaims.fixtures.claim import claim_name
 from attnclaims.fixtures.models import default_threads
 from attnclaims.models import CHECKPOINTS, ModelUnavailableError, checkpoint_folder, load_model
 
@@ -263,7 +263,7 @@ def test_unreachable_hub_fails_fast_with_a_clear_message(monkeypatch):
 
 
 @dataclasses.dataclass
-class FakeItem:  # what fixtures/ledger.py claim_name reads from a pytest item
+class FakeItem:  # what fixtures/claim.py claim_name reads from a pytest item
     name: str
     originalname: str
     callspec: object | None

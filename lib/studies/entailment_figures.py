@@ -14,12 +14,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from attnclaims.heads import Head
-from attnclaims.studies.entailment_stats import deltas
-from attnclaims.studies.entailment_study import EntailmentStudy
+from attnclaims.studies.entailment_arms import Switch
+from attnclaims.studies.entailment_results import EntailmentStudy
 
 
 def write_figures(study: EntailmentStudy, folder: Path) -> None:
-    name, k_top = study.name, study.design.k
+    name, heads = study.name, study.heads
     n_layers = int(study.attention.layer.max()) + 1
     effect = (
         study.switch_by_family.groupby(["layer", "head"])
@@ -33,14 +33,14 @@ def write_figures(study: EntailmentStudy, folder: Path) -> None:
         effect, cmap="RdBu", vmin=-np.abs(effect).max(), vmax=np.abs(effect).max(), aspect="auto"
     )
     marks = [
-        (study.switch_heads[:k_top], "x", "top heads"),
-        (study.same_layer[0], "o", "same-layer control"),
-        (study.decile[0], "s", "attention-decile control"),
-        (study.fact_heads, "^", "fact heads"),
+        (heads.top, "x", "top heads"),
+        (heads.same_layer[0], "o", "same-layer control"),
+        (heads.decile[0], "s", "attention-decile control"),
+        (heads.fact, "^", "fact heads"),
     ]
-    for heads, marker, text in marks:
+    for marked, marker, text in marks:
         style = {"color": "k"} if marker == "x" else {"facecolors": "none", "edgecolors": "k"}
-        ax.scatter([h for _, h in heads], [lyr for lyr, _ in heads], marker=marker, label=text, **style)
+        ax.scatter([h for _, h in marked], [lyr for lyr, _ in marked], marker=marker, label=text, **style)
     ax.set(xlabel="head", ylabel="layer", title=f"{name}: switch effect per head (discovery, nats)")
     ax.legend(fontsize=7, loc="lower left")
     fig.colorbar(image)
@@ -51,7 +51,8 @@ def write_figures(study: EntailmentStudy, folder: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 4))
     for k in study.design.dose_k:
-        means = [0.0] + [deltas(study, ("switch", k, a)).delta.mean() for a in study.design.dose_alpha[1:]]
+        alphas = study.design.dose_alpha[1:]
+        means = [0.0] + [study.rows(Switch(k, alpha), change=True).value.mean() for alpha in alphas]
         ax.plot(study.design.dose_alpha, means, marker="o", label=f"K={k}")
     ax.set(
         xlabel="fraction of the entailed answer's weight moved",
@@ -64,13 +65,13 @@ def write_figures(study: EntailmentStudy, folder: Path) -> None:
 
     two = study.attention.query("hops == 2 and split == 'confirmation'")
     fig, ax = plt.subplots(figsize=(7, 4))
-    heads = list(dict.fromkeys(study.fact_heads + study.switch_heads[:k_top]))
-    for i, (layer, head) in enumerate(heads):
+    shown = list(dict.fromkeys(heads.fact + heads.top))
+    for i, (layer, head) in enumerate(shown):
         rows = two[(two.layer == layer) & (two["head"] == head)]
         on_a = np.where(rows.text == "a", rows.entailed, rows.alternative)  # attention on answer a
         ax.bar(i - 0.2, on_a[rows.text == "a"].mean(), 0.4, color="C0", label="fact a" if i == 0 else None)
         ax.bar(i + 0.2, on_a[rows.text == "b"].mean(), 0.4, color="C1", label="fact b" if i == 0 else None)
-    ax.set_xticks(range(len(heads)), [str(Head(lyr, h)) for lyr, h in heads])
+    ax.set_xticks(range(len(shown)), [str(Head(lyr, h)) for lyr, h in shown])
     ax.set(
         ylabel="final-row attention on answer a", title=f"{name}: attention on answer a by fact (held out)"
     )

@@ -1,7 +1,7 @@
 """The entailment study of one model, computed once: hypotheses/test_entailment_head_switching.py claims.
 
     study = run_study(model, "smollm2-135m", EntailmentDesign(k=3, dose_k=(1, 3, 5, 10), ...))
-    study.switch_heads[:3], study.confirm.query("variant == 'clean'").ld
+    study.heads.top, study.effect(Switch(3)), study.sensitivity(CLEAN, hops=2)
 
 Steps, in the order they run, one function each that run_study calls in turn (every stacked forward
 goes through attnclaims.sweep.run_variants):
@@ -14,12 +14,14 @@ goes through attnclaims.sweep.run_variants):
    effect) or use as the mean-ablation reference.
 3. discover: fact-following score and single-head switch effect of every head; from them the fact,
    switch, redirect and induction heads. draw_controls: the control draws (random.Random(0)).
-4. confirm_final_row, on the confirmation groups: every final-row intervention of the claims against
-   its controls (one per compared head, moving as much attention: ShiftAttention), as LD, whether the
-   top-1 token is the alternative and p(alternative) per prompt x variant.
+4. confirm_final_row, on the confirmation groups: every final-row arm of the claims
+   (lib/studies/entailment_arms.py) against its controls, as LD, and for the switch arms whether the
+   top-1 token is the alternative and p(alternative).
 5. copy_account: the induction heads mean-ablated, whole and along the switch heads' queries, with a
    reference from other groups' prompts (entailment_sweep.other_groups_mean); the switch heads'
    attention under each.
+The study's `table` is tidy (attnclaims.effects): one row per prompt x arm x measure, the clean run's
+LD for every prompt and each arm's measures on the confirmation prompts; every claim selects from it.
 """
 
 from __future__ import annotations
@@ -29,30 +31,47 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.heads import same_layer_controls, top_heads
-from attnclaims.hooks import partner_row
-from attnclaims.interventions import (
-    AblateHeads,
-    EditAttention,
-    MoveAttention,
-    RedirectAttention,
-    ShiftAttention,
-)
-from attnclaims.pair_hooks import freeze_after, path_to_queries, watch
+from attnclaims.arms import CLEAN, check_arms
+from attnclaims.effects import tidy
+from attnclaims.heads import every_head, same_layer_controls, top_heads
+from attnclaims.pair_hooks import watch
 from attnclaims.prompts.entailment import FAMILIES, minimal_pairs
 from attnclaims.protocols import tokenize_pairs
 from attnclaims.scores import induction_scores
 from attnclaims.stats import discovery_confirmation_split
+from attnclaims.studies.entailment_arms import (
+    ABLATE_INDUCTION,
+    FACT_SWAP,
+    FACT_SWAP_CONTROL,
+    INDUCTION_QUERIES,
+    REDIRECT,
+    REDIRECT_CONTROL,
+    Decile,
+    Heads,
+    Prompts,
+    SameLayer,
+    SingleSwitch,
+    Switch,
+    SwitchDirect,
+)
+from attnclaims.studies.entailment_results import (
+    COLUMNS,
+    LD,
+    ON_ANSWERS,
+    P_ALTERNATIVE,
+    RECENCY,
+    TOP1,
+    EntailmentStudy,
+)
 from attnclaims.studies.entailment_sweep import (
+    EVERY_POSITION,
     alternative_metric,
     attention_frame,
     buckets,
     other_groups_mean,
     output_change,
-    sensitivity_by_pair,
     sweep,
 )
 from attnclaims.tasks import ordinary_token_ids, random_repeats
@@ -69,27 +88,6 @@ class EntailmentDesign:
     n_induction: int  # top induction heads mean-ablated
     discovery_fraction: float  # share of groups (of twin families) in the discovery split
     order_sets: tuple[tuple[str, str], ...]  # rule orders per family, alternating between families
-
-
-@dataclass(frozen=True)
-class EntailmentStudy:
-    name: str  # the model, as the ledger records it
-    design: EntailmentDesign  # the design it was computed under
-    skipped: dict  # pairs this model cannot use, with the reason
-    behaviour: pd.DataFrame  # per pair: family, words, hops, order, crossed, split, sensitivity
-    attention: pd.DataFrame  # per prompt x head: entailed / alternative / later-answer attention
-    induction: np.ndarray  # [layer, head] induction scores
-    switch_by_family: pd.DataFrame  # discovery: per family x head, mean delta LD of the single-head switch
-    fact_heads: list  # top K by discovery fact-following score
-    fact_controls: list  # for each fact head, another head of its layer
-    switch_heads: list  # top max(dose_k) by discovery switch effect (most negative first)
-    redirect_heads: list  # top K by discovery attention to the entailed answer (the one-hot redirect's)
-    induction_heads: list  # top n_induction by induction score, outside the switch heads
-    same_layer: list  # control_draws draws: for each top switch head, another head of its layer
-    decile: list  # control_draws draws of K heads from the top attention decile
-    confirm: pd.DataFrame  # confirmation: per prompt x variant, LD / top-1 / p(alternative)
-    captures: pd.DataFrame  # confirmation: switch heads' attention per prompt x variant
-    ablation_change: float  # how far the mean ablation moves the induction heads' final-row output (relative)
 
 
 def label(p) -> str:
@@ -166,7 +164,7 @@ class CleanRun:
 
     buckets: list  # every pair's texts in position-matched buckets (entailment_sweep.buckets)
     stores: list  # per bucket: the clean activations captured (final rows, and full z of induction layers)
-    behaviour: pd.DataFrame  # per pair: table columns and sensitivity
+    ld: pd.DataFrame  # per prompt: table columns and LD
     attention: pd.DataFrame  # per prompt x head: final-row attention (entailment_sweep.attention_frame)
     induction: np.ndarray  # [layer, head] induction scores
     top_induction: list  # the top 3 * n_induction heads by induction score
@@ -183,17 +181,17 @@ def clean_run(model, pairs: DesignPairs, design: EntailmentDesign) -> CleanRun:
     top_induction = top_heads(induction, 3 * design.n_induction)
     full_z = sorted({(get_act_name("z", layer), layer) for layer, _ in top_induction})
 
-    def clean_variant(bucket, index, store):
-        hooks = [watch(store, "clean", name, layer=layer) for name, layer in patterns + finals]
-        return {"clean": hooks + [watch(store, "clean_full", n, layer=lyr, final=False) for n, lyr in full_z]}
+    def capture(arm, store):
+        hooks = [watch(store, arm, name, layer=layer) for name, layer in patterns + finals]
+        return hooks + [watch(store, EVERY_POSITION, n, layer=lyr, final=False) for n, lyr in full_z]
 
     all_buckets = buckets(pairs.two_hop, pairs.meta) + buckets(pairs.one_hop, pairs.meta)
-    clean, stores = sweep(model, all_buckets, clean_variant)
+    clean, stores = sweep(model, all_buckets, [CLEAN], lambda b, i, s: None, capture=capture)
     return CleanRun(
         buckets=all_buckets,
         stores=stores,
-        behaviour=sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"}),
-        attention=attention_frame(all_buckets, stores, "clean", range(n_layers)),
+        ld=clean.rename(columns={"value": LD}),
+        attention=attention_frame(all_buckets, stores, CLEAN, range(n_layers)),
         induction=induction,
         top_induction=top_induction,
         full_z=full_z,
@@ -220,22 +218,19 @@ def discover(model, pairs: DesignPairs, clean: CleanRun, design: EntailmentDesig
     """Fact-following and attention on the answer from the clean run; every head's single switch,
     one rule order per family; the induction heads below the top switch heads."""
     disc_attention = discovery_attention(clean)
-    every_head = [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+    singles = [SingleSwitch(head) for head in every_head(model)]
     meta = pairs.meta
     disc_pairs = [
         p for p in pairs.two_hop if meta[p.label]["split"] == "discovery" and meta[p.label]["swept"]
     ]
-
-    def single_switches(bucket, index, store):
-        e, a = bucket.entailed_pos, bucket.alternative_pos
-        return {"clean": [], **{head: MoveAttention([head], e, a) for head in every_head}}
-
-    disc, _ = sweep(model, buckets(disc_pairs, meta), single_switches)
+    prompts_of = lambda bucket, index, store: Prompts(model, bucket, store)
+    disc, _ = sweep(model, buckets(disc_pairs, meta), [CLEAN, *singles], prompts_of)
     disc["prompt"] = disc.pair + ":" + disc.text
-    clean_disc = disc[disc.variant == "clean"].set_index("prompt").value
-    disc = disc[disc.variant != "clean"].copy()
+    clean_disc = disc[disc.arm == CLEAN.name].set_index("prompt").value
+    disc = disc[disc.arm != CLEAN.name].copy()
     disc["delta"] = disc.value - disc.prompt.map(clean_disc)
-    disc["layer"], disc["head"] = disc.variant.str[0], disc.variant.str[1]
+    head_of = {arm.name: arm.head for arm in singles}
+    disc["layer"], disc["head"] = (disc.arm.map(lambda name, i=i: head_of[name][i]) for i in (0, 1))
     switch_by_family = disc.groupby(["group", "family", "layer", "head"], as_index=False).delta.mean()
     per_head = switch_by_family.groupby(["layer", "head"]).delta.mean()
     switch_heads = top_heads(per_head, max(design.dose_k), largest=False)
@@ -251,18 +246,10 @@ def discover(model, pairs: DesignPairs, clean: CleanRun, design: EntailmentDesig
     )
 
 
-@dataclass(frozen=True)
-class Controls:
-    """Controls, never a compared head: for each compared head another of its layer, or one of the
-    top attention decile (each later moves as much attention as the head it stands for)."""
-
-    same_layer: list  # control_draws draws, one per top switch head
-    decile: list  # control_draws draws of k heads
-    fact: list  # one per fact head
-    redirect: list  # one per redirect head
-
-
-def draw_controls(model, clean: CleanRun, found: Discovery, design: EntailmentDesign) -> Controls:
+def draw_controls(model, clean: CleanRun, found: Discovery, design: EntailmentDesign) -> Heads:
+    """The chosen heads with their controls, never a compared head: for each compared head another
+    of its layer, or k of the top attention decile (each arm's control moves as much attention as the
+    head it stands for: entailment_arms)."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     top = found.switch_heads[: design.k]
     rng = random.Random(0)
@@ -274,7 +261,17 @@ def draw_controls(model, clean: CleanRun, found: Discovery, design: EntailmentDe
     decile = [rng.sample(decile_pool, design.k) for _ in range(design.control_draws)]
     fact = same_layer_controls(rng, found.fact_heads, n_layers, n_heads)
     redirect = same_layer_controls(rng, found.redirect_heads, n_layers, n_heads)
-    return Controls(same_layer, decile, fact, redirect)
+    return Heads(
+        k=design.k,
+        switch=found.switch_heads,
+        fact=found.fact_heads,
+        redirect=found.redirect_heads,
+        induction=found.induction_heads,
+        same_layer=same_layer,
+        decile=decile,
+        fact_controls=fact,
+        redirect_controls=redirect,
+    )
 
 
 def confirmation_buckets(clean: CleanRun) -> tuple[list, list]:
@@ -287,63 +284,42 @@ def confirmation_buckets(clean: CleanRun) -> tuple[list, list]:
     return [clean.buckets[i] for i in keep], [clean.stores[i] for i in keep]
 
 
-def confirm_final_row(
-    model, clean: CleanRun, found: Discovery, controls: Controls, design: EntailmentDesign
-) -> pd.DataFrame:
-    """Step 4, the final-row edits: per confirmation prompt x variant, LD, and for the switch
-    claims' variants whether the top-1 token is the alternative and p(alternative)."""
-    conf_buckets, conf_stores = confirmation_buckets(clean)
-    top, switch_heads = found.switch_heads[: design.k], found.switch_heads
-
-    def switch(heads, bucket, alpha=1.0):
-        return MoveAttention(heads, bucket.entailed_pos, bucket.alternative_pos, alpha)
-
-    def weight_on(index, head, pos):  # [batch]: a head's clean final-row weight on `pos`
-        pattern = conf_stores[index][("clean", get_act_name("pattern", head[0]))]
-        return pattern[torch.arange(len(pos)), head[1], pos]
-
-    def matched(heads, masses, dst):
-        """Control i moves masses[i] of its attention onto dst: as much as compared head i moves."""
-        parts = [ShiftAttention([c], dst=dst, mass=m) for c, m in zip(heads, masses)]
-        return sum(parts[1:], parts[0])
-
-    def final_row_variants(bucket, index, store):
-        e, a = bucket.entailed_pos, bucket.alternative_pos
-        moved = [weight_on(index, h, e) for h in top]  # a switch moves each head's weight on e to a
-        redirected = [1 - weight_on(index, h, a) for h in found.redirect_heads]  # all but a's
-        variants = {"clean": []}
-        for k in design.dose_k:
-            for alpha in design.dose_alpha[1:]:
-                variants[("switch", k, alpha)] = switch(switch_heads[:k], bucket, alpha)
-        variants.update({("single", head): switch([head], bucket) for head in switch_heads})
-        variants.update({("same_layer", i): matched(h, moved, a) for i, h in enumerate(controls.same_layer)})
-        variants.update({("decile", i): matched(h, moved, a) for i, h in enumerate(controls.decile)})
-        variants["original_redirect"] = RedirectAttention(found.redirect_heads, a)
-        variants["original_redirect_control"] = matched(controls.redirect, redirected, a)
-        variants["fact_cross"] = EditAttention(found.fact_heads, partner_row)
-        variants["fact_cross_control"] = EditAttention(controls.fact, partner_row)
-        variants["switch_direct"] = switch(top, bucket) + freeze_after(
-            model, top, conf_stores[index], "clean"
-        )
-        return variants
-
-    confirm, _ = sweep(model, conf_buckets, final_row_variants)
-    flip_keys = [
-        "clean",
-        ("switch", design.k, 1.0),
-        *[("same_layer", i) for i in range(design.control_draws)],
-        "original_redirect",
-        "original_redirect_control",
+def final_row_arms(heads: Heads, design: EntailmentDesign) -> list:
+    """Step 4's arms, in the order they run: the dose grid of switches, each switch head alone, the
+    switch's controls, the original question's redirect and its control, the fact heads' pattern swap
+    and its control, and the switch's direct effect."""
+    return [
+        *(Switch(k, alpha) for k in design.dose_k for alpha in design.dose_alpha[1:]),
+        *(SingleSwitch(head) for head in heads.switch),
+        *(SameLayer(draw) for draw in range(design.control_draws)),
+        *(Decile(draw) for draw in range(design.control_draws)),
+        REDIRECT,
+        REDIRECT_CONTROL,
+        FACT_SWAP,
+        FACT_SWAP_CONTROL,
+        SwitchDirect(design.k),
     ]
 
-    def flip_variants(bucket, index, store):
-        every = final_row_variants(bucket, index, store)
-        return {key: every[key] for key in flip_keys}
 
-    columns = ("alternative_top1", "p_alternative")
-    alternative, _ = sweep(model, conf_buckets, flip_variants, metric=alternative_metric, names=columns)
-    return confirm.rename(columns={"value": "ld"}).merge(
-        alternative[["pair", "text", "variant", *columns]], on=["pair", "text", "variant"], how="left"
+def switch_arms(design: EntailmentDesign) -> list:
+    """The arms whose switches (the alternative becoming the top-1 token) the claims count."""
+    draws = [SameLayer(draw) for draw in range(design.control_draws)]
+    return [CLEAN, Switch(design.k), *draws, REDIRECT, REDIRECT_CONTROL]
+
+
+def confirm_final_row(model, clean: CleanRun, heads: Heads, design: EntailmentDesign) -> pd.DataFrame:
+    """Step 4, the final-row arms on the confirmation prompts: tidy rows of LD for every arm, and of
+    TOP1 and P_ALTERNATIVE for `switch_arms` (clean included: what a switch is counted against)."""
+    conf_buckets, conf_stores = confirmation_buckets(clean)
+    prompts_of = lambda bucket, index, store: Prompts(model, bucket, conf_stores[index], heads)
+    ld, _ = sweep(model, conf_buckets, final_row_arms(heads, design), prompts_of)
+    columns = (TOP1, P_ALTERNATIVE)
+    switched, _ = sweep(
+        model, conf_buckets, switch_arms(design), prompts_of, metric=alternative_metric, names=columns
+    )
+    return pd.concat(
+        [tidy(ld.rename(columns={"value": LD}), [LD], COLUMNS), tidy(switched, columns, COLUMNS)],
+        ignore_index=True,
     )
 
 
@@ -352,50 +328,62 @@ class CopyAccount:
     """Step 5, the copy account: the top induction heads mean-ablated (whole run, and along the
     switch heads' queries only), with a reference from other groups' prompts."""
 
-    confirm: pd.DataFrame  # per confirmation prompt x variant ("ablate_induction", "path_q"): LD
-    captures: pd.DataFrame  # the top switch heads' attention per prompt x variant (clean included)
+    table: pd.DataFrame  # tidy: LD under both arms; ON_ANSWERS and RECENCY under them and clean
     ablation_change: float  # how far the reference moves the induction heads' final-row output
 
 
-def copy_account(model, clean: CleanRun, found: Discovery, design: EntailmentDesign) -> CopyAccount:
+COPY_ARMS = (ABLATE_INDUCTION, INDUCTION_QUERIES)
+
+
+def copy_account(model, clean: CleanRun, heads: Heads) -> CopyAccount:
     """Full forwards from the lowest edited layer. A bucket's mean-ablation reference is the mean of
     other groups' two-hop prompts (never its own), position-matched (other_groups_mean)."""
     conf_buckets, conf_stores = confirmation_buckets(clean)
-    top = found.switch_heads[: design.k]
+    top = heads.top
     layers = sorted({layer for layer, _ in top})
     watched = sorted({(get_act_name("pattern", layer), layer) for layer in layers})
     references = [
         {
-            name: other_groups_mean(clean.buckets, clean.stores, b, ("clean_full", name))
+            name: other_groups_mean(clean.buckets, clean.stores, b, (EVERY_POSITION, name))
             for name, _ in clean.full_z
         }
         for b in conf_buckets
     ]
-
-    def full_variants(bucket, index, store):
-        look = lambda key: [watch(store, key, name, layer=layer) for name, layer in watched]
-        ablate = AblateHeads(found.induction_heads, "mean", references[index])
-        return {"ablate_induction": [ablate, *look("ablate_induction")]}
-
-    def path_variant(bucket, index, store):
-        hooks = path_to_queries(model, found.induction_heads, top, references[index])
-        return {"path_q": [hooks, *(watch(store, "path_q", name, layer=layer) for name, layer in watched)]}
-
-    full, full_stores = sweep(model, conf_buckets, full_variants)
-    path, path_stores = sweep(model, conf_buckets, path_variant, split_q=True)
-    full_stores = [{**a, **b} for a, b in zip(full_stores, path_stores)]
-    captures = pd.concat(
-        [attention_frame(conf_buckets, conf_stores, "clean", layers).assign(variant="clean")]
-        + [
-            attention_frame(conf_buckets, full_stores, key, layers).assign(variant=key)
-            for key in ("ablate_induction", "path_q")
+    prompts_of = lambda b, index, store: Prompts(model, b, conf_stores[index], heads, references[index])
+    capture = lambda arm, store: [watch(store, arm, name, layer=layer) for name, layer in watched]
+    full, full_stores = sweep(model, conf_buckets, [ABLATE_INDUCTION], prompts_of, capture=capture)
+    path, path_stores = sweep(
+        model, conf_buckets, [INDUCTION_QUERIES], prompts_of, split_q=True, capture=capture
+    )
+    stores = [{**c, **a, **b} for c, a, b in zip(conf_stores, full_stores, path_stores)]
+    looked = pd.concat(
+        [
+            answer_attention(conf_buckets, stores, arm, top)
+            for arm in (CLEAN, ABLATE_INDUCTION, INDUCTION_QUERIES)
         ],
         ignore_index=True,
     )
+    lds = pd.concat([full, path], ignore_index=True).rename(columns={"value": LD})
     return CopyAccount(
-        confirm=pd.concat([full.rename(columns={"value": "ld"}), path.rename(columns={"value": "ld"})]),
-        captures=captures[[(lyr, h) in top for lyr, h in zip(captures.layer, captures["head"])]],
-        ablation_change=output_change(conf_stores, references, found.induction_heads),
+        table=pd.concat(
+            [tidy(lds, [LD], COLUMNS), tidy(looked, [ON_ANSWERS, RECENCY], COLUMNS)], ignore_index=True
+        ),
+        ablation_change=output_change(conf_stores, references, heads.induction),
+    )
+
+
+def answer_attention(bucket_list, stores, arm, heads) -> pd.DataFrame:
+    """Per prompt under `arm`: `heads`' mean final-row attention on both answers (ON_ANSWERS) and on
+    the later answer minus the earlier one (RECENCY)."""
+    frame = attention_frame(bucket_list, stores, arm, sorted({layer for layer, _ in heads}))
+    frame = frame[[(layer, h) in heads for layer, h in zip(frame.layer, frame["head"])]]
+    frame = frame.assign(
+        **{ON_ANSWERS: frame.entailed + frame.alternative, RECENCY: frame.later - frame.earlier}
+    )
+    return (
+        frame.groupby(list(COLUMNS), as_index=False, sort=False, dropna=False)[[ON_ANSWERS, RECENCY]]
+        .mean()
+        .assign(arm=arm.name)
     )
 
 
@@ -404,25 +392,18 @@ def run_study(model, model_name: str, design: EntailmentDesign) -> EntailmentStu
     pairs = design_pairs(model, design)
     clean = clean_run(model, pairs, design)
     found = discover(model, pairs, clean, design)
-    controls = draw_controls(model, clean, found, design)
-    final_row = confirm_final_row(model, clean, found, controls, design)
-    copying = copy_account(model, clean, found, design)
+    heads = draw_controls(model, clean, found, design)
+    check_arms(dict.fromkeys([CLEAN, *final_row_arms(heads, design), *switch_arms(design), *COPY_ARMS]))
+    final_row = confirm_final_row(model, clean, heads, design)
+    copying = copy_account(model, clean, heads)
     return EntailmentStudy(
         name=model_name,
         design=design,
         skipped=pairs.skipped,
-        behaviour=clean.behaviour,
+        table=pd.concat([tidy(clean.ld, [LD], COLUMNS), final_row, copying.table], ignore_index=True),
         attention=clean.attention,
         induction=clean.induction,
         switch_by_family=found.switch_by_family,
-        fact_heads=found.fact_heads,
-        fact_controls=controls.fact,
-        switch_heads=found.switch_heads,
-        redirect_heads=found.redirect_heads,
-        induction_heads=found.induction_heads,
-        same_layer=controls.same_layer,
-        decile=controls.decile,
-        confirm=pd.concat([final_row, copying.confirm]).reset_index(drop=True),
-        captures=copying.captures,
+        heads=heads,
         ablation_change=copying.ablation_change,
     )

@@ -1,11 +1,13 @@
 """Minimal pairs as position-matched buckets, the metrics read from them, and the sweep over them.
 
     bucket_list = buckets(pairs, meta)  # pairs: attnclaims.protocols.tokenize_pairs; meta: columns per pair
-    frame, stores = sweep(model, bucket_list, lambda b, i, s: {"clean": [watch(s, "clean", name, layer=3)]})
-    attention = attention_frame(bucket_list, stores, "clean", range(model.cfg.n_layers))
+    patterns = [(get_act_name("pattern", layer), layer) for layer in range(model.cfg.n_layers)]
+    watched = lambda arm, store: [watch(store, arm, name, layer=layer) for name, layer in patterns]
+    frame, stores = sweep(model, bucket_list, [CLEAN], lambda b, i, s: None, capture=watched)
+    attention = attention_frame(bucket_list, stores, CLEAN, range(model.cfg.n_layers))
     behaviour = sensitivity_by_pair(frame)  # per pair: LD(text a) - LD(text b)
 
-A bucket stacks pairs of one token length, row 2i text a and row 2i+1 text b, so that a variant's
+A bucket stacks pairs of one token length, row 2i text a and row 2i+1 text b, so that an arm's
 hooks act on every pair at once (attnclaims.sweep.run_variants). Every frame here has one row per prompt
 (per prompt x head for attention), carrying the pair's table columns: pair, family, group, words,
 hops, order, crossed, split, swept, text ("a"/"b").
@@ -20,6 +22,7 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
+from attnclaims.arms import check_arms
 from attnclaims.metrics import logit_diff, reads, target_prob, top1_is
 from attnclaims.patching import split_qkv_input
 from attnclaims.protocols import PairTokens
@@ -109,41 +112,61 @@ def other_groups_mean(bucket_list, stores, bucket: Bucket, key) -> torch.Tensor:
     return (total / count.view(-1, *([1] * (total.ndim - 1))))[None]
 
 
+EVERY_POSITION = "clean, every position"  # the store key of a clean activation kept at every position
+
+
 def output_change(stores, references, heads) -> float:
     """How far a mean ablation moves `heads`' final-position output: |reference - clean| / |clean| of
-    hook_z, averaged over prompts and heads (0 would make the ablation a no-op)."""
+    hook_z (the clean z kept at every position, store[(EVERY_POSITION, name)]), averaged over prompts
+    and heads (0 would make the ablation a no-op)."""
     ratios = []
     for store, reference in zip(stores, references):
         for layer, head in heads:
             name = get_act_name("z", layer)
-            clean = store[("clean_full", name)][:, -1, head]  # [batch, d_head]
+            clean = store[(EVERY_POSITION, name)][:, -1, head]  # [batch, d_head]
             ref = reference[name][:, -1, head]
             ratios.append(((ref - clean).norm(dim=-1) / clean.norm(dim=-1).clamp_min(1e-12)).mean())
     return float(torch.stack(ratios).mean())
 
 
-def sweep(model, bucket_list, variants: Callable, metric=ld_metric, split_q: bool = False, names=("value",)):
-    """(one row per prompt and variant with its `value`, one capture store per bucket).
+def sweep(
+    model,
+    bucket_list,
+    arms,
+    prompts_of: Callable,
+    metric=ld_metric,
+    split_q: bool = False,
+    names=("value",),
+    capture: Callable | None = None,
+):
+    """(one row per prompt and arm, with the arm's name in `arm` and its measures in `names`, one
+    capture store per bucket).
 
-    `variants(bucket, index, store)` returns {key: hooks}; hooks may write captures to `store`. A
-    metric of k values per prompt fills k columns, `names`."""
+    `prompts_of(bucket, index, store)` is what each arm builds its intervention from
+    (entailment_arms.Prompts); `capture(arm, store)` gives hooks that keep activations of that arm's
+    run in `store` (pair_hooks.watch). A metric of k values per prompt fills k columns, `names`."""
+    arms = check_arms(arms)
     frames, stores = [], []
     for index, bucket in enumerate(bucket_list):
         store: dict = {}
-        hooks = variants(bucket, index, store)
+        prompts = prompts_of(bucket, index, store)
+        hooks = {}
+        for arm in arms:
+            built, watched = arm.build(prompts), capture(arm, store) if capture is not None else []
+            hooks[arm] = [*(built if isinstance(built, list) else [built]), *watched] if watched else built
         if split_q:
             with split_qkv_input(model):
                 values = run_variants(model, bucket.tokens, hooks, metric(bucket))
         else:
             values = run_variants(model, bucket.tokens, hooks, metric(bucket))
-        for key, value in values.items():
+        for arm, value in values.items():
             columns = value.reshape(len(bucket.rows), -1).numpy()
             if columns.shape[1] != len(names):
                 raise ValueError(
                     f"the metric gives {columns.shape[1]} values per prompt for {len(names)} names"
                 )
             figures = {name: columns[:, i] for i, name in enumerate(names)}
-            frames.append(bucket.rows.assign(variant=[key] * len(bucket.rows), **figures))
+            frames.append(bucket.rows.assign(arm=arm.name, **figures))
         stores.append(store)
     return pd.concat(frames, ignore_index=True), stores
 
@@ -178,7 +201,7 @@ def sensitivity_by_pair(frame: pd.DataFrame, column: str = "value") -> pd.DataFr
     """Per pair: LD_entailed(a) + LD_entailed(b) = LD(text a) - LD(text b), the sensitivity."""
     keys = [
         c
-        for c in ("variant", "pair", "family", "group", "words", "hops", "order", "crossed", "split")
+        for c in ("arm", "pair", "family", "group", "words", "hops", "order", "crossed", "split")
         if c in frame
     ]
     return frame.groupby(keys, as_index=False)[column].sum()

@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
+from attnclaims.arms import CLEAN
 from attnclaims.heads import top_heads
-from attnclaims.hooks import partner_row
-from attnclaims.interventions import EditAttention
 from attnclaims.pair_hooks import watch
 from attnclaims.protocols import tokenize_pairs
+from attnclaims.studies.entailment_arms import PatternSwap
 from attnclaims.studies.entailment_sweep import (
     attention_frame,
     buckets,
@@ -73,22 +73,14 @@ def run_toy_study(
     }
     bucket_list = buckets(kept, meta)
     layers = range(model.cfg.n_layers)
-    clean, stores = sweep(
-        model,
-        bucket_list,
-        lambda b, i, s: {
-            "clean": [watch(s, "clean", get_act_name("pattern", lyr), layer=lyr) for lyr in layers]
-        },
-    )
-    attention = attention_frame(bucket_list, stores, "clean", layers, offset=offset)
+    patterns = [(get_act_name("pattern", layer), layer) for layer in layers]
+    capture = lambda arm, store: [watch(store, arm, name, layer=layer) for name, layer in patterns]
+    clean, stores = sweep(model, bucket_list, [CLEAN], lambda b, i, s: None, capture=capture)
+    attention = attention_frame(bucket_list, stores, CLEAN, layers, offset=offset)
     fact_heads = top_heads(
         attention.query("split == 'discovery'").groupby(["layer", "head"]).follows.mean(), k
     )
-    crossed, _ = sweep(
-        model,
-        bucket_list,
-        lambda b, i, s: {"cross": EditAttention(fact_heads, partner_row)},
-    )
+    crossed, _ = sweep(model, bucket_list, [PatternSwap(tuple(fact_heads))], lambda b, i, s: None)
     crossed["delta"] = crossed.value.to_numpy() - clean.value.to_numpy()
     behaviour = sensitivity_by_pair(clean).rename(columns={"value": "sensitivity"})
     return RuleRecallStudy(

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt
 import torch
 from transformer_lens.utilities import get_act_name
 
+from attnclaims.arms import CLEAN, Arm, build_all
 from attnclaims.heads import nearest_controls, same_layer_controls, top_heads
 from attnclaims.interventions import AblateHeads
 from attnclaims.metrics import per_position_loss
@@ -132,49 +133,95 @@ def ablations(
     layers = sorted({layer for layer, _ in top})
     every = [(layer, h) for layer in layers for h in range(model.cfg.n_heads)]
 
-    def keep(kept) -> list:
-        return AblateHeads([h for h in every if h not in kept], "mean", ref_cache)
-
-    variants = {"clean": []}
+    context = (ref_cache, every)
+    arms = [CLEAN]
     for how in hows:
-        variants[("top", how)] = AblateHeads(top, how, ref_cache)
-        for i, heads in enumerate(draws):
-            variants[("random", how, i)] = AblateHeads(heads, how, ref_cache)
+        arms += [
+            Ablation(tuple(top), how),
+            *(Ablation(tuple(heads), how, i) for i, heads in enumerate(draws)),
+        ]
     if sufficiency:
-        variants["layers"] = AblateHeads(every, "mean", ref_cache)
-        variants["top_kept"] = keep(top)
-        for i, heads in enumerate(draws):
-            variants[("random_kept", i)] = keep(heads)
+        arms += [AblateLayers(tuple(layers)), Ablation(tuple(top), "mean", keep=True)]
+        arms += [Ablation(tuple(heads), "mean", i, keep=True) for i, heads in enumerate(draws)]
     values = run_variants(
-        model, tokens, variants, repeat_measures(tokens, seq_len), progress="induction ablations"
+        model,
+        tokens,
+        build_all(arms, context),
+        repeat_measures(tokens, seq_len),
+        progress="induction ablations",
     )
     return AblationMeasures(
         *(
-            _read(values, column, hows, len(draws), sufficiency)
+            _read(values, column, top, draws, hows, layers, sufficiency)
             for column in range(len(AblationMeasures._fields))
         )
     )
 
 
-def _read(values: dict, column: int, hows, n_draws: int, sufficiency: bool) -> Ablations:
-    """One measure of every variant's [batch, 3] values, as Ablations."""
-    v = {key: value[:, column] for key, value in values.items()}
-    draws = range(n_draws)
+def _read(values: dict, column: int, top, draws, hows, layers, sufficiency: bool) -> Ablations:
+    """One measure of every arm's [batch, 3] values, as Ablations."""
+    v = {arm: value[:, column] for arm, value in values.items()}
+    randoms = lambda how, keep=False: torch.stack(
+        [v[Ablation(tuple(heads), how, i, keep)] for i, heads in enumerate(draws)]
+    )
     kept = (
         {
-            "layers_ablated": v["layers"],
-            "top_kept": v["top_kept"],
-            "random_kept": torch.stack([v[("random_kept", i)] for i in draws]),
+            "layers_ablated": v[AblateLayers(tuple(layers))],
+            "top_kept": v[Ablation(tuple(top), "mean", keep=True)],
+            "random_kept": randoms("mean", keep=True),
         }
         if sufficiency
         else {}
     )
     return Ablations(
-        clean=v["clean"],
-        top={how: v[("top", how)] for how in hows},
-        random={how: torch.stack([v[("random", how, i)] for i in draws]) for how in hows},
+        clean=v[CLEAN],
+        top={how: v[Ablation(tuple(top), how)] for how in hows},
+        random={how: randoms(how) for how in hows},
         **kept,
     )
+
+
+@dataclass(frozen=True)
+class Ablation(Arm):
+    """`heads` knocked out (`how`: zero, mean or resample over the reference); `draw`: None for the
+    top heads, i for draw i of random same-layer heads; `keep`: these heads kept instead and every
+    other head of their layers mean-ablated. Built from (reference cache, every head of the top
+    heads' layers)."""
+
+    heads: tuple
+    how: str
+    draw: int | None = None
+    keep: bool = False
+
+    @property
+    def name(self) -> str:
+        which = "the top heads" if self.draw is None else f"random draw {self.draw}"
+        return (
+            f"{which} kept, the rest of their layers mean-ablated"
+            if self.keep
+            else f"{which} {self.how}-ablated"
+        )
+
+    def build(self, context):
+        reference, every = context
+        if self.keep:
+            return AblateHeads([h for h in every if h not in self.heads], "mean", reference)
+        return AblateHeads(list(self.heads), self.how, reference)
+
+
+@dataclass(frozen=True)
+class AblateLayers(Arm):
+    """Every head of `layers` mean-ablated."""
+
+    layers: tuple
+
+    @property
+    def name(self) -> str:
+        return f"every head of layers {', '.join(map(str, self.layers))} mean-ablated"
+
+    def build(self, context):
+        reference, every = context
+        return AblateHeads(every, "mean", reference)
 
 
 def cross_paragraph_ablations(model, tokens, paragraph, top, draws, seq_len: int) -> AblationMeasures:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attnclaims.heads import versus_layer
 from attnclaims.metrics import per_position_loss
 from attnclaims.patching import path_patch_sweep
 from attnclaims.scores import (
@@ -122,9 +123,7 @@ class ToySeed:
     @property
     def key_path_beyond_layer(self) -> float:
         """The (d+1)-back head's key-path loss rise minus the mean of the other layer-0 heads' (nats)."""
-        paths = torch.tensor(self.key_paths)
-        others = torch.cat([paths[: self.key_head], paths[self.key_head + 1 :]])
-        return float(paths[self.key_head] - others.mean())
+        return float(versus_layer(torch.tensor(self.key_paths), self.key_head))
 
 
 @dataclass(frozen=True)

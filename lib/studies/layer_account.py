@@ -25,12 +25,35 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attnclaims.arms import CLEAN, Arm, build_all
 from attnclaims.interventions import PatchOutput
 from attnclaims.metrics import logit_diff
 from attnclaims.pair_hooks import watch
 from attnclaims.sweep import run_variants
 
 COMPONENTS = {"attention": "attn_out", "mlp": "mlp_out"}  # what a figure calls it: the hook it patches
+
+
+@dataclass(frozen=True)
+class PatchPartner(Arm):
+    """Block `layer`'s `kind` output ("attention" or "mlp") at the final position replaced by the
+    other text's of each pair (rows 2i and 2i+1), from the clean run's captures (`build(store)`)."""
+
+    layer: int
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return f"L{self.layer} {self.kind} output from the other text"
+
+    @property
+    def hook(self) -> str:
+        return f"blocks.{self.layer}.hook_{COMPONENTS[self.kind]}"
+
+    def build(self, store: dict):
+        clean = store[(CLEAN, self.hook)]
+        partner = torch.arange(len(clean)) ^ 1  # each text's other text
+        return PatchOutput(self.layer, COMPONENTS[self.kind], clean[partner])
 
 
 def layer_account(
@@ -50,21 +73,19 @@ def layer_account(
                 f"a stack holds pairs: 2n rows and 2n prompts, got {len(rows)} and {len(tokens)}"
             )
         store: dict = {}
-        hook = {(layer, kind): f"blocks.{layer}.hook_{COMPONENTS[kind]}" for layer, kind in parts}
         metric = logit_diff(entailed, alternative, per_prompt=True)
-        watched = [watch(store, "clean", hook[layer, kind], layer=layer) for layer, kind in parts]
-        clean = run_variants(model, tokens, {"clean": watched}, metric)["clean"]
-        partner = torch.arange(len(tokens)) ^ 1  # each text's other text
-        variants = {
-            (layer, kind): PatchOutput(layer, COMPONENTS[kind], store[("clean", hook[layer, kind])][partner])
-            for layer, kind in parts
-        }
-        patched = run_variants(model, tokens, variants, metric)
+        patches = [PatchPartner(layer, kind) for layer, kind in parts]
+        watched = [watch(store, CLEAN, patch.hook, layer=patch.layer) for patch in patches]
+        clean = run_variants(model, tokens, {CLEAN: watched}, metric)[CLEAN]
+        patched = run_variants(model, tokens, build_all(patches, store), metric)
         firsts = rows.iloc[::2].drop(columns="text").reset_index(drop=True)
-        for (layer, kind), ld in patched.items():
+        for patch, ld in patched.items():
             frames.append(
                 firsts.assign(
-                    layer=layer, component=kind, clean=_sensitivity(clean), patched=_sensitivity(ld)
+                    layer=patch.layer,
+                    component=patch.kind,
+                    clean=_sensitivity(clean),
+                    patched=_sensitivity(ld),
                 )
             )
     return pd.concat(frames, ignore_index=True)

@@ -38,11 +38,12 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.heads import Head, every_head, same_layer_controls, top_heads
-from attnclaims.hooks import partner_row
-from attnclaims.interventions import NOTHING, EditAttention, MoveAttention, ShiftAttention
+from attnclaims.arms import CLEAN, Arm, build_all
+from attnclaims.heads import Head, every_head, label, same_layer_controls, top_heads
+from attnclaims.interventions import NOTHING, MoveAttention, ShiftAttention
 from attnclaims.metrics import logit_diff, top1_is
 from attnclaims.pair_hooks import watch
+from attnclaims.studies.entailment_arms import PatternSwap
 from attnclaims.sweep import run_variants
 from attnclaims.tasks import TASKS
 from attnclaims.toy import ToyConfig
@@ -142,12 +143,12 @@ def run_two_hop(model, name: str, pairs: TwoHopPairs, k: int = 3) -> TwoHopStudy
     ld = logit_diff(pairs.entailed, pairs.alternative, per_prompt=True)
     store: dict = {}
     names = [get_act_name("pattern", layer) for layer in range(n_layers)]
-    watched = [watch(store, "clean", n, layer=layer) for layer, n in enumerate(names)]
-    clean_ld = run_variants(model, pairs.tokens, {"clean": watched}, ld)["clean"]
-    correct = run_variants(model, pairs.tokens, {"clean": NOTHING}, top1_is(pairs.entailed))["clean"]
+    watched = [watch(store, CLEAN, n, layer=layer) for layer, n in enumerate(names)]
+    clean_ld = run_variants(model, pairs.tokens, {CLEAN: watched}, ld)[CLEAN]
+    correct = run_variants(model, pairs.tokens, {CLEAN: NOTHING}, top1_is(pairs.entailed))[CLEAN]
     prompts = pairs.rows.assign(ld=clean_ld.numpy(), correct=correct.bool().numpy())
 
-    pattern = torch.stack([store[("clean", n)] for n in names], 1)  # [2n, layer, head, key]
+    pattern = torch.stack([store[(CLEAN, n)] for n in names], 1)  # [2n, layer, head, key]
     rows = torch.arange(len(pairs.rows))
 
     def weight(pos):  # [2n, layer, head]
@@ -163,7 +164,11 @@ def run_two_hop(model, name: str, pairs: TwoHopPairs, k: int = 3) -> TwoHopStudy
         "hop 2": top_heads(discovery.hop2.mean(), 1)[0],
     }
 
-    swapped = run_variants(model, pairs.tokens, {h: EditAttention([h], partner_row) for h in heads}, ld)
+    swap_arms = {PatternSwap((h,)): h for h in heads}
+    swapped = {
+        swap_arms[arm]: v
+        for arm, v in run_variants(model, pairs.tokens, build_all(swap_arms, pairs), ld).items()
+    }
     sensitivity = _sensitivity(clean_ld)
     firsts = pairs.rows.query("text == 'a'")[["pair", "split", "crossed", "order"]].reset_index(drop=True)
     behaviour = firsts.assign(sensitivity=sensitivity)
@@ -199,29 +204,66 @@ def _per_pair_head(pairs: TwoHopPairs, heads: list[Head], **scores: torch.Tensor
     return pd.concat(out, ignore_index=True)
 
 
-def _switch(model, pairs, pattern, switch_heads, ld, clean_ld) -> pd.DataFrame:
-    """The switch of `switch_heads` and CONTROL_DRAWS same-layer controls moving as much attention.
-    A switch counts on prompts whose clean top-1 token is not already the alternative (NaN elsewhere)."""
-    rng = random.Random(0)
-    variants = {"switch": MoveAttention(switch_heads, src=pairs.entailed_pos, dst=pairs.alternative_pos)}
-    rows = torch.arange(len(pairs.rows))
-    for draw in range(CONTROL_DRAWS):
-        controls = same_layer_controls(rng, switch_heads, model.cfg.n_layers, model.cfg.n_heads)
+@dataclass(frozen=True)
+class Switch(Arm):
+    """`heads`' final-row weight on the entailed answer moved to the alternative."""
+
+    heads: tuple
+
+    @property
+    def name(self) -> str:
+        return f"switch {label(self.heads)}"
+
+    def build(self, pairs: TwoHopPairs):
+        return MoveAttention(list(self.heads), src=pairs.entailed_pos, dst=pairs.alternative_pos)
+
+
+@dataclass(frozen=True)
+class MatchedControl(Arm):
+    """`controls` (one per head of `compared`), each moving onto the alternative as much attention as
+    its compared head has on the entailed answer in the clean run (`pattern`, [2n, layer, head, key])."""
+
+    controls: tuple
+    compared: tuple
+    draw: int
+
+    @property
+    def name(self) -> str:
+        return f"same-layer control {self.draw} ({label(self.controls)})"
+
+    def build(self, prompts):
+        pairs, pattern = prompts
+        rows = torch.arange(len(pairs.rows))
         parts = [
             ShiftAttention(
                 [c], dst=pairs.alternative_pos, mass=pattern[rows, h.layer, h.head, pairs.entailed_pos]
             )
-            for c, h in zip(controls, switch_heads)
+            for c, h in zip(self.controls, self.compared)
         ]
-        variants[("control", draw)] = sum(parts[1:], parts[0])
+        return sum(parts[1:], parts[0])
+
+
+def _switch(model, pairs, pattern, switch_heads, ld, clean_ld) -> pd.DataFrame:
+    """The switch of `switch_heads` and CONTROL_DRAWS same-layer controls moving as much attention.
+    A switch counts on prompts whose clean top-1 token is not already the alternative (NaN elsewhere)."""
+    rng = random.Random(0)
+    switch = Switch(tuple(switch_heads))
+    controls = [
+        MatchedControl(
+            tuple(same_layer_controls(rng, switch_heads, model.cfg.n_layers, model.cfg.n_heads)),
+            tuple(switch_heads),
+            draw,
+        )
+        for draw in range(CONTROL_DRAWS)
+    ]
+    variants = {switch: switch.build(pairs)} | {c: c.build((pairs, pattern)) for c in controls}
     lds = run_variants(model, pairs.tokens, variants, ld)
-    switched = run_variants(model, pairs.tokens, {"clean": NOTHING, **variants}, top1_is(pairs.alternative))
-    controls = [("control", d) for d in range(CONTROL_DRAWS)]
-    eligible = torch.where(switched["clean"] == 1, torch.nan, 1.0)
+    switched = run_variants(model, pairs.tokens, {CLEAN: NOTHING, **variants}, top1_is(pairs.alternative))
+    eligible = torch.where(switched[CLEAN] == 1, torch.nan, 1.0)
     return pairs.rows.assign(
-        switched=(eligible * switched["switch"]).numpy(),
+        switched=(eligible * switched[switch]).numpy(),
         control_switched=(eligible * torch.stack([switched[c] for c in controls]).mean(0)).numpy(),
-        delta=(lds["switch"] - clean_ld).numpy(),
+        delta=(lds[switch] - clean_ld).numpy(),
         control_delta=torch.stack([lds[c] - clean_ld for c in controls]).mean(0).numpy(),
     )
 

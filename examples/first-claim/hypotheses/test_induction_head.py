@@ -20,7 +20,7 @@ Log
 
 from __future__ import annotations
 
-import torch
+from attnclaims.heads import versus_layer
 from attnclaims.scores import attention_patterns, induction_score_from_pattern, induction_scores
 from attnclaims.stats import bootstrap_ci
 from attnclaims.tasks import ordinary_token_ids, random_repeats
@@ -38,9 +38,8 @@ def test_an_induction_head_beats_its_layer_on_heldout_sequences(model, claim):
     scores = induction_scores(model, select)  # [layer, head], selection sequences only
     layer, head = divmod(int(scores.argmax()), model.cfg.n_heads)
     held_out = induction_score_from_pattern(attention_patterns(model, confirm)[layer], DESIGN.seq_len)
-    others = torch.cat([held_out[:, :head], held_out[:, head + 1 :]], dim=1).mean(dim=1)
     assert claim(
-        bootstrap_ci(held_out[:, head] - others),
+        bootstrap_ci(versus_layer(held_out, head)),
         ">=",
         0.3,
         why="a third of the attention more than its layer's other heads give the induction target; a "
