@@ -439,3 +439,12 @@ def test_switch_effect_is_mostly_direct(study, claim):
 #   discovery groups of each group's Spearman rho (the pooled rho's bootstrap had no coverage check): 1
 #   verdict moved: test_switch_effect_tracks_induction_score on smollm2-135m: undecided 0.2902 [0.1981,
 #   0.3303] -> refuted 0.2355 [-0.0977, 0.2893] (gemma3-270m 0.0723 [-0.0304, 0.1319], refuted as before).
+# 2026-12-04  Rewritten on the study layer, both models rerun (2 threads): the arms are objects named at the
+#   top of this file (lib/studies/entailment_arms.py), the results one tidy table of prompt x arm x measure
+#   (attnclaims.effects), every effect taken against the clean run's LD (the confirmation sweep no longer
+#   runs a clean variant of its own). `attnclaims diff` against the ledger before: no claim moved; ends of
+#   CIs moved in the 4th digit (e.g. two-hop on gemma3-270m -0.006808 -> -0.006801). The Spearman figure
+#   moved 0.2355 -> 0.2368 on smollm2-135m (the old code gives 0.2368 too on this session's machine: near-
+#   tied switch effects change rank) and 0.0723 -> 0.0726 on gemma3-270m, refuted on both as before. The
+#   switch claim's note now gives its control's p(alternative) over the 3 draws, not draw 0 alone (0.148 ->
+#   0.119 / 0.184 -> 0.158).
