@@ -109,12 +109,7 @@ def load_model(
     from their float32 copy. `device_map`: the model across devices instead of on `device`
     (lib/placement.py: "auto", or {module name: device}); its bytes per device are reported first.
     """
-    device_map = placement.check_device_map(device_map)
-    if device_map is not None and str(device) != "cpu":
-        raise ValueError(
-            f"device={str(device)!r} and a device_map both place the model. Fix: give the map alone; it "
-            "names the devices (--device-map without --device)"
-        )
+    device_map = placement.check_placement(device, device_map)
     device, dtype = check_device(device), check_dtype(dtype)
     if dtype in (torch.float16, torch.bfloat16) and torch.device(device).type == "cpu":
         warnings.warn(

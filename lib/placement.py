@@ -66,6 +66,18 @@ def check_device_map(device_map) -> str | dict | None:
     return check_device_map(parsed)
 
 
+def check_placement(device, device_map) -> str | dict | None:
+    """`check_device_map(device_map)`, refused beside a `device` other than the CPU: both would place
+    the model."""
+    device_map = check_device_map(device_map)
+    if device_map is not None and str(device) != "cpu":
+        raise ValueError(
+            f"device={str(device)!r} and a device_map both place the model. Fix: give the map alone; it "
+            "names the devices (--device-map without --device; toys then run on the CPU)"
+        )
+    return device_map
+
+
 def _check_device(module: str, device) -> int | str:
     if isinstance(device, bool) or not isinstance(device, (int, str)):
         raise ValueError(

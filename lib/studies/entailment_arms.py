@@ -73,6 +73,12 @@ def _matched(controls, masses, dst):
     return sum(parts[1:], parts[0])
 
 
+def _matched_to_switch(p: Prompts, controls):
+    """Control i moves onto the alternative as much as top switch head i moves off the entailed answer."""
+    moved = [p.weight_on(h, p.bucket.entailed_pos) for h in p.heads.top]
+    return _matched(controls, moved, p.bucket.alternative_pos)
+
+
 @dataclass(frozen=True)
 class Switch(Arm):
     """The top `k` switch heads' final-row weight on the entailed answer, `alpha` of it, moved to the
@@ -116,8 +122,7 @@ class SameLayer(Arm):
         return f"same-layer control {self.draw}"
 
     def build(self, p: Prompts):
-        moved = [p.weight_on(h, p.bucket.entailed_pos) for h in p.heads.top]
-        return _matched(p.heads.same_layer[self.draw], moved, p.bucket.alternative_pos)
+        return _matched_to_switch(p, p.heads.same_layer[self.draw])
 
 
 @dataclass(frozen=True)
@@ -132,8 +137,7 @@ class Decile(Arm):
         return f"decile control {self.draw}"
 
     def build(self, p: Prompts):
-        moved = [p.weight_on(h, p.bucket.entailed_pos) for h in p.heads.top]
-        return _matched(p.heads.decile[self.draw], moved, p.bucket.alternative_pos)
+        return _matched_to_switch(p, p.heads.decile[self.draw])
 
 
 @dataclass(frozen=True)
