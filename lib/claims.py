@@ -407,9 +407,14 @@ def role_of(family: str, check: bool = False) -> str:
     return "check" if check else "confirmatory" if family else "exploratory"
 
 
-def threshold_text(direction: str, threshold: float) -> str:
-    """The claimed side in words: ">= 0.5", "<= 0", "within +-0.1"."""
-    return f"within +-{threshold:g}" if direction == "within" else f"{direction} {threshold:g}"
+def threshold_text(direction: str, threshold: float, number=lambda x: f"{x:g}") -> str:
+    """The claimed side in words, the one place it is written: ">= 0.5", "<= 0", "within +-0.1";
+    `number` formats the threshold (the report passes attnclaims.ledger.round_sig).
+
+        threshold_text("within", 0.1)  # "within +-0.1"
+    """
+    side = "within +-" if direction == "within" else f"{direction} "
+    return f"{side}{number(threshold)}"
 
 
 def _percent(level: float) -> str:

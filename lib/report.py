@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from attnclaims.claims import STATUSES
+from attnclaims.claims import STATUSES, threshold_text
 from attnclaims.ledger import read_ledger, replication, round_sig
 from attnclaims.models import CHECKPOINTS
 
@@ -284,11 +284,7 @@ def study_figures(results: Path, hypotheses: list[str]) -> dict[str, list[Path]]
 
 
 def _claim_line(r) -> list[str]:
-    side = (
-        f"within +-{round_sig(r.threshold)}"
-        if r.direction == "within"
-        else f"{r.direction} {round_sig(r.threshold)}"
-    )
+    side = threshold_text(r.direction, r.threshold, round_sig)
     threshold = f"{side} ({r.why})" if r.why else side
     status = f"**{r.status}**" + (
         f" (CI {round_sig(r.past_threshold)} past)" if r.status == "undecided" else ""

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attnclaims.claims import COLUMNS, Claim, Precondition, decide
+from attnclaims.claims import COLUMNS, Claim, Precondition, decide, threshold_text
 from attnclaims.cli import main
-from attnclaims.ledger import Ledger, diff_ledgers, git_commit, load_ledger, replication
+from attnclaims.ledger import Ledger, diff_ledgers, git_commit, load_ledger, replication, round_sig
 
 pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +95,12 @@ def test_a_claim_is_truthy_iff_it_is_supported_and_its_repr_gives_the_figures():
     assert repr(refuted) == "c on m: x = 0.2 [95% CI 0.1, 0.4], n=1; claimed >= 0.5: refuted"
     assert "n=8 seeds" in repr(make(n=8, unit="seeds"))
     assert "x = 1 (exact)" in repr(make())
+
+
+def test_the_claimed_side_is_written_one_way_for_the_terminal_and_the_report():
+    assert threshold_text(">=", 0.5) == ">= 0.5" and threshold_text("within", 0.1) == "within +-0.1"
+    assert threshold_text("<=", 1 / 3) == "<= 0.333333"
+    assert threshold_text("<=", 1 / 3, round_sig) == "<= 0.3333"  # the report's 4 significant digits
 
 
 def test_bad_claims_are_named():
