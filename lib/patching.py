@@ -317,10 +317,9 @@ def path_patch_sweep(
             f"({model.cfg.n_heads} query heads share {model.cfg.n_key_value_heads} key/value heads); use 'q'"
         )
     name = get_act_name("z", layer)
-    _, clean_cache = model.run_with_cache(clean, names_filter=lambda n: n == name)
-    _, corrupted_cache = model.run_with_cache(corrupted, names_filter=lambda n: n == name)
+    clean_z, corrupted_z = (source_cache(model, tokens, "z", [layer])[name] for tokens in (clean, corrupted))
     W_O = model.blocks[layer].attn.W_O[head]
-    delta = (clean_cache[name][:, :, head] - corrupted_cache[name][:, :, head]) @ W_O  # [batch, pos, d_model]
+    delta = (clean_z[:, :, head] - corrupted_z[:, :, head]) @ W_O  # [batch, pos, d_model]
 
     def add_to(receiver: int):
         def hook(fork: torch.Tensor, hook) -> torch.Tensor:  # [batch, pos, n_heads, d_model]

@@ -3,7 +3,9 @@
 Everything here is measured on one scalar metric that an ablation raises (a loss, in nats): the
 effect of an ablation is metric(ablated run) - metric(clean run). Ablations act on heads' outputs
 (`hook_z`, attnclaims.hooks.ablate_heads: "mean" over a reference batch per position, "zero" or
-"resample"); every set of ablations runs through the sweep engine (attnclaims.sweep.run_variants).
+"resample"; the reference is `attnclaims.interventions.source_cache(model, reference_tokens)`, every
+layer's hook_z on other prompts); every set of ablations runs through the sweep engine
+(attnclaims.sweep.run_variants).
 
 From the model (each returns losses or effects):
 - `ablation_losses`: the metric with each of several head sets ablated together.
@@ -42,7 +44,7 @@ from transformer_lens.utilities import get_act_name
 
 from attnclaims import hooks as H
 from attnclaims.heads import Head, every_head
-from attnclaims.interventions import AblateHeads, Hooks, Intervention, source_cache
+from attnclaims.interventions import AblateHeads, Hooks, Intervention
 from attnclaims.metrics import Metric
 from attnclaims.patching import z_names
 from attnclaims.sweep import check_tokens, per_head, run_variants
@@ -51,18 +53,14 @@ Ablation = Literal["zero", "mean", "resample"]
 ABLATIONS: tuple[Ablation, ...] = ("zero", "mean", "resample")
 
 
-@torch.no_grad()
-def reference_cache(model, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """hook_z [batch, pos, head, d_head] of every layer on `tokens`: the reference for mean and
-    resample ablations."""
-    return source_cache(model, tokens, "z")
-
-
 def _check_ablation(how: Ablation, reference) -> None:
     if how not in ABLATIONS:
         raise ValueError(f"unknown ablation {how!r}; use 'zero', 'mean' or 'resample'")
     if how != "zero" and reference is None:
-        raise ValueError(f"a {how!r} ablation needs reference=reference_cache(model, reference_tokens)")
+        raise ValueError(
+            f"a {how!r} ablation needs reference=source_cache(model, reference_tokens) "
+            "(attnclaims.interventions)"
+        )
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from attnclaims import hooks as H
 from attnclaims import redundancy as R
 from attnclaims.heads import Head
+from attnclaims.interventions import source_cache
 from attnclaims.metrics import mean_loss
 from attnclaims.presets import ATTN_ONLY
 from attnclaims.tasks import repeat_batch
@@ -25,7 +26,7 @@ def repeat_tokens(seed: int, batch: int = 6) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def setup(toy):
     tokens, reference = repeat_tokens(0), repeat_tokens(1)
-    return tokens, mean_loss(tokens), R.reference_cache(toy, reference)
+    return tokens, mean_loss(tokens), source_cache(toy, reference)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def test_direct_effect_of_a_last_layer_head_is_its_total_effect_with_ln_final_fr
 
 def test_bad_ablation_requests_name_the_fix(toy, setup):
     tokens, metric, reference = setup
-    with pytest.raises(ValueError, match="reference_cache"):
+    with pytest.raises(ValueError, match="source_cache"):
         R.ablation_losses(toy, tokens, metric, [[(0, 0)]], "mean", None)
     with pytest.raises(ValueError, match="unknown ablation"):
         R.ablation_losses(toy, tokens, metric, [[(0, 0)]], "median", reference)
@@ -187,7 +188,7 @@ def test_heads_compensate_nothing_where_no_head_lies_downstream(toy, toy_1l):
     """In a 1-layer model, and for the last layer of any model, the downstream-heads part is exactly 0."""
     for model, layer in ((toy_1l, 0), (toy, toy.cfg.n_layers - 1)):
         tokens = repeat_tokens(0)
-        reference = R.reference_cache(model, repeat_tokens(1))
+        reference = source_cache(model, repeat_tokens(1))
         split = R.self_repair_split(
             model, tokens, mean_loss(tokens), [(layer, h) for h in range(4)], "mean", reference
         )

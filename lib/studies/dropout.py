@@ -29,6 +29,7 @@ import torch
 
 from attnclaims import redundancy as R
 from attnclaims.heads import Head
+from attnclaims.interventions import source_cache
 from attnclaims.matched_loss import train_to_loss
 from attnclaims.metrics import mean_loss
 from attnclaims.scores import attention_patterns, induction_circuit_type, offset_induction_score_from_pattern
@@ -113,9 +114,7 @@ def circuit_type(model, tokens: torch.Tensor, design: DropoutDesign) -> str:
 def measure(model, design: DropoutDesign) -> Measured:
     base, S = design.base, design.base.seq_len
     tokens = repeat_batch(torch.Generator().manual_seed(123), 64, S, base.n_content)
-    reference = R.reference_cache(
-        model, repeat_batch(torch.Generator().manual_seed(321), 64, S, base.n_content)
-    )
+    reference = source_cache(model, repeat_batch(torch.Generator().manual_seed(321), 64, S, base.n_content))
     selection = repeat_batch(torch.Generator().manual_seed(456), 64, S, base.n_content)
     metric = mean_loss(tokens, halves(S)[1])  # predictions of the 2nd..last token of the copy
     selection_metric = mean_loss(selection, halves(S)[1])

@@ -33,11 +33,10 @@ from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import torch
-from transformer_lens.utilities import get_act_name
 
 from attnclaims.arms import CLEAN, Arm, build_all
 from attnclaims.heads import nearest_controls, same_layer_controls, top_heads
-from attnclaims.interventions import AblateHeads
+from attnclaims.interventions import AblateHeads, source_cache
 from attnclaims.metrics import per_position_loss
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.scores import attention_patterns, entropy_from_pattern, induction_score_from_pattern
@@ -128,8 +127,8 @@ def ablations(
     """Every intervention in one call of the sweep engine: the top heads and each draw of random
     same-layer heads ablated (`hows`), and (`sufficiency`) whole layers mean-ablated but for the
     top heads or a draw of random heads."""
-    names = {get_act_name("z", layer) for layer, _ in [*top, *(h for heads in draws for h in heads)]}
-    _, ref_cache = model.run_with_cache(reference, names_filter=lambda n: n in names)
+    heads = [*top, *(head for draw in draws for head in draw)]
+    ref_cache = source_cache(model, reference, "z", [layer for layer, _ in heads])
     layers = sorted({layer for layer, _ in top})
     every = [(layer, h) for layer in layers for h in range(model.cfg.n_heads)]
 
