@@ -4,17 +4,18 @@ for attnclaims.sweep.run_variants on stacked pairs (rows a, b, a, b, ...):
 - `watch`: keep an activation (a pattern's final row, or the final position) of each variant.
 - `freeze_after`: hold every later component at its clean value at the final position (the direct
   effect of an edit).
-- `path_to_queries`: a mean ablation that reaches some heads' queries only (path patching).
+- `path_to_queries`: a mean ablation that reaches some heads' queries only (path patching:
+  attnclaims.paths.PatchPath).
 The row edits they pair with (`partner_row`, `move_fraction`) are in attnclaims.hooks.
 """
 
 from __future__ import annotations
 
-import torch
 from transformer_lens.utilities import get_act_name
 
 from attnclaims.heads import label
 from attnclaims.interventions import Hooks
+from attnclaims.paths import PatchPath
 
 
 def watch(store: dict, key, name: str, *, layer: int, final: bool = True) -> Hooks:
@@ -69,37 +70,16 @@ def freeze_after(model, heads, clean: dict, key) -> Hooks:
     return Hooks(tuple(hooks), first_layer=first, edits_final_row=True, label=f"freeze after {label(heads)}")
 
 
-def path_to_queries(model, senders, receivers, reference: dict) -> Hooks:
-    """Mean-ablate `senders` on the path into `receivers`' queries at the final position only:
-    each receiver's query input gets sum_s (mean z_s - z_s) W_O^s; every other reader sees the
-    clean run (direct path patching, as attnclaims.patching.path_patch_sweep, with a mean as the source).
+def path_to_queries(model, senders, receivers, reference: dict) -> PatchPath:
+    """Mean-ablate `senders` on the path into `receivers`' queries at the final position only: each
+    receiver's query input gets sum_s (mean z_s - z_s) W_O^s; every other reader sees the clean run.
+    An attnclaims.paths.PatchPath (as attnclaims.patching.path_patch_sweep runs, with a mean as the
+    source).
 
     `reference[hook_z name]` [batch, pos, head, d_head] gives the mean (over its prompts, per
     position); senders at or after the first receiver's layer are ignored. Run the forward inside
     `attnclaims.patching.split_qkv_input(model)`, which gives every head its own query input."""
     first_receiver = min(layer for layer, _ in receivers)
-    delta: dict[int, torch.Tensor] = {}
-    hooks = []
-    for layer in sorted({layer for layer, _ in senders if layer < first_receiver}):
-        heads = [h for lyr, h in senders if lyr == layer]
-        name = get_act_name("z", layer)
-        mean = reference[name][:, :, heads].mean(0, keepdim=True)  # [1, pos, heads, d_head]
-        W_O = model.blocks[layer].attn.W_O[heads]  # [heads, d_head, d_model]
-
-        def keep(z, hook, heads=heads, mean=mean, W_O=W_O, layer=layer):
-            delta[layer] = torch.einsum("bphd,hdm->bm", (mean[:, -1:] - z[:, -1:, heads]), W_O)
-
-        hooks.append((name, keep))
-    for layer in sorted({layer for layer, _ in receivers}):
-        heads = [h for lyr, h in receivers if lyr == layer]
-
-        def add(fork, hook, heads=heads):  # [batch, pos, n_heads, d_model]
-            fork = fork.clone()
-            fork[:, -1, heads] += sum(delta.values())[:, None].to(fork.dtype)
-            return fork
-
-        hooks.append((get_act_name("q_input", layer), add))
-    first = min([layer for layer, _ in senders if layer < first_receiver] + [first_receiver])
-    return Hooks(
-        tuple(hooks), first_layer=first, label=f"path {label(senders)} -> queries of {label(receivers)}"
-    )
+    names = {get_act_name("z", layer) for layer, _ in senders if layer < first_receiver}
+    mean = {name: reference[name].mean(0, keepdim=True) for name in names}  # [1, pos, head, d_head]
+    return PatchPath(senders, receivers, mean, "q", final=True)

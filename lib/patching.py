@@ -16,14 +16,14 @@ run would be. Clean and corrupted tokens are keyword-only, as a silent swap woul
 - `attribution_patch_sweep`: the gradient approximation of an activation patch sweep (Nanda 2023;
   Syed et al. 2023): (a_clean - a_corrupted) . d metric / d a at the corrupted run.
 - `path_patch_sweep`: a sender head's clean-minus-corrupted output added to each later head's own
-  query/key/value input alone (direct path patching, Wang et al. 2022); equals
-  `transformer_lens.patching.get_act_patch_direct_path`.
+  query/key/value input alone (direct path patching, Wang et al. 2022: attnclaims.paths.PatchPath);
+  equals `transformer_lens.patching.get_act_patch_direct_path`. `split_qkv_input` (attnclaims.paths)
+  gives every head its own input.
 """
 
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
 
 import torch
 from transformer_lens.utilities import get_act_name
@@ -31,8 +31,9 @@ from transformer_lens.utilities import get_act_name
 from attnclaims import lengths
 from attnclaims.heads import every_head
 from attnclaims.hooks import RowEdit, check_heads, one_hot_row
-from attnclaims.interventions import SITES, EditAttention, Hooks, PatchActivation, source_cache
+from attnclaims.interventions import SITES, EditAttention, PatchActivation, source_cache
 from attnclaims.metrics import Metric, check_scalar
+from attnclaims.paths import PatchPath, split_qkv_input
 from attnclaims.sweep import check_tokens, per_head, run_variants
 
 
@@ -273,24 +274,6 @@ def attribution_patch_sweep(
     return torch.stack(out).cpu()
 
 
-@contextmanager
-def split_qkv_input(model):
-    """Give every head its own copy of the residual entering its query/key/value (hook_{q,k,v}_input)."""
-    saved_split, saved_attn_in = (
-        bool(model.cfg.use_split_qkv_input),
-        bool(getattr(model.cfg, "use_attn_in", False)),
-    )
-    try:
-        if saved_attn_in:
-            model.set_use_attn_in(False)
-        model.set_use_split_qkv_input(True)
-        yield
-    finally:
-        model.set_use_split_qkv_input(saved_split)
-        if saved_attn_in:
-            model.set_use_attn_in(True)
-
-
 @torch.no_grad()
 def path_patch_sweep(
     model,
@@ -304,35 +287,16 @@ def path_patch_sweep(
 ) -> torch.Tensor:
     """[n_layers, n_heads]: the sender's clean-minus-corrupted output, (z_clean - z_corrupted) @ W_O,
     added at every position to one later head's own `component` input alone; every other reader
-    sees the corrupted run. Rows at or before the sender's layer are NaN (no path). On grouped-query
-    models only "q" is defined per query head, and "k"/"v" raise ValueError.
+    sees the corrupted run: one attnclaims.paths.PatchPath per receiver, its source the clean run.
+    Rows at or before the sender's layer are NaN (no path). On grouped-query models only "q" is
+    defined per query head, and "k"/"v" raise ValueError.
     """
     clean, corrupted = _pair(model, clean_tokens, corrupted_tokens)
     ((layer, head),) = check_heads(model, [sender])
-    if component not in ("q", "k", "v"):
-        raise ValueError(f"component must be 'q', 'k' or 'v', got {component!r}")
-    if component != "q" and (model.cfg.n_key_value_heads or model.cfg.n_heads) != model.cfg.n_heads:
-        raise ValueError(
-            f"path patching into '{component}' of one query head is undefined on a grouped-query model "
-            f"({model.cfg.n_heads} query heads share {model.cfg.n_key_value_heads} key/value heads); use 'q'"
-        )
-    name = get_act_name("z", layer)
-    clean_z, corrupted_z = (source_cache(model, tokens, "z", [layer])[name] for tokens in (clean, corrupted))
-    W_O = model.blocks[layer].attn.W_O[head]
-    delta = (clean_z[:, :, head] - corrupted_z[:, :, head]) @ W_O  # [batch, pos, d_model]
-
-    def add_to(receiver: int):
-        def hook(fork: torch.Tensor, hook) -> torch.Tensor:  # [batch, pos, n_heads, d_model]
-            fork = fork.clone()
-            fork[:, :, receiver] += delta.to(fork.dtype)
-            return fork
-
-        return hook
-
+    source = source_cache(model, clean, "z", [layer])
     receivers = [(dl, dh) for dl in range(layer + 1, model.cfg.n_layers) for dh in range(model.cfg.n_heads)]
-    variants = {
-        (dl, dh): Hooks(((get_act_name(f"{component}_input", dl), add_to(dh)),), first_layer=dl)
-        for dl, dh in receivers
-    }
+    variants = {receiver: PatchPath([(layer, head)], [receiver], source, component) for receiver in receivers}
+    for spec in variants.values():  # named before any forward
+        spec.check(model)
     with split_qkv_input(model):
         return per_head(model, run_variants(model, corrupted, variants, metric, chunk=chunk))
