@@ -3,7 +3,7 @@ for attnclaims.sweep.run_variants on stacked pairs (rows a, b, a, b, ...):
 
 - `watch`: keep an activation (a pattern's final row, or the final position) of each variant.
 - `freeze_after`: hold every later component at its clean value at the final position (the direct
-  effect of an edit).
+  effect of an edit: attnclaims.paths.DirectPath).
 - `path_to_queries`: a mean ablation that reaches some heads' queries only (path patching:
   attnclaims.paths.PatchPath).
 The row edits they pair with (`partner_row`, `move_fraction`) are in attnclaims.hooks.
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from transformer_lens.utilities import get_act_name
 
-from attnclaims.heads import label
 from attnclaims.interventions import Hooks
-from attnclaims.paths import PatchPath
+from attnclaims.paths import DirectPath, PatchPath
 
 
 def watch(store: dict, key, name: str, *, layer: int, final: bool = True) -> Hooks:
@@ -32,42 +31,21 @@ def watch(store: dict, key, name: str, *, layer: int, final: bool = True) -> Hoo
     return Hooks(((name, hook),), first_layer=layer, label=f"watch {name}")
 
 
-def freeze_after(model, heads, clean: dict, key) -> Hooks:
+def freeze_after(model, heads, clean: dict, key) -> DirectPath:
     """Hold every head output (but `heads`), MLP output and ln_final scale at or after the first
-    switched layer at their clean values at the final position: what is left is the direct effect.
+    switched layer at their clean values at the final position: what is left is the direct effect
+    (attnclaims.paths.DirectPath, the one definition; attnclaims.redundancy.direct_effects is the other
+    use of it).
 
     `clean[(key, name)]` holds the clean final-position activations (`watch`) of every layer's
-    hook_z and hook_mlp_out and of ln_final.hook_scale. Marked final-row, so a final-row edit with
-    these hooks still runs on the prefix's KV cache (they edit the final row only)."""
+    hook_z and hook_mlp_out and of ln_final.hook_scale. Final-row, so a final-row edit with it still
+    runs on the prefix's KV cache (it edits the final row only)."""
     first = min(layer for layer, _ in heads)
-    hooks = []
-    for layer in range(first, model.cfg.n_layers):
-        keep = [h for h in range(model.cfg.n_heads) if (layer, h) not in heads]
-        z_clean, mlp_clean = (
-            clean[(key, get_act_name("z", layer))],
-            clean[(key, get_act_name("mlp_out", layer))],
-        )
-
-        def freeze_z(z, hook, keep=keep, value=z_clean):
-            z = z.clone()
-            z[:, -1, keep] = value[:, keep]
-            return z
-
-        def freeze_mlp(x, hook, value=mlp_clean):
-            x = x.clone()
-            x[:, -1] = value
-            return x
-
-        hooks += [(get_act_name("z", layer), freeze_z), (get_act_name("mlp_out", layer), freeze_mlp)]
-    scale = clean[(key, "ln_final.hook_scale")]
-
-    def freeze_scale(x, hook):
-        x = x.clone()
-        x[:, -1] = scale
-        return x
-
-    hooks.append(("ln_final.hook_scale", freeze_scale))
-    return Hooks(tuple(hooks), first_layer=first, edits_final_row=True, label=f"freeze after {label(heads)}")
+    names = [
+        get_act_name(kind, layer) for layer in range(first, model.cfg.n_layers) for kind in ("z", "mlp_out")
+    ]
+    held = {name: clean[(key, name)] for name in [*names, "ln_final.hook_scale"] if (key, name) in clean}
+    return DirectPath(heads, held, final=True)
 
 
 def path_to_queries(model, senders, receivers, reference: dict) -> PatchPath:

@@ -125,3 +125,61 @@ class PatchPath(Intervention):
 
             hooks.append((get_act_name(f"{self.component}_input", layer), add))
         return hooks
+
+
+@dataclass(frozen=True)
+class DirectPath(Intervention):
+    """What is left of an edit of `heads` is its direct effect (Rushing & Nanda 2024): every component
+    from the heads' first layer on (each other head's output, hook_z; each MLP's output) and the final
+    LayerNorm's scale held at their values in `clean`, so the heads' changed outputs reach the logits
+    through the residual stream alone (a later edited head still reads an earlier one). Add it to the
+    edit: `AblateHeads([h], "mean", reference) + DirectPath([h], clean)`.
+
+    `clean`: {hook name: activation} of those hook_z and hook_mlp_out and of ln_final.hook_scale, from
+    the run the edit is measured against: [batch, pos, ...] at every position, or with `final=True`
+    the final position's alone ([batch, ...], attnclaims.pair_hooks.watch), held there only (the
+    spec then edits the final row only). `attnclaims.redundancy.direct_effects` and
+    `attnclaims.pair_hooks.freeze_after` are its two uses."""
+
+    heads: tuple[Head, ...]
+    clean: Any = field(repr=False, compare=False)
+    final: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", tuple(as_heads(self.heads)))
+        if not self.heads:
+            raise ValueError("a direct path needs the heads whose edit it keeps")
+
+    def layer(self, model) -> int:
+        return min(layer for layer, _ in self.heads)
+
+    @property
+    def final_row(self) -> bool:
+        return self.final
+
+    def hooks(self, model) -> list[H.Hook]:
+        H.check_heads(model, self.heads)
+        where = -1 if self.final else slice(None)
+
+        def freeze_z(z, hook, keep, value):
+            z = z.clone()
+            z[:, where, keep] = value[..., keep, :]
+            return z
+
+        def freeze(x, hook, value):
+            x = x.clone()
+            x[:, where] = value
+            return x
+
+        hooks = []
+        for layer in range(self.layer(model), model.cfg.n_layers):
+            keep = [h for h in range(model.cfg.n_heads) if (layer, h) not in self.heads]
+            z, mlp = get_act_name("z", layer), get_act_name("mlp_out", layer)
+            value = H.require(self.clean, z, "the clean run the direct path holds to")
+            hooks.append((z, lambda x, hook, keep=keep, value=value: freeze_z(x, hook, keep, value)))
+            if mlp in model.hook_dict:
+                value = H.require(self.clean, mlp, "the clean run the direct path holds to")
+                hooks.append((mlp, lambda x, hook, value=value: freeze(x, hook, value)))
+        scale = H.require(self.clean, "ln_final.hook_scale", "the clean run the direct path holds to")
+        hooks.append(("ln_final.hook_scale", lambda x, hook: freeze(x, hook, scale)))
+        return hooks

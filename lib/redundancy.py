@@ -12,8 +12,8 @@ From the model (each returns losses or effects):
 - `head_effects`: clean loss, whole-model loss (every head ablated) and each head's single-ablation
   loss, as an `Effects`.
 - `direct_effects`: each head's direct effect (Rushing & Nanda 2024): the head's ablation applied
-  only to its direct path to the logits, i.e. its output change subtracted from the final residual
-  stream with the final LayerNorm's scale frozen at its clean value.
+  only to its direct path to the logits: every later component and the final LayerNorm's scale held
+  at their clean values (attnclaims.paths.DirectPath).
 - `self_repair_split`: for chosen heads, the total effect, the direct effect, and the effect with
   every downstream component's output frozen at its clean value, as `SelfRepair`: self-repair
   (direct - total) split into LayerNorm rescaling and the response of later components.
@@ -46,7 +46,7 @@ from attnclaims import hooks as H
 from attnclaims.heads import Head, every_head
 from attnclaims.interventions import AblateHeads, Hooks, Intervention
 from attnclaims.metrics import Metric
-from attnclaims.patching import z_names
+from attnclaims.paths import DirectPath
 from attnclaims.sweep import check_tokens, per_head, run_variants
 
 Ablation = Literal["zero", "mean", "resample"]
@@ -128,44 +128,23 @@ def direct_effects(
     """[n_layers, n_heads]: metric(head's direct path ablated) - metric(clean); heads not in
     `heads` (default: all) are NaN.
 
-    The head's output change d_h = (z_h - z_h_ablated) @ W_O[h] is subtracted from the residual
-    stream entering the final LayerNorm only (no later component sees it), and that LayerNorm's
-    scale is held at its clean value, so the change reaches the logits linearly: Rushing & Nanda's
-    (2024) direct effect. z_h_ablated is what `attnclaims.hooks.ablate_heads(how)` writes.
-    `under`: an intervention (e.g. another head's ablation) in force in every run, so that the
-    direct effects are those of the intervened run, measured from its own activations and scale.
+    The head is ablated (`attnclaims.hooks.ablate_heads(how)`) with every later component, the
+    other heads and the MLP of its layer, and the final LayerNorm's scale held at their clean values
+    at every position (attnclaims.paths.DirectPath, the one definition of a direct effect): its
+    output change reaches the logits through the residual stream alone, linearly (Rushing & Nanda
+    2024). `under`: an intervention (e.g. another head's ablation) in force in every run, so that the
+    direct effects are those of the intervened run, held to its own activations and scale.
     """
     _check_ablation(how, reference)
     tokens = check_tokens(model, tokens)
     heads = H.check_heads(model, heads) if heads is not None else every_head(model)
-    names = set(z_names(model)) | {"ln_final.hook_scale"}
-    cache = _activations(model, tokens, names, under)
-    clean_scale = cache["ln_final.hook_scale"]  # [batch, pos, 1]
-    ablated_z = {}
-    for layer in range(model.cfg.n_layers):  # what the ablation writes into each layer's z
-        ((name, fn),) = H.ablate_heads(model, [(layer, h) for h in range(model.cfg.n_heads)], how, reference)
-        ablated_z[name] = fn(cache[name], None)
-
-    def freeze(scale, hook):
-        return clean_scale.to(scale.dtype).clone()
-
-    def remove(delta):
-        return lambda resid, hook: resid - delta.to(resid.dtype)
-
+    kinds = ("z", "mlp_out")
+    names = {get_act_name(kind, layer) for layer in range(model.cfg.n_layers) for kind in kinds}
+    held = _activations(model, tokens, (names & set(model.hook_dict)) | {"ln_final.hook_scale"}, under)
     base = [] if under is None else [under]
     variants: dict = {"clean": base}
-    for layer, head in heads:
-        name = get_act_name("z", layer)
-        delta = (cache[name][:, :, head] - ablated_z[name][:, :, head]) @ model.W_O[
-            layer, head
-        ]  # [batch, pos, d_model]
-        variants[(layer, head)] = base + [
-            Hooks(
-                (("ln_final.hook_in", remove(delta)), ("ln_final.hook_scale", freeze)),
-                first_layer=model.cfg.n_layers,  # after the blocks: every block runs once, shared
-                label=f"{Head(layer, head)}'s direct path removed, final LayerNorm scale frozen",
-            )
-        ]
+    for head in heads:
+        variants[head] = base + [AblateHeads([head], how, reference) + DirectPath([head], held)]
     with warnings.catch_warnings():  # the bridge warns that an edited LayerNorm scale leaves HF's fused path
         warnings.simplefilter("ignore")
         values = run_variants(model, tokens, variants, metric, chunk=chunk)

@@ -1,5 +1,5 @@
-"""Path patching is one spec (attnclaims.paths.PatchPath): the sweep and the minimal-pair hook are two
-uses of it, and they agree where they should."""
+"""Path patching and the direct effect are one spec each (attnclaims.paths.PatchPath, DirectPath): the
+sweeps and the minimal-pair hooks are uses of them, and they agree where they should."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import pytest
 import torch
 from transformer_lens.patching import get_act_patch_direct_path
 
-from attnclaims.interventions import source_cache
+from attnclaims.interventions import AblateHeads, source_cache
 from attnclaims.metrics import logit_diff
-from attnclaims.pair_hooks import path_to_queries
+from attnclaims.pair_hooks import freeze_after, path_to_queries, watch
 from attnclaims.patching import path_patch_sweep
 from attnclaims.paths import PatchPath, split_qkv_input
+from attnclaims.presets import WITH_MLP
+from attnclaims.redundancy import direct_effects
 from attnclaims.sweep import run_variants
+from attnclaims.tasks import repeat_batch
 
 from .test_patching import toy_pair
 
@@ -56,3 +59,29 @@ def test_a_sender_without_a_path_changes_nothing_and_a_bad_source_is_named(toy):
     short = PatchPath([(0, 1)], [(1, 2)], source_cache(toy, clean[:, :-2]), "k")
     with pytest.raises(ValueError, match="positions, this run"), split_qkv_input(toy):
         run_variants(toy, corrupted, [short], metric)
+
+
+@pytest.mark.filterwarnings("ignore:A forward hook edited hook_scale")
+@pytest.mark.parametrize("how", ["mean", "zero"])
+def test_both_direct_effects_agree_where_they_should(toy_mlp, how):
+    """A metric of the final position alone: holding the later components at every position
+    (redundancy.direct_effects) and at the final one (pair_hooks.freeze_after, the entailment arms')
+    leave the same final logits, so the two callers give one number per head."""
+    model = toy_mlp
+    tokens = repeat_batch(torch.Generator().manual_seed(1), 8, 8, WITH_MLP.n_content)
+    reference = source_cache(model, repeat_batch(torch.Generator().manual_seed(2), 8, 8, WITH_MLP.n_content))
+    metric = logit_diff(5, 7)
+    heads = [(0, 1), (1, 2)]
+    direct = direct_effects(model, tokens, metric, how, reference, heads=heads)
+    clean = {}
+    names = [f"blocks.{layer}.{kind}" for layer in range(2) for kind in ("attn.hook_z", "hook_mlp_out")]
+    for name in [*names, "ln_final.hook_scale"]:
+        model.run_with_hooks(tokens, fwd_hooks=watch(clean, "clean", name, layer=0).hooks(model))
+    variants = {
+        head: AblateHeads([head], how, reference) + freeze_after(model, [head], clean, "clean")
+        for head in heads
+    }
+    values = run_variants(model, tokens, {"clean": [], **variants}, metric)
+    for head in heads:
+        assert float(direct[head]) != 0.0
+        torch.testing.assert_close(values[head] - values["clean"], direct[head], atol=2e-6, rtol=1e-5)
