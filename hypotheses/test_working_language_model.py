@@ -39,6 +39,7 @@ import torch
 
 from attnclaims import tasks
 from attnclaims.heads import Head
+from attnclaims.metrics import mean_loss
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.scores import attention_patterns, induction_score_from_pattern, induction_scores
 from attnclaims.stats import bootstrap_ci
@@ -52,7 +53,7 @@ BATCH = 16
 def paragraph_losses(model, texts: list[str]) -> torch.Tensor:
     """[len(texts)] mean next-token loss (nats) of each text."""
     with torch.no_grad():
-        return torch.stack([model(model.to_tokens(t), return_type="loss") for t in texts])
+        return torch.stack([mean_loss(tokens)(model(tokens)) for tokens in map(model.to_tokens, texts)])
 
 
 def shuffled(text: str, seed: int) -> str:

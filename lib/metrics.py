@@ -104,7 +104,8 @@ def kl_to_clean(clean_logits: torch.Tensor, pos: int = -1, per_prompt: bool = Fa
 
 
 def per_position_loss(tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Not a scalar metric: [batch, pos-1] next-token loss of `tokens` under the logits."""
+    """Not a scalar metric: [batch, pos-1] next-token loss of `tokens` under the logits (what
+    `mean_loss` averages)."""
 
     def losses(logits: torch.Tensor) -> torch.Tensor:
         logprobs = logits[:, :-1].float().log_softmax(-1)
@@ -113,10 +114,26 @@ def per_position_loss(tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Te
     return losses
 
 
-def mean_loss(tokens: torch.Tensor, positions: slice | torch.Tensor = slice(None)) -> Metric:
-    """Mean next-token loss over the predicted positions `positions` (indexes [pos-1])."""
+def mean_loss(
+    tokens: torch.Tensor, positions: slice | torch.Tensor | tuple = slice(None), per_prompt: bool = False
+) -> Metric:
+    """Mean next-token loss of `tokens` over the predicted positions `positions` (they index the
+    [pos-1] predictions: attnclaims.tasks.repeat.halves gives a repeated sequence's two copies), over
+    the batch, or per prompt ([batch]). The one helper for a loss on part of a sequence: a tuple of
+    spans gives one value per span from one softmax ([spans], or [batch, spans] per prompt).
+
+        mean_loss(tokens, halves(S)[1])(logits)                  # the loss on the repeated half
+        mean_loss(tokens, halves(S), per_prompt=True)(logits)    # [batch, 2]: each half, per prompt
+    """
     losses = per_position_loss(tokens)
-    return lambda logits: losses(logits)[:, positions].mean()
+    spans = positions if isinstance(positions, tuple) else (positions,)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        loss = losses(logits)
+        means = [loss[:, span].mean(1) if per_prompt else loss[:, span].mean() for span in spans]
+        return torch.stack(means, -1) if isinstance(positions, tuple) else means[0]
+
+    return metric
 
 
 def normalised_score(value, clean_value, corrupted_value):

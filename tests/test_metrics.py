@@ -36,6 +36,23 @@ def test_per_position_loss_and_mean_loss():
     assert metrics.mean_loss(tokens, slice(1, None))(flat).ndim == 0
 
 
+def test_loss_on_part_of_a_sequence_is_one_helper():
+    """mean_loss over the batch, per prompt, and for several spans at once from one softmax."""
+    tokens = torch.tensor([[0, 1, 2, 3, 1], [0, 3, 2, 2, 4]])
+    logits = torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(0))
+    losses = metrics.per_position_loss(tokens)(logits)  # [2, 4]
+    first, second = slice(0, 2), slice(2, None)
+    assert metrics.mean_loss(tokens, second)(logits) == losses[:, second].mean()
+    torch.testing.assert_close(
+        metrics.mean_loss(tokens, second, per_prompt=True)(logits), losses[:, 2:].mean(1)
+    )
+    both = metrics.mean_loss(tokens, (first, second), per_prompt=True)(logits)
+    assert both.shape == (2, 2) and torch.equal(both[:, 1], losses[:, 2:].mean(1))
+    torch.testing.assert_close(
+        metrics.mean_loss(tokens, (first, second))(logits), losses.reshape(2, 2, 2).mean((0, 2))
+    )
+
+
 def test_normalised_score():
     assert metrics.normalised_score(3.0, 5.0, 1.0) == 0.5
     with pytest.raises(ValueError, match="undefined"):

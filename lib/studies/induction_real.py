@@ -37,7 +37,7 @@ import torch
 from attnclaims.arms import CLEAN, Arm, build_all
 from attnclaims.heads import nearest_controls, same_layer_controls, top_heads
 from attnclaims.interventions import AblateHeads, source_cache
-from attnclaims.metrics import per_position_loss
+from attnclaims.metrics import mean_loss
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.scores import attention_patterns, entropy_from_pattern, induction_score_from_pattern
 from attnclaims.stats import bootstrap_ci
@@ -109,14 +109,11 @@ def repeat_measures(tokens: torch.Tensor, seq_len: int):
     """Metric: [batch, 3] loss on the repeated half, loss on the first half, top-1 accuracy on the
     repeated half (attnclaims.tasks.repeat.halves)."""
     first, repeated = halves(seq_len)
-    losses = per_position_loss(tokens)
+    loss = mean_loss(tokens, (repeated, first), per_prompt=True)  # [batch, 2]
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
-        loss = losses(logits)
         correct = (logits[:, :-1].argmax(-1) == tokens[:, 1:].to(logits.device)).float()
-        return torch.stack(
-            [loss[:, repeated].mean(1), loss[:, first].mean(1), correct[:, repeated].mean(1)], 1
-        )
+        return torch.cat([loss(logits), correct[:, repeated].mean(1, keepdim=True)], 1)
 
     return metric
 

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from attnclaims.heads import versus_layer
-from attnclaims.metrics import per_position_loss
+from attnclaims.metrics import mean_loss
 from attnclaims.patching import path_patch_sweep
 from attnclaims.scores import (
     attention_patterns,
@@ -66,7 +66,7 @@ def toy_eval_tokens(config: ToyConfig, seq_len: int, seed: int, batch: int = 64)
 
 def repeated_half_loss(logits: torch.Tensor, tokens: torch.Tensor, seq_len: int) -> torch.Tensor:
     """[batch] mean next-token loss on the 2nd..last token of the second copy."""
-    return per_position_loss(tokens)(logits)[:, halves(seq_len)[1]].mean(1)
+    return mean_loss(tokens, halves(seq_len)[1], per_prompt=True)(logits)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from attnclaims.metrics import mean_loss
 from attnclaims.scores import induction_score_from_pattern, offset_induction_score_from_pattern
 from attnclaims.tasks.params import TaskParams
 from attnclaims.tasks.vocab import N_SPECIAL, SPECIAL
@@ -73,14 +74,9 @@ class RepeatTask:
         return repeat_batch(generator, batch, params.seq_len, params.n_content)
 
     def evaluate(self, params: TaskParams, tokens, logits, attentions):
-        logprobs = logits[:, :-1].log_softmax(-1)
-        token_loss = -logprobs.gather(-1, tokens[:, 1:, None])[..., 0]  # [batch, 2S]
         S = params.seq_len
-        first, repeated = halves(S)
-        row = {
-            "loss_first_half": token_loss[:, first].mean().item(),
-            "loss_repeated_half": token_loss[:, repeated].mean().item(),
-        }
+        first_half, repeated_half = mean_loss(tokens, halves(S))(logits).tolist()
+        row = {"loss_first_half": first_half, "loss_repeated_half": repeated_half}
         for layer, pattern in enumerate(attentions):  # [batch, head, q, k]
             best_offset = (
                 offset_induction_score_from_pattern(pattern, S, range(min(8, S - 1))).mean(0).max(-1).values
