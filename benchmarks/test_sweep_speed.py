@@ -36,9 +36,8 @@ from transformer_lens.patching import (
     layer_pos_patch_setter,
 )
 
-from attnclaims import hooks as H
 from attnclaims.heads import every_head
-from attnclaims.interventions import PatchHeads
+from attnclaims.interventions import PatchHeads, RedirectAttention
 from attnclaims.metrics import logit_diff
 from attnclaims.patching import activation_patch_sweep, attention_redirect_sweep, head_out_patch_sweep
 from attnclaims.sweep import run_variants
@@ -107,12 +106,12 @@ def test_head_out_sweep_vs_transformer_lens(benchmark, record_ratio, smollm2):
     assert ratio.speedup >= 3.0, ratio  # target 5x: see the module docstring
 
 
-def per_head_redirect_loop(model, tokens, to_pos, metric, heads) -> torch.Tensor:
+def per_head_redirect_loop(model, tokens, dst, metric, heads) -> torch.Tensor:
     out = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
     with torch.no_grad():
         for layer, head in heads:
             logits = model.run_with_hooks(
-                tokens, fwd_hooks=H.redirect_attention(model, [(layer, head)], to_pos)
+                tokens, fwd_hooks=RedirectAttention([(layer, head)], dst).hooks(model)
             )
             out[layer, head] = float(metric(logits))
     return out

@@ -1,7 +1,11 @@
-"""Interventions as TransformerLens forward hooks: lists of (hook_name, fn), composable by `+`.
+"""The TransformerLens forward hooks behind the intervention specs (attnclaims.interventions): lists of
+(hook_name, fn), composable by `+`. Studies and tests use the specs, which build these:
 
-    hooks = redirect_attention(model, [(3, 4)], to_pos=12) + ablate_heads(model, [(5, 0)])
+    hooks = RedirectAttention([(3, 4)], dst=12).hooks(model) + AblateHeads([(5, 0)]).hooks(model)
     logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+The row edits (`one_hot_row`, `move_row`, `move_fraction`, `shift_mass`, `partner_row`) are the
+`edit` of `EditAttention`; `swap_head_values` and `patch_kv_heads` have no spec of their own.
 
 Heads are (layer, head) pairs of *query* heads. On a grouped-query model (smollm2-135m: 9 query
 heads share 3 key/value heads, query head h reads key/value head h // 3), the head-level
@@ -12,8 +16,8 @@ interventions here act on one query head alone:
 - `patch_kv_heads` patches a key/value head itself, which by construction changes every query head
   in its group; it takes key/value head indices, never query heads, so the blast radius is explicit.
 
-Positions: `query_pos`, `to_pos`, `from_pos` are ints (negative counts from the end) or [batch]
-long tensors (one position per prompt).
+Positions: `query_pos` (the attention row edited), `src` and `dst` (the key positions weight moves
+from and to) are ints (negative counts from the end) or [batch] long tensors (one position per prompt).
 """
 
 from __future__ import annotations
@@ -163,36 +167,36 @@ def edit_attention_rows(model, heads: Heads, query_pos, edit: RowEdit) -> list[H
     return [(get_act_name("pattern", layer), make(layer, hs)) for layer, hs in _by_layer(heads).items()]
 
 
-def one_hot_row(to_pos) -> RowEdit:
-    """A row edit: all attention on `to_pos`."""
+def one_hot_row(dst) -> RowEdit:
+    """A row edit: all attention on `dst`."""
 
     def edit(row: torch.Tensor) -> torch.Tensor:
-        to = _positions(to_pos, row.shape[0], row.shape[1], "to_pos")
+        to = _positions(dst, row.shape[0], row.shape[1], "dst")
         return torch.nn.functional.one_hot(to, row.shape[1]).to(row.dtype)
 
-    return _narrows(edit, lambda rows: one_hot_row(rows_of(to_pos, rows)))
+    return _narrows(edit, lambda rows: one_hot_row(rows_of(dst, rows)))
 
 
-def move_row(from_pos, to_pos, swap: bool = False) -> RowEdit:
-    """A row edit: the weight on `from_pos` moves to `to_pos` (the row still sums to 1).
+def move_row(src, dst, swap: bool = False) -> RowEdit:
+    """A row edit: the weight on `src` moves to `dst` (the row still sums to 1).
 
-    `swap=True` exchanges the two weights instead of emptying `from_pos` onto `to_pos`.
+    `swap=True` exchanges the two weights instead of emptying `src` onto `dst`.
     """
 
     def edit(row: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(row.shape[0])
-        src = _positions(from_pos, row.shape[0], row.shape[1], "from_pos")
-        dst = _positions(to_pos, row.shape[0], row.shape[1], "to_pos")
+        source = _positions(src, row.shape[0], row.shape[1], "src")
+        target = _positions(dst, row.shape[0], row.shape[1], "dst")
         out = row.clone()
-        w_src, w_dst = row[rows, src], row[rows, dst]
+        w_src, w_dst = row[rows, source], row[rows, target]
         if swap:
-            out[rows, src], out[rows, dst] = w_dst, w_src
-        else:  # from == to moves nothing
-            out[rows, src] = torch.where(src == dst, w_src, torch.zeros_like(w_src))
-            out[rows, dst] = torch.where(src == dst, w_src, w_src + w_dst)
+            out[rows, source], out[rows, target] = w_dst, w_src
+        else:  # src == dst moves nothing
+            out[rows, source] = torch.where(source == target, w_src, torch.zeros_like(w_src))
+            out[rows, target] = torch.where(source == target, w_src, w_src + w_dst)
         return out
 
-    return _narrows(edit, lambda rows: move_row(rows_of(from_pos, rows), rows_of(to_pos, rows), swap))
+    return _narrows(edit, lambda rows: move_row(rows_of(src, rows), rows_of(dst, rows), swap))
 
 
 def move_fraction(src, dst, alpha: float) -> RowEdit:
@@ -236,14 +240,13 @@ def partner_row(row: torch.Tensor) -> torch.Tensor:
     return row.reshape(-1, 2, *row.shape[1:]).flip(1).reshape(row.shape)
 
 
-def redirect_attention(model, heads: Heads, to_pos, query_pos=-1) -> list[Hook]:
-    """Each chosen head attends, from `query_pos`, only to `to_pos` (a one-hot row)."""
-    return edit_attention_rows(model, heads, query_pos, one_hot_row(to_pos))
+def move_attention(model, heads: Heads, src, dst, query_pos=-1, swap: bool = False) -> list[Hook]:
+    """`MoveAttention(heads, src, dst, query_pos=query_pos, swap=swap).hooks(model)`, for the two tests
+    that still call it (tests/test_protocols.py, tests/test_entailment_identities.py): remove it once
+    they build the spec."""
+    from attnclaims.interventions import MoveAttention  # the spec imports this module
 
-
-def move_attention(model, heads: Heads, from_pos, to_pos, query_pos=-1, swap: bool = False) -> list[Hook]:
-    """Move the weight each head puts on `from_pos` at `query_pos` to `to_pos` (see `move_row`)."""
-    return edit_attention_rows(model, heads, query_pos, move_row(from_pos, to_pos, swap))
+    return MoveAttention(heads, src, dst, query_pos=query_pos, swap=swap).hooks(model)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -187,7 +187,9 @@ class RedirectAttention(_OnHeads):
     query_pos: int = -1
 
     def hooks(self, model) -> list[Hook]:
-        return H.redirect_attention(model, self.heads, _tensor(self.dst), _tensor(self.query_pos))
+        return H.edit_attention_rows(
+            model, self.heads, _tensor(self.query_pos), H.one_hot_row(_tensor(self.dst))
+        )
 
 
 def source_cache(model, tokens, component: str = "z", layers=None) -> dict[str, torch.Tensor]:

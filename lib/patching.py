@@ -223,10 +223,11 @@ def attention_row_sweep(
 
 
 def attention_redirect_sweep(
-    model, tokens, to_pos, query_pos: int = -1, *, metric: Metric, **kwargs
+    model, tokens, dst, query_pos: int = -1, *, metric: Metric, **kwargs
 ) -> torch.Tensor:
-    """[n_layers, n_heads]: metric with one head's attention row at `query_pos` made one-hot at `to_pos`."""
-    return attention_row_sweep(model, tokens, one_hot_row(to_pos), query_pos, metric=metric, **kwargs)
+    """[n_layers, n_heads]: metric with one head's attention row at `query_pos` made one-hot at `dst`
+    (`attention_row_sweep` of `attnclaims.hooks.one_hot_row(dst)`)."""
+    return attention_row_sweep(model, tokens, one_hot_row(dst), query_pos, metric=metric, **kwargs)
 
 
 def attribution_patch_sweep(

@@ -19,6 +19,7 @@ from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 from transformer_lens.utilities import get_act_name
 
 from attnclaims import hooks as H
+from attnclaims.interventions import RedirectAttention
 from attnclaims.metrics import logit_diff
 from attnclaims.patching import attention_row_sweep, head_out_patch_sweep
 from tests.oracles import assert_scores_equal_head_detector
@@ -108,7 +109,7 @@ def test_kv_cache_redirect_equals_full_forwards_on_sliding_and_full_layers(gemma
     assert (cached[chosen] - full[chosen]).abs().max() <= REL_TOL * scale(full)
     for layer in layers:  # and a plain forward per head, outside the sweep engine
         plain = float(
-            metric(gemma.run_with_hooks(tokens, fwd_hooks=H.redirect_attention(gemma, [(layer, 1)], mary)))
+            metric(gemma.run_with_hooks(tokens, fwd_hooks=RedirectAttention([(layer, 1)], mary).hooks(gemma)))
         )
         assert abs(cached[layer, 1] - plain) <= REL_TOL * scale(full)
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnclaims import hooks as H
+from attnclaims.interventions import MoveAttention, RedirectAttention
 
 SETTINGS = settings(max_examples=15, deadline=None)
 
@@ -48,7 +49,7 @@ def test_identity_row_edit_and_self_move_are_identities(toy, heads, q, seed):
     clean = toy(tokens)
     same = toy.run_with_hooks(tokens, fwd_hooks=H.edit_attention_rows(toy, heads, q, lambda row: row))
     moved = toy.run_with_hooks(
-        tokens, fwd_hooks=H.move_attention(toy, heads, from_pos=q // 2, to_pos=q // 2, query_pos=q)
+        tokens, fwd_hooks=MoveAttention(heads, src=q // 2, dst=q // 2, query_pos=q).hooks(toy)
     )
     torch.testing.assert_close(same, clean, atol=1e-5, rtol=0)
     torch.testing.assert_close(moved, clean, atol=1e-5, rtol=0)
@@ -65,7 +66,7 @@ def test_identity_row_edit_and_self_move_are_identities(toy, heads, q, seed):
 def test_edited_rows_still_sum_to_one_and_respect_causality(toy, heads, q, a, b, swap):
     a, b = min(a, q), min(b, q)
     tokens = toks(toy)
-    edits = H.move_attention(toy, heads, from_pos=a, to_pos=b, query_pos=q, swap=swap)
+    edits = MoveAttention(heads, src=a, dst=b, query_pos=q, swap=swap).hooks(toy)
     seen = {}
     watch = [
         (f"blocks.{l}.attn.hook_pattern", lambda p, hook: seen.__setitem__(hook.name, p)) for l in range(2)
@@ -79,7 +80,7 @@ def test_edited_rows_still_sum_to_one_and_respect_causality(toy, heads, q, a, b,
 def test_redirect_puts_all_weight_on_the_target(toy):
     tokens = toks(toy)
     seen = {}
-    hooks = H.redirect_attention(toy, [(1, 2)], to_pos=torch.tensor([3, 4, 5]), query_pos=-1)
+    hooks = RedirectAttention([(1, 2)], dst=torch.tensor([3, 4, 5]), query_pos=-1).hooks(toy)
     hooks.append(("blocks.1.attn.hook_pattern", lambda p, hook: seen.setdefault("p", p)))
     toy.run_with_hooks(tokens, fwd_hooks=hooks)
     row = seen["p"][:, 2, -1]
@@ -91,7 +92,7 @@ def test_pattern_overwrite_changes_the_output(toy):
     tokens = toks(toy)
     clean = toy(tokens)
     redirected = toy.run_with_hooks(
-        tokens, fwd_hooks=H.redirect_attention(toy, [(1, h) for h in range(4)], to_pos=0)
+        tokens, fwd_hooks=RedirectAttention([(1, h) for h in range(4)], dst=0).hooks(toy)
     )
     assert (redirected[:, -1] - clean[:, -1]).abs().max() > 1e-3
 
@@ -163,8 +164,8 @@ def test_value_edit_identity_on_toy(toy):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda m: H.redirect_attention(m, [(2, 0)], to_pos=1), r"layer 2 is out of range.*0\.\.1"),
-        (lambda m: H.redirect_attention(m, [(0, 4)], to_pos=1), r"head 4 \(layer 0\) is out of range"),
+        (lambda m: RedirectAttention([(2, 0)], dst=1).hooks(m), r"layer 2 is out of range.*0\.\.1"),
+        (lambda m: RedirectAttention([(0, 4)], dst=1).hooks(m), r"head 4 \(layer 0\) is out of range"),
         (lambda m: H.ablate_heads(m, [(0, 0)], "mean"), "needs reference_cache"),
         (lambda m: H.ablate_heads(m, [(0, 0)], "noise"), "unknown ablation"),
         (lambda m: H.patch_heads(m, [(0, 0)], {}, component="v"), "patch_kv_heads"),
@@ -176,8 +177,8 @@ def test_bad_arguments_are_named(toy, make, message):
 
 
 def test_positions_outside_the_sequence_are_named(toy):
-    with pytest.raises(ValueError, match=r"to_pos=\[40\] is outside the sequence of length 12"):
-        toy.run_with_hooks(toks(toy, batch=1), fwd_hooks=H.redirect_attention(toy, [(0, 0)], to_pos=40))
+    with pytest.raises(ValueError, match=r"dst=\[40\] is outside the sequence of length 12"):
+        toy.run_with_hooks(toks(toy, batch=1), fwd_hooks=RedirectAttention([(0, 0)], dst=40).hooks(toy))
 
 
 @pytest.mark.real_model
@@ -186,7 +187,7 @@ def test_final_row_value_swap_equals_final_row_weight_swap(model):
     tokens = model.to_tokens("When it rains I carry an umbrella, so I wear boots and not shoes")
     heads = [(3, 4), (23, 2), (23, 1)]
     by_values = model.run_with_hooks(tokens, fwd_hooks=H.swap_head_values(model, heads, 9, 12, query_pos=-1))
-    by_pattern = model.run_with_hooks(tokens, fwd_hooks=H.move_attention(model, heads, 9, 12, swap=True))
+    by_pattern = model.run_with_hooks(tokens, fwd_hooks=MoveAttention(heads, 9, 12, swap=True).hooks(model))
     assert (by_values - model(tokens)).abs().max() > 1e-3
     torch.testing.assert_close(by_values, by_pattern, atol=1e-4, rtol=0)
 

@@ -77,7 +77,7 @@ def test_specs_say_what_they_did_and_key_results(toy):
 
 
 def test_plain_hooks_declare_nothing_and_declared_hooks_say_where_they_act(toy):
-    plain = H.redirect_attention(toy, [(1, 0)], 2)
+    plain = RedirectAttention([(1, 0)], 2).hooks(toy)
     assert as_intervention(plain).layer(toy) is None and not as_intervention(plain).final_row
     declared = Hooks(plain, first_layer=1, edits_final_row=True)
     assert declared.layer(toy) == 1 and declared.final_row

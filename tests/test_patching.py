@@ -16,7 +16,6 @@ from transformer_lens.patching import (
     layer_head_vector_patch_setter,
 )
 
-from attnclaims import hooks as H
 from attnclaims.interventions import RedirectAttention
 from attnclaims.metrics import logit_diff, reads
 from attnclaims.patching import (
@@ -97,12 +96,12 @@ def test_head_out_sweep_equals_transformer_lens_on_smollm2(model):
     assert diff <= 1e-4 * scale(oracle)
 
 
-def per_head_redirect_loop(model, tokens, to_pos, query_pos, metric, heads):
+def per_head_redirect_loop(model, tokens, dst, query_pos, metric, heads):
     return {
         (l, h): float(
             metric(
                 model.run_with_hooks(
-                    tokens, fwd_hooks=H.redirect_attention(model, [(l, h)], to_pos, query_pos)
+                    tokens, fwd_hooks=RedirectAttention([(l, h)], dst, query_pos).hooks(model)
                 )
             )
         )
@@ -111,17 +110,17 @@ def per_head_redirect_loop(model, tokens, to_pos, query_pos, metric, heads):
 
 
 @settings(max_examples=8, deadline=None)
-@given(to_pos=st.integers(0, 13), query_pos=st.sampled_from([-1, 13, 9, 5]), chunk=st.integers(1, 9))
-def test_redirect_sweep_equals_the_per_head_loop_on_toy(toy, to_pos, query_pos, chunk):
+@given(dst=st.integers(0, 13), query_pos=st.sampled_from([-1, 13, 9, 5]), chunk=st.integers(1, 9))
+def test_redirect_sweep_equals_the_per_head_loop_on_toy(toy, dst, query_pos, chunk):
     tokens, _ = toy_pair(toy)
     q = query_pos % tokens.shape[1]
-    to_pos = min(to_pos, q)
+    dst = min(dst, q)
     metric = logit_diff(4, 9)
     sweep = attention_redirect_sweep(
-        toy, tokens, to_pos, query_pos, metric=metric, chunk=chunk, show_progress=False
+        toy, tokens, dst, query_pos, metric=metric, chunk=chunk, show_progress=False
     )
     loop = per_head_redirect_loop(
-        toy, tokens, to_pos, query_pos, metric, [(l, h) for l in range(2) for h in range(4)]
+        toy, tokens, dst, query_pos, metric, [(l, h) for l in range(2) for h in range(4)]
     )
     for (l, h), value in loop.items():
         assert abs(sweep[l, h] - value) <= 1e-4 * max(1.0, abs(value))

@@ -15,8 +15,8 @@ from scipy.stats import spearmanr
 from transformer_lens.head_detector import detect_head
 from transformer_lens.utilities import get_act_name
 
-from attnclaims import hooks as H
 from attnclaims import scores
+from attnclaims.interventions import RedirectAttention
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.tasks import repeat_batch
 from tests.oracles import assert_scores_equal_head_detector
@@ -190,7 +190,7 @@ def test_ov_circuit_matches_a_forward_pass(toy):
     tokens = torch.zeros(n, 4, dtype=torch.long)
     tokens[:, 1] = torch.arange(2, 2 + n)
     tokens[:, 2:] = 7
-    hooks = H.redirect_attention(toy, [(layer, head)], to_pos=1)
+    hooks = RedirectAttention([(layer, head)], dst=1).hooks(toy)
     names = (get_act_name("z", layer), f"blocks.{layer}.ln1.hook_scale")
     with toy.hooks(fwd_hooks=hooks):
         _, cache = toy.run_with_cache(tokens, names_filter=lambda name: name in names)
