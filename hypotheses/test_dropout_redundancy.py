@@ -70,7 +70,7 @@ from attnclaims.studies.dropout import (
     group,
     paired,
     reached,
-    run_study,
+    run_dropout,
     slopes,
 )
 from attnclaims.toy import ToyConfig
@@ -144,7 +144,7 @@ TREND_LEVEL = 1 - 0.05 / len(TRENDS)  # the confirmatory family's simultaneous l
 @pytest.fixture(scope="module")
 def study(toy_model, device, results_dir):
     """Every model trained (cached) and measured once; writes the table and the figure."""
-    return run_study(DESIGN, toy_model, device, results_dir)
+    return run_dropout(DESIGN, toy_model, device, results_dir)
 
 
 def learned(study, kind: str, levels) -> tuple[bool, str]:
@@ -201,7 +201,7 @@ def test_redundancy_rises_with_dropout(study, claim, name, kind):
         m.effect / LEVELS[-1],
         why=f"{m.why} by p = {LEVELS[-1]}, growing linearly",
         model=MODEL,
-        metric=f"{m.label}: slope over {kind} dropout p per seed, redundant direction (per unit p)",
+        metric=f"{m.what}: slope over {kind} dropout p per seed, redundant direction (per unit p)",
         unit="seeds",
         precondition=premise,
         note=note,
@@ -226,7 +226,7 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
         m.effect,
         why=m.why,
         model=MODEL,
-        metric=f"{m.label}: {kind} dropout p={p} - p=0 paired by seed, redundant direction",
+        metric=f"{m.what}: {kind} dropout p={p} - p=0 paired by seed, redundant direction",
         unit="seeds",
         precondition=premise,
         note=note,

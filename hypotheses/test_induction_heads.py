@@ -39,7 +39,7 @@ import pytest
 from attnclaims.heads import label
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.stats import bootstrap_ci, bootstrap_ci_diff
-from attnclaims.studies.induction_real import RealDesign, RealStudy, real_study, recovered
+from attnclaims.studies.induction_real import RealDesign, RealStudy, recovered, run_induction_real
 
 REAL_BATCH = 16  # sequences per batch
 S = 16  # length of the repeated sequence
@@ -59,7 +59,7 @@ REAL_DESIGN = RealDesign(
 @pytest.fixture(scope="module")
 def real(model, model_name, results_dir) -> RealStudy:
     """Discovery, confirmation, entropies and ablations on `model`; writes its figure."""
-    return real_study(model, model_name, REAL_DESIGN, results_dir)
+    return run_induction_real(model, model_name, REAL_DESIGN, results_dir)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from attnclaims.studies.induction_toys import (
     ToyDesign,
     offset_copying,
     phase_change,
-    toy_study,
+    run_induction_toys,
 )
 from attnclaims.toy import ToyConfig
 
@@ -78,7 +78,7 @@ TOY_DESIGN = ToyDesign(TWO_LAYER, ONE_LAYER, SEEDS, ONE_LAYER_SEEDS, S, CIRCUIT,
 @pytest.fixture(scope="module")
 def toys(toy_model, results_dir) -> InductionToyStudy:
     """Every toy of TOY_DESIGN trained (cached) and measured; writes the figure and the seed table."""
-    return toy_study(toy_model, TOY_DESIGN, results_dir)
+    return run_induction_toys(toy_model, TOY_DESIGN, results_dir)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -231,7 +231,7 @@ class Pool:
 
         ray.get([actor.warm.remote(replica) for actor in self.actors for replica in replicas])
 
-    def run(self, model, payload: tuple, groups: list[list[int]], label: str, quiet: bool) -> dict:
+    def run(self, model, payload: tuple, groups: list[list[int]], desc: str, quiet: bool) -> dict:
         """{variant index: value} of a sweep's chunks `groups`, run on the actors (module docstring)."""
         import ray
         from ray.exceptions import ActorUnavailableError, RayActorError
@@ -262,7 +262,7 @@ class Pool:
                     continue
                 yield chunk
 
-        for _ in progress(finished(), label, total=len(groups), quiet=quiet):
+        for _ in progress(finished(), desc, total=len(groups), quiet=quiet):
             pass
         self._replace(set(range(len(self.actors))) - live)
         return out

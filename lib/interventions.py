@@ -380,13 +380,13 @@ class Hooks(Intervention):
     hook_list: tuple[Hook, ...] = field(repr=False, compare=False)
     first_layer: int | None = None
     edits_final_row: bool = False
-    label: str = "hooks"
+    what: str = "hooks"  # what they do, in words (errors and reprs name them by it)
 
     def __post_init__(self):
         object.__setattr__(self, "hook_list", tuple(self.hook_list))
         if self.first_layer is not None:
             for name, _ in self.hook_list:
-                _check_declared(name, self.first_layer, self.label)
+                _check_declared(name, self.first_layer, self.what)
 
     def hooks(self, model) -> list[Hook]:
         return list(self.hook_list)
@@ -399,7 +399,7 @@ class Hooks(Intervention):
         return self.edits_final_row
 
 
-def _check_declared(name: str, first_layer: int, label: str) -> None:
+def _check_declared(name: str, first_layer: int, what: str) -> None:
     """Refuse a declaration its hooks break (checked once, where the spec is built: the engine itself
     reads only the declaration): a hook in a block below `first_layer`, before the blocks, or on the
     logits (whose partial unembedding would skip it)."""
@@ -407,13 +407,13 @@ def _check_declared(name: str, first_layer: int, label: str) -> None:
     if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit():
         if int(parts[1]) < first_layer:
             raise ValueError(
-                f"Hooks({label!r}): {name} acts in block {parts[1]}, below first_layer={first_layer}; "
+                f"Hooks({what!r}): {name} acts in block {parts[1]}, below first_layer={first_layer}; "
                 "declare the lowest block any hook acts in"
             )
         return
     if not name.startswith("ln_final."):
         raise ValueError(
-            f"Hooks({label!r}): {name} acts before the blocks or on the logits; declare first_layer=None"
+            f"Hooks({what!r}): {name} acts before the blocks or on the logits; declare first_layer=None"
         )
 
 
@@ -430,4 +430,4 @@ def as_intervention(variant) -> Intervention:
         return Compose(tuple(part for item in items for part in _parts(item)))
     if any(isinstance(item, Intervention) for item in items):
         return Compose(tuple(item if isinstance(item, Intervention) else Hooks((item,)) for item in items))
-    return Hooks(tuple(items), label="plain hooks")
+    return Hooks(tuple(items), what="plain hooks")

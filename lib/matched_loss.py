@@ -1,8 +1,8 @@
 """Toys trained to a matched loss: each stops the first time its task metric reaches a target.
 
     grid = [BASE.replace(seed=s, attn_dropout=p) for s in range(8) for p in (0.0, 0.1)]
-    members = train_to_loss(grid, target=0.5)  # several at once: one process per core
-    model = train_toy(members[0].config)  # from the cache: members[0].config.steps is where it stopped
+    trained = train_to_loss(grid, target=0.5)  # several at once: one process per core
+    model = train_toy(trained[0].config)  # from the cache: trained[0].config.steps is where it stopped
 
 Each config trains by attnclaims.toy's own loop (one thread; its seed's initialisation, batches and
 dropout masks), evaluated every `log_every` steps on its task's evaluation batch. The first time
@@ -34,7 +34,7 @@ RECORD = "record.json"
 
 
 @dataclass(frozen=True)
-class Member:
+class Trained:
     """One trained model: `config` as saved (steps = the step it stopped at)."""
 
     config: ToyConfig
@@ -50,11 +50,11 @@ def train_to_loss(
     root: Path | None = None,
     device: str = "cpu",
     workers: int | None = None,
-) -> list[Member]:
+) -> list[Trained]:
     """Each config trained until its eval `metric` first reaches `target` (checked every
     `log_every` steps) or for `config.steps` steps (the cap); those already cached are loaded, not
     trained. On the CPU, up to `workers` train at once (attnclaims.toy.in_processes; default: one
-    per core). Returns the members in the order of `configs`."""
+    per core). Returns one Trained per config, in the order of `configs`."""
     configs = list(configs)
     if not all(isinstance(c, ToyConfig) for c in configs):
         raise ValueError(
@@ -66,7 +66,7 @@ def train_to_loss(
     records = [record_folder(c, target, metric, root, device) for c in configs]
     missing = list(dict.fromkeys(c for c, r in zip(configs, records) if not _cached(r, root, device)))
     toy.in_processes(
-        train_member,
+        train_to_target,
         [(c, target, metric, root, device) for c in missing],
         f"training {len(missing)} toys to {metric} <= {target}",
         workers if device == "cpu" else 1,
@@ -74,19 +74,19 @@ def train_to_loss(
     return [read_record(folder) for folder in records]
 
 
-def train_member(config: ToyConfig, target: float, metric: str, root: Path | None, device: str) -> Member:
-    """One config trained to the target (or the cap) unless its record is cached; its Member."""
+def train_to_target(config: ToyConfig, target: float, metric: str, root: Path | None, device: str) -> Trained:
+    """One config trained to the target (or the cap) unless its record is cached; its Trained record."""
 
     def build(staging: Path) -> dict:
         model, history = toy._train(config, device, stop=(metric, target))
         last = history[-1]
-        member = Member(
+        trained = Trained(
             config.replace(steps=last["step"]), last[metric] <= target, last["step"], last[metric]
         )
-        toy.store(member.config, lambda: (model, history), root, device)
+        toy.store(trained.config, lambda: (model, history), root, device)
         record = {
-            "config": asdict(member.config),
-            **{k: getattr(member, k) for k in ("reached", "steps", "loss")},
+            "config": asdict(trained.config),
+            **{k: getattr(trained, k) for k in ("reached", "steps", "loss")},
         }
         (staging / RECORD).write_text(json.dumps(record, indent=1))
         return {"capped": asdict(config), "target": float(target), "metric": metric}
@@ -94,9 +94,9 @@ def train_member(config: ToyConfig, target: float, metric: str, root: Path | Non
     folder = verified_folder(
         record_folder(config, target, metric, root, device), build, "matched-loss record"
     )
-    member = read_record(folder)
-    toy.ensure_trained(member.config, root, device)  # cached; or, if deleted, trained again: the same weights
-    return member
+    trained = read_record(folder)
+    toy.ensure_trained(trained.config, root, device)  # cached; if deleted, trained again: the same weights
+    return trained
 
 
 def record_folder(config: ToyConfig, target: float, metric: str, root: Path | None, device: str) -> Path:
@@ -107,9 +107,9 @@ def record_folder(config: ToyConfig, target: float, metric: str, root: Path | No
     return (root or cache_root()) / "toy" / "matched" / f"{config.task}-{key}{suffix}"
 
 
-def read_record(folder: Path) -> Member:
+def read_record(folder: Path) -> Trained:
     record = json.loads((folder / RECORD).read_text())
-    return Member(
+    return Trained(
         ToyConfig(**record["config"]), bool(record["reached"]), int(record["steps"]), float(record["loss"])
     )
 

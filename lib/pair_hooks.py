@@ -28,7 +28,7 @@ def watch(store: dict, key, name: str, *, layer: int, final: bool = True) -> Hoo
         else:
             store[(key, name)] = (act[:, -1] if final else act).detach()
 
-    return Hooks(((name, hook),), first_layer=layer, label=f"watch {name}")
+    return Hooks(((name, hook),), first_layer=layer, what=f"watch {name}")
 
 
 def freeze_after(model, heads, clean: dict, key) -> DirectPath:

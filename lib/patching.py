@@ -86,7 +86,7 @@ def activation_patch_sweep(
     index: tuple[str, ...] = ("layer", "pos"),
     chunk: int | None = None,
     show_progress: bool = True,
-    label: str | None = None,
+    desc: str | None = None,
 ) -> torch.Tensor:
     """TransformerLens's activation-patching family in one call: the metric on the corrupted run with one
     slice of `site` patched from the clean run, for every cell of `index`, the axes swept, "layer"
@@ -126,7 +126,7 @@ def activation_patch_sweep(
                 index=index,
                 chunk=chunk,
                 show_progress=show_progress,
-                label=label,
+                desc=desc,
             )
             return {"values": values}
 
@@ -143,8 +143,8 @@ def activation_patch_sweep(
     variants = {
         cell: PatchActivation(site, cell[0], tuple(zip(index[1:], cell[1:])), cache) for cell in cells
     }
-    label = (label or f"{site} patch sweep over {' x '.join(index)}") if show_progress else None
-    values = run_variants(model, corrupted, variants, metric, chunk=chunk, progress=label)
+    desc = (desc or f"{site} patch sweep over {' x '.join(index)}") if show_progress else None
+    values = run_variants(model, corrupted, variants, metric, chunk=chunk, desc=desc)
     shapes = {tuple(value.shape) for value in values.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) > 1:
         raise ValueError(
@@ -181,7 +181,7 @@ def head_out_patch_sweep(
         index=("layer", "head"),
         chunk=chunk,
         show_progress=show_progress,
-        label="head-out patch sweep",
+        desc="head-out patch sweep",
     )
 
 
@@ -209,14 +209,14 @@ def attention_row_sweep(
     """
     heads = check_heads(model, heads) if heads is not None else every_head(model)
     variants = {head: EditAttention((head,), edit, query_pos) for head in heads}
-    label = "attention row sweep" if show_progress else None
+    desc = "attention row sweep" if show_progress else None
     values = run_variants(
         model,
         tokens,
         variants,
         _require_metric(metric, "an attention sweep"),
         chunk=chunk,
-        progress=label,
+        desc=desc,
         kv_cache=kv_cache,
     )
     return per_head(model, values)

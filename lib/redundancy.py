@@ -298,7 +298,7 @@ def self_repair_split(
                 for hook in H.patch_activation(model, name, clean_cache)
             ),
             first_layer=layer + 1,
-            label=f"every component after layer {layer} at its clean value",
+            what=f"every component after layer {layer} at its clean value",
         )
         variants[("total", layer, head)] = ablate
         variants[("frozen", layer, head)] = ablate + frozen

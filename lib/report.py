@@ -116,7 +116,9 @@ def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
         for side in ("left", "right", "top"):
             ax.spines[side].set_visible(False)
         ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.text(-0.01, 0.5, _label(row.claim), transform=ax.transAxes, ha="right", va="center", fontsize=8)
+        ax.text(
+            -0.01, 0.5, _wrapped_name(row.claim), transform=ax.transAxes, ha="right", va="center", fontsize=8
+        )
         ci = f" [{round_sig(row.ci_low)}, {round_sig(row.ci_high)}]" if has_ci else ""
         figure = f"{round_sig(row.value)}{ci}" if math.isfinite(row.value) else "no figure"
         verdict = f"{figure} {row.direction} {round_sig(row.threshold)}: {row.status}"
@@ -130,7 +132,7 @@ def forest_plot(rows: pd.DataFrame, title: str, path: Path) -> Path:
     return path
 
 
-def _label(claim: str, width: int = 46) -> str:
+def _wrapped_name(claim: str, width: int = 46) -> str:
     """A claim's name in at most two lines of about `width` characters, broken after an underscore or
     before its parameters, never inside a word (the middle lines give way to "..." when longer)."""
     name = claim.removeprefix("test_")

@@ -42,7 +42,7 @@ import torch
 from attnclaims import cluster, lengths
 from attnclaims.interventions import Intervention, as_intervention
 from attnclaims.metrics import Metric
-from attnclaims.progress import progress as show_progress
+from attnclaims.progress import progress
 from attnclaims.stacked import PartialUnembed, PrefixRunner, SkipRunner, split_layer
 
 LOGIT_BUDGET_BYTES = 1 << 30  # largest logits tensor one chunk may build
@@ -96,7 +96,7 @@ def run_variants(
     metric: Metric,
     *,
     chunk: int | None = None,
-    progress: str | None = None,
+    desc: str | None = None,
     kv_cache: bool = True,
     pool=None,
 ) -> dict[Hashable, torch.Tensor]:
@@ -109,7 +109,7 @@ def run_variants(
     the order given (attnclaims.lengths says what the metric and the variants need then). `chunk`
     variants run per forward (default: as many as keep the logits under ~1 GiB, at most
     MAX_ROWS // batch, or MAX_ROWS_CACHED // batch on the KV path, at least 1). `kv_cache=False` runs
-    full forwards even for final-row edits (the baseline that path is checked against). `progress`
+    full forwards even for final-row edits (the baseline that path is checked against). `desc`
     names the sweep in the progress shown while it runs (unnamed, a sweep reports only when it lasts
     more than a few seconds). `pool`: a pool of workers (attnclaims.cluster.Pool) the chunks run on,
     with the same result; default: the active pool (`cluster.use`, or pytest's `--ray`), if any.
@@ -140,7 +140,7 @@ def run_variants(
                 narrowed,
                 metric_rows,
                 chunk=chunk,
-                progress=progress,
+                desc=desc,
                 kv_cache=kv_cache,
                 pool=pool,
             )
@@ -161,14 +161,14 @@ def run_variants(
     rows = 1 if (last_only or plan.use_cache) else length  # logit rows per copy
     chunk = chunk or _default_chunk(model, batch, rows, most // batch)
     groups = _chunks(list(range(len(keys))), start, chunk, max(1, least // batch))
-    label = progress or f"sweep of {len(keys)} variants"
+    shown = desc or f"sweep of {len(keys)} variants"
     pool = cluster.pool_for(model, pool)
     if pool is not None:
-        values = pool.run(model, (tokens, keys, specs, metric, plan), groups, label, quiet=progress is None)
+        values = pool.run(model, (tokens, keys, specs, metric, plan), groups, shown, quiet=desc is None)
     else:
         sweep = Sweep(model, tokens, keys, specs, metric, plan)
         values = {}
-        for group in show_progress(groups, label, quiet=progress is None):
+        for group in progress(groups, shown, quiet=desc is None):
             values.update(zip(group, sweep.run(group)))
     return {key: values[i] for i, key in enumerate(keys)}
 

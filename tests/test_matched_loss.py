@@ -39,41 +39,38 @@ def target(tmp_path_factory) -> float:
     return max(float(loss.iloc[3]) for loss in losses) + 1e-4
 
 
-def test_a_member_is_the_model_of_the_step_it_stopped_at(tmp_path, target):
+def test_a_trained_toy_is_the_model_of_the_step_it_stopped_at(tmp_path, target):
     configs = [CAP.replace(seed=s) for s in (0, 1)]
-    members = train_to_loss(configs, target, root=tmp_path / "matched", workers=2)  # in 2 processes
-    for config, member in zip(configs, members):
+    trained = train_to_loss(configs, target, root=tmp_path / "matched", workers=2)  # in 2 processes
+    for config, one in zip(configs, trained):
         k = first_reaching(config, target, tmp_path / "full")
         assert (
-            member.reached
-            and member.steps == k
-            and 4 <= k < CAP.steps
-            and member.config == config.replace(steps=k)
+            one.reached and one.steps == k and 4 <= k < CAP.steps and one.config == config.replace(steps=k)
         )  # trained, dropout acting
-        assert member.loss <= target
-        ours = weights(toy.toy_folder(member.config, tmp_path / "matched"))
-        fresh = weights(toy.ensure_trained(member.config, tmp_path / "fresh"))  # trained for k steps, here
+        assert one.loss <= target
+        ours = weights(toy.toy_folder(one.config, tmp_path / "matched"))
+        fresh = weights(toy.ensure_trained(one.config, tmp_path / "fresh"))  # trained for k steps, here
         assert ours.keys() == fresh.keys() and all(torch.equal(ours[n], fresh[n]) for n in ours)
-        matched = toy.training_history(member.config, root=tmp_path / "matched")
-        assert matched.equals(toy.training_history(member.config, root=tmp_path / "fresh"))
+        matched = toy.training_history(one.config, root=tmp_path / "matched")
+        assert matched.equals(toy.training_history(one.config, root=tmp_path / "fresh"))
 
 
 def test_records_make_a_second_call_train_nothing(tmp_path, target, monkeypatch):
-    members = train_to_loss([CAP], target, root=tmp_path, workers=1)
-    before = weights(toy.toy_folder(members[0].config, tmp_path))
+    trained = train_to_loss([CAP], target, root=tmp_path, workers=1)
+    before = weights(toy.toy_folder(trained[0].config, tmp_path))
     with monkeypatch.context() as patched:
-        patched.setattr(toy, "_train", lambda *args, **kw: pytest.fail("a cached member was trained again"))
-        assert train_to_loss([CAP], target, root=tmp_path) == members
-    shutil.rmtree(toy.toy_folder(members[0].config, tmp_path))  # the record stays; the model is gone
-    assert train_to_loss([CAP], target, root=tmp_path) == members
-    after = weights(toy.toy_folder(members[0].config, tmp_path))
+        patched.setattr(toy, "_train", lambda *args, **kw: pytest.fail("a cached one was trained again"))
+        assert train_to_loss([CAP], target, root=tmp_path) == trained
+    shutil.rmtree(toy.toy_folder(trained[0].config, tmp_path))  # the record stays; the model is gone
+    assert train_to_loss([CAP], target, root=tmp_path) == trained
+    after = weights(toy.toy_folder(trained[0].config, tmp_path))
     assert all(torch.equal(before[n], after[n]) for n in before)
 
 
-def test_a_member_that_never_reaches_the_target_stops_at_the_cap(tmp_path):
-    (member,) = train_to_loss([CAP], -1.0, root=tmp_path)
-    assert not member.reached and member.steps == CAP.steps and member.config == CAP
-    assert math.isfinite(member.loss) and member.loss > -1.0
+def test_a_toy_that_never_reaches_the_target_stops_at_the_cap(tmp_path):
+    (one,) = train_to_loss([CAP], -1.0, root=tmp_path)
+    assert not one.reached and one.steps == CAP.steps and one.config == CAP
+    assert math.isfinite(one.loss) and one.loss > -1.0
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from attnclaims.claims import Claim
 from attnclaims.cli import main
 from attnclaims.ledger import Ledger
-from attnclaims.report import _label, hypothesis_text, slug, study_figures, write_report
+from attnclaims.report import _wrapped_name, hypothesis_text, slug, study_figures, write_report
 
 HYPOTHESIS = '''"""Do toy heads copy?
 
@@ -123,11 +123,11 @@ def test_study_figures_go_to_the_hypothesis_they_belong_to(tmp_path):
     ],
 )
 def test_plot_labels_break_between_words(claim):
-    label = _label(claim)
-    assert label.replace("\n", "") == claim.removeprefix("test_") and label.count("\n") <= 1
+    wrapped = _wrapped_name(claim)
+    assert wrapped.replace("\n", "") == claim.removeprefix("test_") and wrapped.count("\n") <= 1
     assert all(
         line.endswith("_") or next_line.startswith("[")
-        for line, next_line in zip(label.split("\n"), label.split("\n")[1:])
+        for line, next_line in zip(wrapped.split("\n"), wrapped.split("\n")[1:])
     )
 
 

@@ -1,6 +1,6 @@
 """The dropout-and-redundancy study, computed once: hypotheses/test_dropout_redundancy.py claims.
 
-    study = run_study(DESIGN, toy_model, device, results_dir)  # one row per model in study.table
+    study = run_dropout(DESIGN, toy_model, device, results_dir)  # one row per model in study.table
     paired(study.table, MEASURES["top_head_share"], "attention", 0.2)  # per seed: p=0.2 - p=0
     slopes(study.table, MEASURES["top_head_share"], "attention", DESIGN.levels)  # per seed: slope over p
 
@@ -42,7 +42,7 @@ from attnclaims.toy import ToyConfig
 @dataclass(frozen=True)
 class Measure:
     column: str  # its column of the study's table
-    label: str
+    what: str  # the measure in words (the claims' metric names it)
     sign: int  # +1: larger means more redundant
     effect: float  # the minimal difference vs p=0 (redundant direction) a claim needs
     why: str  # the reason for that minimal effect
@@ -154,14 +154,14 @@ class DropoutStudy:
     measure_seconds: float
 
 
-def run_study(design: DropoutDesign, toy_model, device: str, results_dir: Path) -> DropoutStudy:
+def run_dropout(design: DropoutDesign, toy_model, device: str, results_dir: Path) -> DropoutStudy:
     """Steps 1-3 of the module docstring."""
     start = time.perf_counter()
-    members = train_to_loss(configs(design), design.target, device=device, workers=torch.get_num_threads())
+    trained = train_to_loss(configs(design), design.target, device=device, workers=torch.get_num_threads())
     trained = time.perf_counter()
     rows = []
-    for member in members:
-        c = member.config
+    for record in trained:
+        c = record.config
         kind = (
             "none"
             if c.attn_dropout == c.resid_dropout == 0
@@ -171,9 +171,9 @@ def run_study(design: DropoutDesign, toy_model, device: str, results_dir: Path) 
             "kind": kind,
             "p": c.attn_dropout or c.resid_dropout,
             "seed": c.seed,
-            "steps": member.steps,
-            "reached": member.reached,
-            "train_loss": member.loss,
+            "steps": record.steps,
+            "reached": record.reached,
+            "train_loss": record.loss,
         }
         rows.append({**row, **asdict(measure(toy_model(c), design))})
     table = pd.DataFrame(rows)

@@ -1,7 +1,7 @@
 """The real-model part of the induction-heads study, computed once: hypotheses/test_induction_heads.py
 claims.
 
-    study = real_study(model, "smollm2-135m", RealDesign(seq_len=16, batch=16, top_k=5, ...), results_dir)
+    study = run_induction_real(model, "smollm2-135m", RealDesign(seq_len=16, top_k=5, ...), results_dir)
     study.top, study.confirm.mean(), study.random.top["mean"] - study.random.clean
 
 Steps, in the order they run:
@@ -144,7 +144,7 @@ def ablations(
         tokens,
         build_all(arms, context),
         repeat_measures(tokens, seq_len),
-        progress="induction ablations",
+        desc="induction ablations",
     )
     return AblationMeasures(
         *(
@@ -270,7 +270,7 @@ def top_head_score(patterns: torch.Tensor, top, seq_len: int) -> torch.Tensor:
     ).mean(0)
 
 
-def real_study(model, model_name: str, design: RealDesign, results_dir: Path) -> RealStudy:
+def run_induction_real(model, model_name: str, design: RealDesign, results_dir: Path) -> RealStudy:
     """The steps of the module docstring on `model`; writes the figure induction_<model_name>.png."""
     S = design.seq_len
     pool = ordinary_token_ids(model)

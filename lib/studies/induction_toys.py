@@ -1,6 +1,6 @@
 """The induction study of toys trained from scratch, computed once: hypotheses/test_induction_toys.py claims.
 
-    study = toy_study(toy_model, ToyDesign(two_layer=TWO_LAYER, one_layer=ONE_LAYER, ...), results_dir)
+    study = run_induction_toys(toy_model, ToyDesign(two_layer=TWO_LAYER, seeds=range(30), ...), results_dir)
     study.seed(3).circuit, study.of_type("offset"), seed_table(study, paths=("k", "q", "v"))
 
 Steps, in the order they run, per trained toy (2-layer seeds, then 1-layer seeds):
@@ -213,7 +213,7 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
     )
 
 
-def toy_study(toy_model, design: ToyDesign, results_dir: Path) -> InductionToyStudy:
+def run_induction_toys(toy_model, design: ToyDesign, results_dir: Path) -> InductionToyStudy:
     """Every toy of `design` trained (or loaded) by `toy_model(config)` and measured; writes the
     figure induction_toys_repeat-2L.png and the table induction_toys_repeat-2L_seeds.csv."""
 
@@ -334,12 +334,12 @@ def plot_toys(study: InductionToyStudy, paths: tuple[str, ...], results_dir: Pat
     fig, (ax_loss, ax_score, ax_path) = plt.subplots(1, 3, figsize=(15, 4))
     kinds = {t.circuit.split("-")[0] for t in study.two_layer}
     counts = {k: sum(t.circuit.split("-")[0] == k for t in study.two_layer) for k in kinds}
-    labelled = set()
+    in_legend = set()
     for t in study.two_layer:
         kind = t.circuit.split("-")[0]  # one legend entry per kind: canonical, offset, none
-        label = None if kind in labelled else f"2L {kind} ({counts[kind]} seeds)"
-        labelled.add(kind)
-        ax_loss.plot(t.history.step, t.history.loss_repeated_half, color=colour(t), label=label)
+        entry = None if kind in in_legend else f"2L {kind} ({counts[kind]} seeds)"
+        in_legend.add(kind)
+        ax_loss.plot(t.history.step, t.history.loss_repeated_half, color=colour(t), label=entry)
         ax_score.plot(
             t.history.step, t.history.filter(like="offset_induction_L1").max(axis=1), color=colour(t)
         )
