@@ -3,16 +3,17 @@
 The published record disagrees on its size: self-repair appears in models trained without dropout
 (McGrath et al. 2023, the Hydra effect; Rushing & Nanda 2024), while backup name movers were found
 in GPT-2, trained with dropout (Wang et al. 2022). A fair test needs models that learned the task
-equally well, room for more than one route, and enough seeds to tell levels apart.
+equally well, room for more than one route, and enough replicates to tell levels apart.
 
 Protocol (lib/studies/dropout.py)
 1. Models: 3-layer attention-only toys (GPT-NeoX blocks, rotary, 4 heads per layer, d_model 32;
    lib/toy.py) on in-context copying of repeated random tokens (`repeat`). Three layers leave room
    for heads downstream of the induction circuit, and for a second route. Dropout p in
    {0, 0.05, 0.1, 0.2}, on the attention probabilities alone or on the residual stream alone
-   (after the embedding and every attention output), seeds 0-7 per level and kind; the 8 p=0
-   models are shared by both kinds. A seed fixes the initialisation and the data order at every
-   level, so seed s's models are a matched set. Evaluated with dropout off.
+   (after the embedding and every attention output), 8 replicates per level and kind; the 8 p=0
+   models are shared by both kinds. Replicate s is trained with RNG seed s (SEEDS) at every level,
+   which fixes its initialisation and data order, so replicate s's models are a matched set.
+   Evaluated with dropout off.
 2. Matched loss: each of the 56 models trains by the toy loop (lib/matched_loss.py: one CPU thread
    per model, so the same weights on any machine, one process per core; AdamW, lr 1e-3, batch 64)
    and stops the first time its loss on the repeated half of the held-out batch (every `log_every`
@@ -44,16 +45,17 @@ Protocol (lib/studies/dropout.py)
       what the later components' response adds (frozen - total).
    Redundancy rises with a, c, d and falls with b.
 5. Claims. The confirmatory family (4, simultaneous CIs at 98.75%): per measure (b, d) x dropout
-   kind, the dose trend, the least-squares slope of the signed measure over p in each seed, CI over
-   the 8 seeds, against the measure's minimal effect reached by p = 0.2 (effect / 0.2 per unit p).
-   Exploratory (95%): per measure (a, b, d) x kind x p > 0, the paired difference p - p=0 per seed,
-   CI over seeds, against the minimal effect. Measure c, and a's trend, are not claimed: 8 seeds
-   cannot detect their minimal effects (step 6); they stay in the table and the figure. The
-   minimal effects are those of the first design (one head, a fifth of the effect, 0.05 nats),
-   restored: commit 166bfaf halved two of them with no reason given.
-6. Power: each claim's note gives the smallest mean its 8 seeds can detect at its own level with
-   80% power, from the spread of its per-seed values (attnclaims.stats.minimal_detectable_effect):
-   a claim whose minimal effect lies below that cannot be supported by this design.
+   kind, the dose trend, the least-squares slope of the signed measure over p in each replicate, CI
+   over the 8 replicates, against the measure's minimal effect reached by p = 0.2 (effect / 0.2 per
+   unit p). Exploratory (95%): per measure (a, b, d) x kind x p > 0, the paired difference p - p=0
+   per replicate, CI over replicates, against the minimal effect. Measure c, and a's trend, are not
+   claimed: 8 replicates cannot detect their minimal effects (step 6); they stay in the table and
+   the figure. The minimal effects are those of the first design (one head, a fifth of the effect,
+   0.05 nats), restored: commit 166bfaf halved two of them with no reason given.
+6. Power: each claim's note gives the smallest mean its 8 replicates can detect at its own level
+   with 80% power, from the spread of its per-replicate values
+   (attnclaims.stats.minimal_detectable_effect): a claim whose minimal effect lies below that cannot
+   be supported by this design.
 7. Cost: 56 models, each trained to TARGET (440-1500 steps) and measured (about 110 ablation runs
    each): about 7 min cold on 2 cores; warm, it loads the 56 cached models and measures them.
 """
@@ -76,7 +78,7 @@ from attnclaims.studies.dropout import (
 from attnclaims.toy import ToyConfig
 
 CAP = 1500  # steps: a model that has not reached TARGET by then has not learned the task
-# lr 1e-3 and batch 64, not 3e-3 and 32: at those, 1/8 p=0 seeds reached TARGET within 1200 steps (log)
+# lr 1e-3 and batch 64, not 3e-3 and 32: at those, 1/8 p=0 replicates reached TARGET within 1200 steps (log)
 BASE = ToyConfig(
     n_layers=3, n_heads=4, d_model=32, n_content=24, seq_len=8, batch=64, lr=1e-3, steps=CAP, log_every=10
 )
@@ -84,7 +86,7 @@ MODEL = "toy:repeat 3L attn-only d32"
 TARGET = 1.0  # nats on the repeated half; chance is log(24) = 3.18
 LEVELS = (0.0, 0.05, 0.1, 0.2)
 KINDS = {"attention": "attn_dropout", "residual": "resid_dropout"}
-SEEDS = tuple(range(8))
+SEEDS = tuple(range(8))  # the replicates' RNG seeds: replicate s is trained with seed s at every level
 DESIGN = DropoutDesign(
     base=BASE,
     target=TARGET,
@@ -122,12 +124,12 @@ MEASURES = {
             "compensation: rise of direct effects of later heads that do not read the head (Hydra, nats)",
             +1,
             0.09,
-            "a tenth of the ablated head's own direct effect at p=0 (0.89 nats, mean of 8 seeds, set "
+            "a tenth of the ablated head's own direct effect at p=0 (0.89 nats, mean of 8 replicates, set "
             "2026-12-03 before this measure ran): backup worth calling redundancy",
         ),
     )
 }
-# Claimed only where 8 seeds can detect the minimal effect (each note's power figure, first run
+# Claimed only where 8 replicates can detect the minimal effect (each note's power figure, first run
 # 2026-12-02): heads to 90% nowhere (the trend detects 10.4 per unit p against 5, the pairwise
 # 1.07-2.65 heads against 1), effective heads not as a trend (8.7 against 5). Both stay in the
 # table and the figure.
@@ -150,7 +152,7 @@ def study(toy_model, device, results_dir):
 def learned(study, kind: str, levels) -> tuple[bool, str]:
     k, n = reached(study.table, kind, levels)
     shown = ", ".join(f"p={p}" for p in levels)
-    return k == n, f"every model reached {TARGET} nats ({k}/{n} of {shown} seeds)"
+    return k == n, f"every model reached {TARGET} nats ({k}/{n} of {shown} replicates)"
 
 
 def power_note(values, confidence: float) -> str:
@@ -187,7 +189,7 @@ def test_every_model_is_trained_and_measured(study):
 @pytest.mark.confirmatory
 @pytest.mark.parametrize("name, kind", TRENDS, ids=[f"{name}-{kind}" for name, kind in TRENDS])
 def test_redundancy_rises_with_dropout(study, claim, name, kind):
-    """The dose trend: per seed, the slope of the signed measure over p in {0, 0.05, 0.1, 0.2}."""
+    """The dose trend: per replicate, the slope of the signed measure over p in {0, 0.05, 0.1, 0.2}."""
     m = MEASURES[name]
     values = slopes(study.table, m, kind, LEVELS)
     note = power_note(values, TREND_LEVEL)
@@ -201,8 +203,8 @@ def test_redundancy_rises_with_dropout(study, claim, name, kind):
         m.effect / LEVELS[-1],
         why=f"{m.why} by p = {LEVELS[-1]}, growing linearly",
         model=MODEL,
-        metric=f"{m.what}: slope over {kind} dropout p per seed, redundant direction (per unit p)",
-        unit="seeds",
+        metric=f"{m.what}: slope over {kind} dropout p per replicate, redundant direction (per unit p)",
+        unit="replicates",
         precondition=premise,
         note=note,
     )
@@ -212,7 +214,7 @@ def test_redundancy_rises_with_dropout(study, claim, name, kind):
     "name, kind, p", COMPARISONS, ids=[f"{name}-{kind}-p={p}" for name, kind, p in COMPARISONS]
 )
 def test_dropout_increases_redundancy(study, claim, name, kind, p):
-    """Paired by seed: the measure at p minus at p=0 in the same seed, redundant direction."""
+    """Paired by replicate: the measure at p minus at p=0 in the same replicate, redundant direction."""
     m = MEASURES[name]
     values = paired(study.table, m, kind, p)
     note = power_note(values, 0.95)
@@ -226,8 +228,8 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
         m.effect,
         why=m.why,
         model=MODEL,
-        metric=f"{m.what}: {kind} dropout p={p} - p=0 paired by seed, redundant direction",
-        unit="seeds",
+        metric=f"{m.what}: {kind} dropout p={p} - p=0 paired by replicate, redundant direction",
+        unit="replicates",
         precondition=premise,
         note=note,
     )
@@ -390,3 +392,7 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
 #   old repair measure's). Mean at p=0 is now 0.0025 nats (3.5 later heads left out as readers), where
 #   it was -0.043 with them in (the moves above include this change); trends: attention 0.055 [-0.016,
 #   0.58], residual 0.23 [-0.038, 1.29].
+# 2026-12-06  One meaning per word: a trained model is one of 8 replicates per level, and "seed" means
+#   its RNG seed only (replicate s is trained with seed s at every level; the entries above say "seed"
+#   for both). The claims' metrics say "per replicate" and their unit is "replicates" (were "per seed",
+#   "seeds"); no claim is renamed, figures and verdicts unchanged.

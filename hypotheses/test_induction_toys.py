@@ -9,27 +9,28 @@ writes "the token before me" into each position, and the layer-1 head's keys rea
 
 Protocol
 1. Toys (lib/toy.py: GPT-NeoX blocks with rotary positions, MLPs fixed at zero, 4 heads, d_model 64):
-   2-layer models over SEEDS (30 seeds) and 1-layer models over ONE_LAYER_SEEDS, trained on in-context
-   copying (lib/tasks `repeat`). Evaluated on BOS + S=16 random tokens + the same 16 again. The code
-   of steps 1-5 is lib/studies/induction_toys.py; the `toys` fixture runs it once on TOY_DESIGN.
-2. Circuit type, recorded per seed: from the layer-1 offset induction scores, "canonical" (the best
+   30 2-layer replicates (RNG seeds SEEDS) and 3 1-layer ones (ONE_LAYER_SEEDS), trained on
+   in-context copying (lib/tasks `repeat`); replicate s is the toy trained with RNG seed s. Evaluated
+   on BOS + S=16 random tokens + the same 16 again. The code of steps 1-5 is
+   lib/studies/induction_toys.py; the `toys` fixture runs it once on TOY_DESIGN.
+2. Circuit type, recorded per replicate: from the layer-1 offset induction scores, "canonical" (the best
    head attends to the induction target), "offset-d" (to d tokens after it) or "none" (no layer-1
-   head reaches 0.5). Claims over seeds are counts k/n with a Clopper-Pearson CI (95%, or the
+   head reaches 0.5). Claims over replicates are counts k/n with a Clopper-Pearson CI (95%, or the
    family's simultaneous level for the confirmatory claims: lib/claims.py).
-3. K-composition, per seed with a circuit: path patching (attnclaims.patching.path_patch_sweep). On the
-   repeated sequence, one layer-0 head's output is replaced, along one path only, by its output on
+3. K-composition, per replicate with a circuit: path patching (attnclaims.patching.path_patch_sweep).
+   On the repeated sequence, one layer-0 head's output is replaced, along one path only, by its output on
    another repeated random sequence (a resample): into one layer-1 head's keys, or its queries, or
    its values; every other reader keeps the original. The effect is the rise in loss on the
    repeated half, for the largest (sender, receiver) pair per path. K-composition: the key path
    carries more than the query and the value paths.
-4. The offset circuit, on the offset-d seeds outside IDEA_SEEDS (seeds 0-9, every seed the idea was
-   read off), claims over those seeds (a Student-t CI of the mean: few seeds), each seed's heads
-   selected on the evaluation batch and measured on a held-out one: the layer-0 head that attends
-   d back (its held-out attention there); its OV circuit read through the layer-1 circuit head's
-   (embedding -> L0 OV -> L1 OV -> unembedding), whose copying score is compared with random maps of
-   the head's rank and norm in its place (a null); and the layer-0 head that attends d+1 back,
-   whose key path into the circuit head (path patching as in 3) is compared with the other layer-0
-   heads' key paths. Three claims; with fewer than 3 such seeds they record no figure.
+4. The offset circuit, on the offset-d replicates outside IDEA_SEEDS (replicates 0-9, every one the
+   idea was read off), claims over those replicates (a Student-t CI of the mean: few replicates),
+   each one's heads selected on the evaluation batch and measured on a held-out one: the layer-0
+   head that attends d back (its held-out attention there); its OV circuit read through the layer-1
+   circuit head's (embedding -> L0 OV -> L1 OV -> unembedding), whose copying score is compared with
+   random maps of the head's rank and norm in its place (a null); and the layer-0 head that attends
+   d+1 back, whose key path into the circuit head (path patching as in 3) is compared with the other
+   layer-0 heads' key paths. Three claims; with fewer than 3 such replicates they record no figure.
 5. Phase change: from the training log, the steps over which the loss on the repeated half falls
    from 10% to 90% of its total drop, and the step where the best layer-1 offset induction score is
    half-way to its final value.
@@ -38,7 +39,8 @@ Measures (lib/scores.py): induction score = mean attention from q in the second 
 offset induction score (d) = the same to q-S+1+d, d in 0..7; lag score (d) = mean attention from q
 to q-d (lag 1 = previous token); loss on the repeated half = mean next-token loss on the 2nd..last
 token of the second copy; copying score = share of content tokens whose own logit tops their row
-of the OV circuit. Counts over seeds have Clopper-Pearson CIs, means over a few seeds Student-t CIs.
+of the OV circuit. Counts over replicates have Clopper-Pearson CIs, means over a few replicates
+Student-t CIs.
 """
 
 from __future__ import annotations
@@ -55,13 +57,13 @@ from attnclaims.studies.induction_toys import (
 )
 from attnclaims.toy import ToyConfig
 
-# 600 steps, not 1000: the loss drop ended by step 540 in every seed of the 1000-step run (see the log).
+# 600 steps, not 1000: the loss drop ended by step 540 in every replicate of the 1000-step run (see the log).
 TWO_LAYER = ToyConfig(n_layers=2, n_heads=4, d_model=64, steps=600, log_every=20)
 ONE_LAYER = TWO_LAYER.replace(n_layers=1)
-SEEDS = tuple(range(30))
-IDEA_SEEDS = range(10)  # every seed the idea was read off (the log names 0, 3 and 9): not evidence for it
+SEEDS = tuple(range(30))  # the RNG seeds of the 2-layer replicates, one replicate each
+IDEA_SEEDS = range(10)  # the replicates the idea was read off (the log names 0, 3 and 9): not evidence for it
 NULL_DRAWS = 20  # random maps averaged for the offset circuit's copying null
-ONE_LAYER_SEEDS = (0, 1, 2)
+ONE_LAYER_SEEDS = (0, 1, 2)  # the 1-layer replicates'
 TOY = "toy:repeat 2L attn-only"
 S = 16  # length of the repeated sequence
 CIRCUIT = 0.5  # a layer-1 head "forms a circuit" when its best offset induction score reaches this
@@ -77,40 +79,40 @@ TOY_DESIGN = ToyDesign(TWO_LAYER, ONE_LAYER, SEEDS, ONE_LAYER_SEEDS, S, CIRCUIT,
 
 @pytest.fixture(scope="module")
 def toys(toy_model, results_dir) -> InductionToyStudy:
-    """Every toy of TOY_DESIGN trained (cached) and measured; writes the figure and the seed table."""
+    """Every toy of TOY_DESIGN trained (cached) and measured; writes the figure and the replicate table."""
     return run_induction_toys(toy_model, TOY_DESIGN, results_dir)
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Circuit types over seeds
+# 2. Circuit types over replicates
 
 
 @pytest.mark.confirmatory
-def test_most_seeds_form_an_induction_circuit(toys, claim):
+def test_most_replicates_form_an_induction_circuit(toys, claim):
     k = sum(t.has_circuit for t in toys.two_layer)
     assert claim(
         binomial_ci(k, len(toys.two_layer)),
         ">=",
         0.5,
-        why="most seeds: the circuit is what training finds, not a lucky seed",
+        why="most replicates: the circuit is what training finds, not a lucky draw",
         model=TOY,
-        metric="share of seeds whose layer 1 forms an induction circuit (any offset)",
-        unit="seeds",
+        metric="share of replicates whose layer 1 forms an induction circuit (any offset)",
+        unit="replicates",
         note=toys.circuit_table,
     )
 
 
 @pytest.mark.confirmatory
-def test_most_seeds_form_a_canonical_induction_head(toys, claim):
+def test_most_replicates_form_a_canonical_induction_head(toys, claim):
     k = len(toys.of_type("canonical"))
     assert claim(
         binomial_ci(k, len(toys.two_layer)),
         ">=",
         0.5,
-        why="most seeds: the canonical head is the usual solution, as in Olsson et al.",
+        why="most replicates: the canonical head is the usual solution, as in Olsson et al.",
         model=TOY,
-        metric="share of seeds whose best layer-1 head is a canonical induction head (offset 0)",
-        unit="seeds",
+        metric="share of replicates whose best layer-1 head is a canonical induction head (offset 0)",
+        unit="replicates",
         note=toys.circuit_table,
     )
 
@@ -122,11 +124,11 @@ def test_canonical_heads_come_with_a_previous_token_head(toys, claim):
         binomial_ci(k, max(len(canonical), 1)),
         ">=",
         0.5,
-        why="most canonical seeds: the previous-token head is part of the circuit, not an accident",
+        why="most canonical replicates: the previous-token head is part of the circuit, not an accident",
         model=TOY,
-        metric="share of canonical seeds with a layer-0 previous-token head (held-out score >= 0.5)",
-        unit="seeds",
-        precondition=(len(canonical) >= 3, f"{len(canonical)} canonical seeds (3 needed)"),
+        metric="share of canonical replicates with a layer-0 previous-token head (held-out score >= 0.5)",
+        unit="replicates",
+        precondition=(len(canonical) >= 3, f"{len(canonical)} canonical replicates (3 needed)"),
         note=", ".join(f"s{t.config.seed}:{t.previous_token:.2f}" for t in canonical),
     )
 
@@ -137,7 +139,7 @@ def test_canonical_heads_come_with_a_previous_token_head(toys, claim):
 
 @pytest.mark.confirmatory
 def test_keys_carry_layer0_into_the_induction_head(toys, claim):
-    """Per seed with a circuit: the key path's loss rise exceeds both the query and the value path's."""
+    """Per replicate with a circuit: the key path's loss rise exceeds both the query and the value path's."""
     formed = toys.formed
     k = sum(t.path_effect["k"] > max(t.path_effect["q"], t.path_effect["v"]) for t in formed)
     note = "; ".join(
@@ -148,59 +150,60 @@ def test_keys_carry_layer0_into_the_induction_head(toys, claim):
         binomial_ci(k, max(len(formed), 1)),
         ">=",
         0.5,
-        why="most seeds with a circuit: K-composition is how the circuit works, not one seed's way",
+        why="most replicates with a circuit: K-composition is how the circuit works, not one replicate's way",
         model=TOY,
-        metric="share of seeds with a circuit whose key path carries more than query and value paths",
-        unit="seeds",
-        precondition=(len(formed) >= 3, f"{len(formed)} seeds with a circuit (3 needed)"),
+        metric="share of replicates with a circuit whose key path carries more than query and value paths",
+        unit="replicates",
+        precondition=(len(formed) >= 3, f"{len(formed)} replicates with a circuit (3 needed)"),
         note=note,
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. The offset circuit, on seeds that did not suggest it
+# 4. The offset circuit, on replicates that did not suggest it
 
 
 def confirming(toys) -> list:
-    """The offset-circuit seeds among those that played no part in forming the idea (not IDEA_SEEDS)."""
+    """The offset-circuit replicates among those that played no part in forming the idea (not IDEA_SEEDS)."""
     return [t for t in toys.of_type("offset") if t.config.seed not in IDEA_SEEDS]
 
 
-def enough(seeds) -> tuple[bool, str]:
-    return len(seeds) >= 3, f"{len(seeds)} offset-circuit seeds outside seeds 0-9 (3 needed for a t interval)"
+def enough(replicates) -> tuple[bool, str]:
+    n = len(replicates)
+    return n >= 3, f"{n} offset-circuit replicates outside replicates 0-9 (3 needed for a t interval)"
 
 
-def test_the_offset_circuit_recurs_across_seeds(toys, claim):
+def test_the_offset_circuit_recurs_across_replicates(toys, claim):
     fresh = [t for t in toys.two_layer if t.config.seed not in IDEA_SEEDS]
     assert claim(
         binomial_ci(len(confirming(toys)), len(fresh)),
         ">=",
         0.05,
-        why="1 in 20 seeds: a solution training finds again, not a one-off",
+        why="1 in 20 replicates: a solution training finds again, not a one-off",
         model=TOY,
-        metric=f"share of seeds {fresh[0].config.seed}-{fresh[-1].config.seed} forming an offset-d "
+        metric=f"share of replicates {fresh[0].config.seed}-{fresh[-1].config.seed} forming an offset-d "
         "circuit (d > 0)",
-        unit="seeds",
+        unit="replicates",
         note=toys.circuit_table,
     )
 
 
 def test_offset_circuit_has_a_layer0_head_reading_d_back(toys, claim):
-    """Per seed: the layer-0 head with the most attention d back on the selection batch, its
+    """Per replicate: the layer-0 head with the most attention d back on the selection batch, its
     attention d back on a held-out batch."""
-    seeds = confirming(toys)
-    ok, reason = enough(seeds)
+    replicates = confirming(toys)
+    ok, reason = enough(replicates)
     assert claim(
-        t_ci([t.heldout_d_back for t in seeds]) if ok else None,
+        t_ci([t.heldout_d_back for t in replicates]) if ok else None,
         ">=",
         0.5,
         why="half: most of the head's attention lands d tokens back",
         model=TOY,
-        metric="held-out lag-d attention of the layer-0 head reading d back, mean over offset seeds",
-        unit="seeds",
+        metric="held-out lag-d attention of the layer-0 head reading d back, mean over offset replicates",
+        unit="replicates",
         precondition=(ok, reason),
         note="; ".join(
-            f"s{t.config.seed} {t.circuit} L0H{t.d_back_head}: {t.heldout_d_back:.2f}" for t in seeds
+            f"s{t.config.seed} {t.circuit} L0H{t.d_back_head}: {t.heldout_d_back:.2f}" for t in replicates
         ),
     )
 
@@ -209,9 +212,9 @@ def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim
     """The d-back head moves x_(i+1) to position i+1+d, where the layer-1 head reads it as a value:
     its OV circuit read through the layer-1 head's should copy (V-composition). Null: random maps of
     the head's rank and norm in its place, through the same layer-1 head."""
-    seeds = confirming(toys)
-    ok, reason = enough(seeds)
-    copying = [offset_copying(toy_model(t.config), t, NULL_DRAWS) for t in seeds]
+    replicates = confirming(toys)
+    ok, reason = enough(replicates)
+    copying = [offset_copying(toy_model(t.config), t, NULL_DRAWS) for t in replicates]
     assert claim(
         t_ci([c.through - c.null for c in copying]) if ok else None,
         ">=",
@@ -219,35 +222,36 @@ def test_offset_circuit_d_back_head_copies_through_layer1(toys, toy_model, claim
         why="0.3 of the vocabulary more than the null: a copying path, not any map's chance argmax",
         model=TOY,
         metric="copying score of the d-back head through the layer-1 circuit head's OV, minus random "
-        f"maps of its rank and norm ({NULL_DRAWS} draws), mean over offset seeds",
-        unit="seeds",
+        f"maps of its rank and norm ({NULL_DRAWS} draws), mean over offset replicates",
+        unit="replicates",
         precondition=(ok, reason),
         note="; ".join(
             f"s{t.config.seed} L0H{c.head}->L1H{c.receiver}: {c.through:.2f} vs null {c.null:.2f} (direct "
             f"{c.direct:.2f})"
-            for t, c in zip(seeds, copying)
+            for t, c in zip(replicates, copying)
         ),
     )
 
 
 def test_offset_circuit_keys_come_from_the_head_reading_d_plus_1_back(toys, claim):
-    """Per seed: the layer-0 head reading d+1 back (selection batch) writes x_i into position i+1+d,
+    """Per replicate: the layer-0 head reading d+1 back (selection batch) writes x_i into position i+1+d,
     where the layer-1 head's key must match the query x_i. Its key path into the circuit head,
     resampled on a held-out batch, raises the loss more than the other layer-0 heads' key paths."""
-    seeds = confirming(toys)
-    ok, reason = enough(seeds)
+    replicates = confirming(toys)
+    ok, reason = enough(replicates)
     assert claim(
-        t_ci([t.key_path_beyond_layer for t in seeds]) if ok else None,
+        t_ci([t.key_path_beyond_layer for t in replicates]) if ok else None,
         ">=",
         0.1,
         why="a tenth of a nat per token: a path the loss depends on, not float noise",
         model=TOY,
         metric="key-path loss rise of the (d+1)-back layer-0 head into the circuit head, minus the other "
-        "layer-0 heads' mean, held-out batch (nats), mean over offset seeds",
-        unit="seeds",
+        "layer-0 heads' mean, held-out batch (nats), mean over offset replicates",
+        unit="replicates",
         precondition=(ok, reason),
         note="; ".join(
-            f"s{t.config.seed} L0H{t.key_head}: " + " ".join(f"{v:.2f}" for v in t.key_paths) for t in seeds
+            f"s{t.config.seed} L0H{t.key_head}: " + " ".join(f"{v:.2f}" for v in t.key_paths)
+            for t in replicates
         ),
     )
 
@@ -258,7 +262,7 @@ def test_offset_circuit_keys_come_from_the_head_reading_d_plus_1_back(toys, clai
 
 @pytest.mark.confirmatory
 def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
-    """Per seed with a circuit: the loss falls (10%->90%) in fewer steps than the plateau before it,
+    """Per replicate with a circuit: the loss falls (10%->90%) in fewer steps than the plateau before it,
     and the layer-1 score is half-way within that window (+- 2 log intervals).
 
     Why this criterion: a phase change (Olsson et al. 2022) is a drop that is short next to the
@@ -274,11 +278,11 @@ def test_phase_change_is_abrupt_and_coincides_with_the_score(toys, claim):
         binomial_ci(k, max(len(formed), 1)),
         ">=",
         0.5,
-        why="most seeds with a circuit: the phase change is the rule, as in Olsson et al.",
+        why="most replicates with a circuit: the phase change is the rule, as in Olsson et al.",
         model=TOY,
-        metric="share of seeds with an abrupt loss drop that coincides with the layer-1 score",
-        unit="seeds",
-        precondition=(len(formed) >= 3, f"{len(formed)} seeds with a circuit (3 needed)"),
+        metric="share of replicates with an abrupt loss drop that coincides with the layer-1 score",
+        unit="replicates",
+        precondition=(len(formed) >= 3, f"{len(formed)} replicates with a circuit (3 needed)"),
         note="; ".join(
             f"s{t.config.seed} {c.start}-{c.end} score {c.score_step}" for t, c in zip(formed, changes)
         ),
@@ -291,31 +295,31 @@ def test_one_layer_toys_form_no_induction_head(toys, claim):
         max(best),
         "<=",
         0.2,
-        exact=True,  # the largest over every seed trained: no sampling over sequences left in it
+        exact=True,  # the largest over every replicate trained: no sampling over sequences left in it
         why="0.2: well below the 0.5 that counts as a circuit in 2-layer toys",
         model="toy:repeat 1L attn-only",
-        metric="largest best offset induction score over the 1-layer seeds",
+        metric="largest best offset induction score over the 1-layer replicates",
         n=len(best),
-        unit="seeds",
-        note=f"per seed {[round(b, 3) for b in best]}",
+        unit="replicates",
+        note=f"per replicate {[round(b, 3) for b in best]}",
     )
 
 
 def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
-    """Every 1-layer seed against every 2-layer seed with a circuit: the smallest gap."""
+    """Every 1-layer replicate against every 2-layer replicate with a circuit: the smallest gap."""
     one = [t.loss for t in toys.one_layer]
     two = [t.loss for t in toys.formed]
     assert claim(
         min(one) - max(two),
         ">=",
         1.0,
-        exact=True,  # the smallest gap over every pair of seeds trained
+        exact=True,  # the smallest gap over every pair of replicates trained
         why="1 nat: the second layer is what copying needs, by a wide margin",
         model="toy:repeat 1L vs 2L",
         metric="smallest 1-layer loss minus largest 2-layer loss, repeated half (nats)",
         n=len(one) + len(two),
-        unit="seeds",
-        precondition=(len(two) >= 1, f"{len(two)} 2-layer seeds with a circuit"),
+        unit="replicates",
+        precondition=(len(two) >= 1, f"{len(two)} 2-layer replicates with a circuit"),
         note=f"1-layer {[round(x, 2) for x in one]}; 2-layer {[round(x, 2) for x in two]}",
     )
 
@@ -400,3 +404,10 @@ def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
 #   4 offset seeds remain among seeds 10-29 (t CIs over 4 seeds); all three still supported, d-back 0.902
 #   [0.876, 0.929], copying 0.611 [0.565, 0.657], key path 0.791 [0.347, 1.23]; recurs 4/20 = 0.2
 #   [0.057, 0.437].
+# 2026-12-06  One meaning per word: a trained toy is a replicate, and "seed" means its RNG seed only
+#   (replicate s is the toy of seed s; the entries above say "seed" for both). Three claims renamed, their
+#   ledger rows with them, figures and verdicts unchanged: test_most_seeds_form_an_induction_circuit ->
+#   test_most_replicates_form_an_induction_circuit, test_most_seeds_form_a_canonical_induction_head ->
+#   test_most_replicates_form_a_canonical_induction_head, test_the_offset_circuit_recurs_across_seeds ->
+#   test_the_offset_circuit_recurs_across_replicates; every claim's unit is "replicates" (was "seeds"),
+#   and the per-replicate table is results/induction_toys_repeat-2L_replicates.csv (was _seeds.csv).

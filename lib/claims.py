@@ -9,7 +9,7 @@ One decision rule (`decide`), from a claim's CI and threshold, with four outcome
   distance more data would have to close;
 - inconclusive: the claim's precondition (its premise) failed, whatever its figure.
 A claim without a CI is decided on its figure alone, and only where that figure is exact (a rank on
-one prompt, a count over every seed): it says so with `exact=True`, and its row's ci_level reads
+one prompt, a count over every replicate trained): it says so with `exact=True`, and its row's ci_level reads
 "exact".
 
 Multiplicity. A hypothesis marks its confirmatory claims (`@pytest.mark.confirmatory`); the others
@@ -47,7 +47,7 @@ STATUSES = ("supported", "refuted", "undecided", "inconclusive")
 #   why         the threshold's reason, in a few words
 #   status      supported / refuted / undecided / inconclusive (see `decide`)
 #   past_threshold  undecided rows: how far the CI reaches past the threshold
-#   n, unit     the sample size and what it counts (families, seeds, paragraphs, sequences)
+#   n, unit     the sample size and what it counts (families, replicates, paragraphs, sequences)
 #   role        confirmatory, exploratory or check (`role_of`: a claim with a family is confirmatory;
 #               a check is a row fixed by construction, in no family and no verdict tally)
 #   family, family_size  confirmatory claims: their family (the model, or "toys") and its size m;
@@ -210,7 +210,7 @@ class Claim:
                     "an exact figure has no CI: give one or the other"
                     if self.exact
                     else "give a CI, or exact=True where the figure has no sampling error (a rank on one "
-                    "prompt, a count over every seed)"
+                    "prompt, a count over every replicate)"
                 )
             )
         for name in ("p", "adjusted_p"):
@@ -263,7 +263,7 @@ class Claim:
         return f"{self.claim_id} on {self.model}: {self.figure()}; {self.verdict()}"
 
     def figure(self) -> str:
-        """The measured figure in words: "x = 1 [95% CI 0.4, 1.6], n=8 seeds"."""
+        """The measured figure in words: "x = 1 [95% CI 0.4, 1.6], n=8 replicates"."""
         if not self.measured:
             return f"{self.metric}: not measured"
         ci = (

@@ -1,7 +1,7 @@
-"""Statistics for claims measured over prompts or seeds: seeded bootstrap CIs, binomial CIs for
+"""Statistics for claims measured over prompts or replicates: seeded bootstrap CIs, binomial CIs for
 counts, Holm's correction, and a deterministic discovery/confirmation split.
 
-Inputs are 1-D sequences (lists, numpy arrays or torch tensors) of per-prompt or per-seed figures.
+Inputs are 1-D sequences (lists, numpy arrays or torch tensors) of per-prompt or per-replicate figures.
 A mean over 5 or more units: `bootstrap_ci` (bootstrap-t; it holds its level from n = 5 on, the
 README's coverage table, measured by attnclaims.coverage); paired figures (the same seed under two
 conditions): `bootstrap_ci_diff`; two independent groups: `bootstrap_ci_two_sample`; a share:
@@ -106,7 +106,7 @@ BINOMIAL_METHODS = {"clopper-pearson": "exact", "wilson": "wilson"}  # our name 
 def binomial_ci(
     k: int, n: int, confidence: float = 0.95, method: Literal["clopper-pearson", "wilson"] = "clopper-pearson"
 ) -> CI:
-    """CI of a proportion from a count: k successes out of n (seeds forming a circuit, models that
+    """CI of a proportion from a count: k successes out of n (replicates forming a circuit, models that
     learned). `clopper-pearson`: exact, never below the nominal coverage; `wilson`: the score
     interval, shorter. The estimate is k/n; k = 0 gives low = 0 and k = n gives high = 1.
     (scipy.stats.binomtest(k, n).proportion_ci)."""
@@ -194,7 +194,7 @@ def _percentile_ci(x: np.ndarray, statistic: Callable, n_resamples: int, confide
 
 
 def t_ci(values, confidence: float = 0.95) -> CI:
-    """Student-t CI of the mean, mean +- t_(n-1) * sd / sqrt(n), for a handful of units (3-10 seeds)
+    """Student-t CI of the mean, mean +- t_(n-1) * sd / sqrt(n), for a handful of units (3-10 replicates)
     where a bootstrap has too few distinct resamples; its p-value is the one-sample t-test's
     (scipy.stats.ttest_1samp). Exact on normal values, short on skewed ones (the README's coverage
     table); needs n >= 2 and some spread."""
@@ -299,7 +299,7 @@ def fieller_bounds(num: np.ndarray, den: np.ndarray, confidence: float) -> tuple
 
 
 def bootstrap_ci_diff(a, b, **kwargs) -> CI:
-    """CI of the mean paired difference a - b (same prompts or seeds, same order): bootstrap-t."""
+    """CI of the mean paired difference a - b (same prompts or replicates, same order): bootstrap-t."""
     a, b = _array(a, "a"), _array(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")

@@ -23,7 +23,7 @@ CLAIMS = """
 import pytest
 from attnclaims.stats import bootstrap_ci, binomial_ci
 
-UNIT = "seeds"
+UNIT = "replicates"
 WHY = "a reason"
 
 
@@ -208,7 +208,7 @@ UNMEASURED = """
 import pytest
 from attnclaims.stats import bootstrap_ci
 
-UNIT = "seeds"
+UNIT = "replicates"
 
 
 @pytest.mark.confirmatory

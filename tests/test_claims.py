@@ -93,7 +93,7 @@ def test_a_claim_is_truthy_iff_it_is_supported_and_its_repr_gives_the_figures():
     assert not refuted and make(value=1.0, threshold=0.5, ci=(0.6, 1.6))
     assert not make(value=1.0, threshold=0.5, ci=(0.4, 1.6))
     assert repr(refuted) == "c on m: x = 0.2 [95% CI 0.1, 0.4], n=1; claimed >= 0.5: refuted"
-    assert "n=8 seeds" in repr(make(n=8, unit="seeds"))
+    assert "n=8 replicates" in repr(make(n=8, unit="replicates"))
     assert "x = 1 (exact)" in repr(make())
 
 

@@ -1,5 +1,5 @@
 """The dropout study's comparisons (lib/studies/dropout.py) on a table built by hand: paired by seed,
-slopes per seed, and the detectable effect."""
+slopes per replicate, and the detectable effect."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def first_reaching(config, target, root) -> int:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory) -> float:
-    """A loss both seeds reach before the cap (at a logged step between 4 and 12)."""
+    """A loss both replicates reach before the cap (at a logged step between 4 and 12)."""
     root = tmp_path_factory.mktemp("full")
     losses = [toy.training_history(CAP.replace(seed=s), root=root).loss_repeated_half for s in (0, 1)]
     assert all(loss.iloc[3] < loss.iloc[0] for loss in losses)  # the premise: the loss falls by step 12

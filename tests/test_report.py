@@ -17,7 +17,7 @@ HYPOTHESIS = '''"""Do toy heads copy?
 Some background that is not the question.
 
 Protocol (lib/toy.py)
-1. Models (2 layers, 4 heads): trained on copying, 8 seeds.
+1. Models (2 layers, 4 heads): trained on copying, 8 replicates.
 2. Ablation: every head mean-ablated.
 
 Measures
@@ -48,8 +48,8 @@ def record(ledger, claim_id, model, value, ci=(math.nan, math.nan), **extra):
 @pytest.fixture
 def results(tmp_path):
     ledger = Ledger(tmp_path / "results", run_id="r", commit="abc")
-    record(ledger, "test_heads_copy[a]", "tiny-lm", 2.5, ci=(2.0, 3.0), n=8, unit="seeds")
-    record(ledger, "test_heads_copy[a]", "other-lm", 0.5, ci=(0.1, 0.9), n=8, unit="seeds")
+    record(ledger, "test_heads_copy[a]", "tiny-lm", 2.5, ci=(2.0, 3.0), n=8, unit="replicates")
+    record(ledger, "test_heads_copy[a]", "other-lm", 0.5, ci=(0.1, 0.9), n=8, unit="replicates")
     record(ledger, "test_unlearned", "toy:copy 2L", 3.0, precondition=(False, "loss 3.6 nats > 1"))
     record(ledger, "test_wide", "tiny-lm", 1.5, ci=(0.5, 2.5), family="tiny-lm", family_size=2, p=0.2)
     (tmp_path / "hypotheses").mkdir()
@@ -79,7 +79,7 @@ def test_the_report_renders_from_the_ledger_alone(results):
     assert "**Protocol** (hypotheses/test_copying.py): 1. Models; 2. Ablation." in text
     assert (
         "| test_heads_copy[a] | tiny-lm | loss rise (nats) | 2.5 | [2, 3] 95% | >= 1 (a nat) | **supported** "
-        "| 8 seeds | exploratory |" in text
+        "| 8 replicates | exploratory |" in text
     )
     assert "| **undecided** (CI 0.5 past) | 1 | confirmatory, 1 of 2 |" in text
     assert "failed: loss 3.6 nats > 1" in text

@@ -1,19 +1,19 @@
 """The dropout-and-redundancy study, computed once: hypotheses/test_dropout_redundancy.py claims.
 
     study = run_dropout(DESIGN, toy_model, device, results_dir)  # one row per model in study.table
-    paired(study.table, MEASURES["top_head_share"], "attention", 0.2)  # per seed: p=0.2 - p=0
-    slopes(study.table, MEASURES["top_head_share"], "attention", DESIGN.levels)  # per seed: slope over p
+    paired(study.table, MEASURES["top_head_share"], "attention", 0.2)  # per replicate: p=0.2 - p=0
+    slopes(study.table, MEASURES["top_head_share"], "attention", DESIGN.levels)  # per replicate: slope over p
 
 Steps, in the order they run:
-1. Every configuration (dropout kind x p x seed; the p=0 models shared by both kinds) trained to a
+1. Every configuration (dropout kind x p x replicate; the p=0 models shared by both kinds) trained to a
    matched loss (attnclaims.matched_loss.train_to_loss: each stops the first time its loss on the
    repeated half reaches the target, or at the cap; one process per torch thread), cached like
    every toy.
 2. Each model measured (Measured: circuit type, the whole effect and the redundancy measures of the
    hypothesis file's protocol, attnclaims.redundancy), into one table, results/dropout_redundancy.csv.
-3. The figure: every measure against p, per kind, with each seed's value.
-Comparisons are per seed: a seed's models share their initialisation and data order at every level,
-so the p=0 model of seed s is the pair of each dropout model of seed s.
+3. The figure: every measure against p, per kind, with each replicate's value.
+Comparisons are per replicate: replicate s is trained with RNG seed s at every level, so its models
+share their initialisation and data order, and its p=0 model is the pair of each of its dropout models.
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ class Measure:
 class DropoutDesign:
     """What the study trains and measures; the hypothesis file states the values."""
 
-    base: ToyConfig  # every model's configuration but its dropout and seed
+    base: ToyConfig  # every model's configuration but its dropout and RNG seed
     target: float  # nats on the repeated half: the matched loss
     levels: tuple[float, ...]  # dropout p, 0 first
     kinds: dict  # kind -> ToyConfig field ("attention": "attn_dropout", ...)
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # the replicates' RNG seeds: replicate s is trained with seed s at every level
     threshold_fraction: float  # heads to threshold: the share of the whole effect lost
     circuit_min: float  # best offset induction score below which no circuit is named
     model: str  # the ledger's name for these toys
@@ -149,7 +149,7 @@ def measure(model, design: DropoutDesign) -> Measured:
 
 @dataclass(frozen=True)
 class DropoutStudy:
-    table: pd.DataFrame  # one row per model: kind, p, seed, steps, reached, train_loss, Measured's fields
+    table: pd.DataFrame  # per model: kind, p, seed (its replicate's), steps, reached, train_loss, Measured
     train_seconds: float
     measure_seconds: float
 
@@ -184,21 +184,21 @@ def run_dropout(design: DropoutDesign, toy_model, device: str, results_dir: Path
 
 
 def group(table: pd.DataFrame, kind: str, p: float) -> pd.DataFrame:
-    """The models of one level, by seed: the shared p=0 models for p = 0."""
+    """The models of one level, one per replicate (indexed by its seed): the shared p=0 models for p = 0."""
     rows = table[(table.p == 0) if p == 0 else ((table.kind == kind) & (table.p == p))]
     return rows.set_index("seed").sort_index()
 
 
 def paired(table: pd.DataFrame, m: Measure, kind: str, p: float) -> np.ndarray:
-    """Per seed: the measure at p minus at p=0, signed so that > 0 is more redundant."""
+    """Per replicate: the measure at p minus at p=0, signed so that > 0 is more redundant."""
     high, low = group(table, kind, p)[m.column], group(table, kind, 0.0)[m.column]
     return m.sign * (high - low.loc[high.index]).to_numpy(dtype=float)
 
 
 def slopes(table: pd.DataFrame, m: Measure, kind: str, levels) -> np.ndarray:
-    """Per seed: the least-squares slope of the signed measure over p (a dose trend per seed)."""
+    """Per replicate: the least-squares slope of the signed measure over p (its dose trend)."""
     by_level = pd.concat({p: group(table, kind, p)[m.column] for p in levels}, axis=1).dropna()
-    values = m.sign * by_level.to_numpy(dtype=float)  # [seed, level]
+    values = m.sign * by_level.to_numpy(dtype=float)  # [replicate, level]
     return np.polyfit(np.asarray(levels, dtype=float), values.T, 1)[0]
 
 
@@ -239,7 +239,7 @@ def plot(study: DropoutStudy, design: DropoutDesign, results_dir: Path) -> None:
     fig.suptitle(
         f"{design.model}: redundancy vs dropout, each model trained to {design.target} nats or "
         f"{design.base.steps} steps ({int(study.table.reached.sum())}/{len(study.table)} reached it); "
-        f"mean and 95% CI over {len(design.seeds)} seeds",
+        f"mean and 95% CI over {len(design.seeds)} replicates",
         fontsize=8,
     )
     fig.tight_layout()

@@ -1,9 +1,11 @@
 """The induction study of toys trained from scratch, computed once: hypotheses/test_induction_toys.py claims.
 
     study = run_induction_toys(toy_model, ToyDesign(two_layer=TWO_LAYER, seeds=range(30), ...), results_dir)
-    study.seed(3).circuit, study.of_type("offset"), seed_table(study, paths=("k", "q", "v"))
+    study.replicate(3).circuit, study.of_type("offset"), replicate_table(study, paths=("k", "q", "v"))
 
-Steps, in the order they run, per trained toy (2-layer seeds, then 1-layer seeds):
+A replicate is one toy trained from the design's config with its own RNG seed (`config.seed`), which
+names it: replicate 3 is the toy of seed 3. Steps, in the order they run, per replicate (the 2-layer
+ones, then the 1-layer ones):
 1. Evaluation batch: BOS + S random content tokens + the same S again (attnclaims.tasks.repeat_batch,
    generator seed 123); a second batch (seed 321) is the resample source of the path patching.
 2. Offset induction scores of every head (attnclaims.scores), the circuit type of the last layer
@@ -14,9 +16,9 @@ Steps, in the order they run, per trained toy (2-layer seeds, then 1-layer seeds
 4. On a held-out batch (seed 456; resample source seed 654), for what step 2 selected: the layer-0
    lag scores, and each layer-0 head's key path into the circuit head (`layer0_paths`).
 5. The training log (attnclaims.toy.training_history).
-Then the figure (training curves, K/Q/V path effects) and the per-seed table go to `results_dir`.
+Then the figure (training curves, K/Q/V path effects) and the per-replicate table go to `results_dir`.
 The offset circuit's copying against a null (`offset_copying`) and the phase change (`phase_change`)
-are read off a `ToySeed` by the claims that need them.
+are read off a `ToyReplicate` by the claims that need them.
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ from attnclaims.toy import ToyConfig, training_history
 class ToyDesign:
     """What the toy study trains and measures; the hypothesis file states the values."""
 
-    two_layer: ToyConfig  # the 2-layer config; each seed replaces its `seed`
+    two_layer: ToyConfig  # the 2-layer config; each replicate replaces its `seed`
     one_layer: ToyConfig  # the 1-layer control's config
-    seeds: tuple[int, ...]  # 2-layer seeds
-    one_layer_seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # the RNG seeds of the 2-layer replicates, one replicate each
+    one_layer_seeds: tuple[int, ...]  # the 1-layer replicates'
     seq_len: int  # S, length of the repeated sequence
     circuit: float  # a layer-1 head "forms a circuit" when its best offset induction score reaches this
     lags: range  # layer-0 lags searched for the offset circuit's head
@@ -70,7 +72,9 @@ def repeated_half_loss(logits: torch.Tensor, tokens: torch.Tensor, seq_len: int)
 
 
 @dataclass(frozen=True)
-class ToySeed:
+class ToyReplicate:
+    """One trained toy (a replicate, named by its config's RNG seed) and what the study measured."""
+
     config: ToyConfig
     circuit: str  # "canonical", "offset-d" or "none"
     offset: int | None  # the circuit's offset d (0 for canonical)
@@ -97,8 +101,10 @@ class ToySeed:
 
     @property
     def offset_precondition(self) -> tuple[bool, str]:
-        """(premise, reason) of the offset-circuit claims: this seed formed an offset-d circuit."""
-        return self.circuit.startswith("offset"), f"seed {self.config.seed} formed circuit '{self.circuit}'"
+        """(premise, reason) of the offset-circuit claims: this replicate formed an offset-d circuit."""
+        return self.circuit.startswith(
+            "offset"
+        ), f"replicate {self.config.seed} formed circuit '{self.circuit}'"
 
     def lag_head(self, lag: int) -> int:
         """The layer-0 head with the most attention `lag` tokens back (mean over sequences)."""
@@ -128,23 +134,25 @@ class ToySeed:
 
 @dataclass(frozen=True)
 class InductionToyStudy:
-    two_layer: tuple[ToySeed, ...]
-    one_layer: tuple[ToySeed, ...]
+    two_layer: tuple[ToyReplicate, ...]
+    one_layer: tuple[ToyReplicate, ...]
 
-    def seed(self, seed: int) -> ToySeed:
+    def replicate(self, seed: int) -> ToyReplicate:
+        """The 2-layer replicate trained with RNG seed `seed`."""
         return next(t for t in self.two_layer if t.config.seed == seed)
 
     @property
-    def formed(self) -> list[ToySeed]:
-        """The 2-layer seeds whose layer 1 forms a circuit (any offset)."""
+    def formed(self) -> list[ToyReplicate]:
+        """The 2-layer replicates whose layer 1 forms a circuit (any offset)."""
         return [t for t in self.two_layer if t.has_circuit]
 
     @property
     def circuit_table(self) -> str:
-        """The 2-layer seeds' circuit types, for notes: "s0:offset-4, s1:canonical, ..."."""
+        """The 2-layer replicates' circuit types, for notes: "s0:offset-4, s1:canonical, ..." (sN: the
+        replicate of seed N)."""
         return ", ".join(f"s{t.config.seed}:{t.circuit}" for t in self.two_layer)
 
-    def of_type(self, kind: str) -> list[ToySeed]:
+    def of_type(self, kind: str) -> list[ToyReplicate]:
         return [
             t
             for t in self.two_layer
@@ -185,7 +193,7 @@ def path_effects(
     return {c: float(layer0_paths(model, tokens, source, seq_len, c).max()) for c in paths}
 
 
-def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
+def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToyReplicate:
     """Steps 1-4 of the module docstring for one toy."""
     S = design.seq_len
     tokens, source = toy_eval_tokens(config, S, seed=123), toy_eval_tokens(config, S, seed=321)
@@ -196,7 +204,7 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
     with torch.no_grad():
         loss = float(repeated_half_loss(model(tokens), tokens, S).mean())
     two_layer = config.n_layers == 2
-    return ToySeed(
+    return ToyReplicate(
         config=config,
         circuit=circuit,
         offset=offset,
@@ -215,12 +223,12 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToySeed:
 
 def run_induction_toys(toy_model, design: ToyDesign, results_dir: Path) -> InductionToyStudy:
     """Every toy of `design` trained (or loaded) by `toy_model(config)` and measured; writes the
-    figure induction_toys_repeat-2L.png and the table induction_toys_repeat-2L_seeds.csv."""
+    figure induction_toys_repeat-2L.png and the table induction_toys_repeat-2L_replicates.csv."""
 
     def configs(config: ToyConfig, seeds: tuple[int, ...]) -> list[ToyConfig]:
-        return [config.replace(seed=s) for s in seeds]
+        return [config.replace(seed=s) for s in seeds]  # one replicate per RNG seed
 
-    def measured(config: ToyConfig, seeds: tuple[int, ...]) -> tuple[ToySeed, ...]:
+    def measured(config: ToyConfig, seeds: tuple[int, ...]) -> tuple[ToyReplicate, ...]:
         return tuple(measure_toy(toy_model(c), c, design) for c in configs(config, seeds))
 
     if train_all := getattr(toy_model, "train_all", None):  # the fixture's factory trains them in parallel
@@ -231,14 +239,14 @@ def run_induction_toys(toy_model, design: ToyDesign, results_dir: Path) -> Induc
         one_layer=measured(design.one_layer, design.one_layer_seeds),
     )
     plot_toys(study, design.paths, results_dir)
-    seed_table(study, design.paths).to_csv(
-        results_dir / "induction_toys_repeat-2L_seeds.csv", index=False, float_format="%.4g"
+    replicate_table(study, design.paths).to_csv(
+        results_dir / "induction_toys_repeat-2L_replicates.csv", index=False, float_format="%.4g"
     )
     return study
 
 
-def seed_table(study: InductionToyStudy, paths: tuple[str, ...]) -> pd.DataFrame:
-    """One row per trained toy: its circuit type and the figures behind it."""
+def replicate_table(study: InductionToyStudy, paths: tuple[str, ...]) -> pd.DataFrame:
+    """One row per replicate (its RNG seed in column `seed`): its circuit type and the figures behind it."""
     return pd.DataFrame(
         {
             "layers": t.config.n_layers,
@@ -254,7 +262,7 @@ def seed_table(study: InductionToyStudy, paths: tuple[str, ...]) -> pd.DataFrame
     )
 
 
-# The offset circuit, per seed
+# The offset circuit, per replicate
 
 
 @dataclass(frozen=True)
@@ -266,7 +274,7 @@ class OffsetCopying:
     direct: float  # copying score of `head`'s own OV circuit
 
 
-def offset_copying(model, t: ToySeed, draws: int = 20) -> OffsetCopying:
+def offset_copying(model, t: ToyReplicate, draws: int = 20) -> OffsetCopying:
     """Copying scores over the content tokens (embedding -> L0 OV -> L1 OV -> unembedding) of the
     d-back head read through the layer-1 circuit head, and the null: `draws` random maps
     W_V' W_O' (Gaussian, the head's rank, scaled to its W_V W_O's Frobenius norm; generator seed 0)
@@ -298,7 +306,7 @@ def offset_copying(model, t: ToySeed, draws: int = 20) -> OffsetCopying:
 
 @dataclass(frozen=True)
 class PhaseChange:
-    """Where a seed's loss drop happens, in training steps."""
+    """Where a replicate's loss drop happens, in training steps."""
 
     start: int  # the loss has fallen 10% of the way from its first to its last value
     end: int  # ... and 90%
@@ -328,7 +336,7 @@ COLOURS = {"canonical": "tab:blue", "none": "tab:grey"}
 
 def plot_toys(study: InductionToyStudy, paths: tuple[str, ...], results_dir: Path) -> None:
 
-    def colour(t: ToySeed) -> str:
+    def colour(t: ToyReplicate) -> str:
         return COLOURS.get(t.circuit, "tab:orange")  # offset circuits in orange
 
     fig, (ax_loss, ax_score, ax_path) = plt.subplots(1, 3, figsize=(15, 4))
@@ -337,7 +345,7 @@ def plot_toys(study: InductionToyStudy, paths: tuple[str, ...], results_dir: Pat
     in_legend = set()
     for t in study.two_layer:
         kind = t.circuit.split("-")[0]  # one legend entry per kind: canonical, offset, none
-        entry = None if kind in in_legend else f"2L {kind} ({counts[kind]} seeds)"
+        entry = None if kind in in_legend else f"2L {kind} ({counts[kind]} replicates)"
         in_legend.add(kind)
         ax_loss.plot(t.history.step, t.history.loss_repeated_half, color=colour(t), label=entry)
         ax_score.plot(
@@ -349,7 +357,7 @@ def plot_toys(study: InductionToyStudy, paths: tuple[str, ...], results_dir: Pat
             t.history.loss_repeated_half,
             color="black",
             ls=":",
-            label=None if i else f"1L ({len(study.one_layer)} seeds)",
+            label=None if i else f"1L ({len(study.one_layer)} replicates)",
         )
     ax_loss.set(
         xlabel="training step",
