@@ -1,4 +1,4 @@
-"""Does training with dropout make a circuit more redundant?
+"""Dropout and redundancy (the question: HYPOTHESIS, below).
 
 The published record disagrees on its size: self-repair appears in models trained without dropout
 (McGrath et al. 2023, the Hydra effect; Rushing & Nanda 2024), while backup name movers were found
@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import pytest
 
+from attnclaims.declaration import Hypothesis
 from attnclaims.stats import bootstrap_ci, minimal_detectable_effect
 from attnclaims.studies.dropout import (
     DropoutDesign,
@@ -98,6 +99,10 @@ DESIGN = DropoutDesign(
     model=MODEL,
 )
 POWER = 0.8
+FIGURE = "dropout_redundancy_toy-repeat-3L.png"  # every measure against p, per kind, each replicate's value
+TABLE = "dropout_redundancy.csv"  # one row per model: its training and Measured's fields
+
+HYPOTHESIS = Hypothesis("Does training with dropout make a circuit more redundant?", figures=(FIGURE,))
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +151,7 @@ TREND_LEVEL = 1 - 0.05 / len(TRENDS)  # the confirmatory family's simultaneous l
 @pytest.fixture(scope="module")
 def study(toy_model, device, results_dir):
     """Every model trained (cached) and measured once; writes the table and the figure."""
-    return run_dropout(DESIGN, toy_model, device, results_dir)
+    return run_dropout(DESIGN, toy_model, device, results_dir / FIGURE, results_dir / TABLE)
 
 
 def learned(study, kind: str, levels) -> tuple[bool, str]:

@@ -1,5 +1,5 @@
-"""Induction heads in real language models: where are they, and does what they do depend on the
-repeat? (Toys trained from scratch: test_induction_toys.py.)
+"""Induction heads in real language models (the question: HYPOTHESIS, below; toys trained from
+scratch: test_induction_toys.py).
 
 Anchor: Olsson et al. 2022, "In-context learning and induction heads". A layer-1 head attends from
 each token of a repeated sequence to the token that followed its first occurrence (prefix
@@ -36,6 +36,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from attnclaims.declaration import Hypothesis
 from attnclaims.heads import label
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.stats import bootstrap_ci, bootstrap_ci_diff
@@ -50,6 +51,14 @@ ABLATIONS = ("zero", "mean", "resample")
 REAL_DESIGN = RealDesign(
     seq_len=S, batch=REAL_BATCH, top_k=TOP_K, control_draws=CONTROL_DRAWS, ablations=ABLATIONS
 )
+FIGURE = "induction_heads_{model}.png"  # discovery map and ablation effects, one per model
+
+HYPOTHESIS = Hypothesis(
+    "Induction heads in real language models: where are they, and does what they do depend on the "
+    "repeat? (Toys trained from scratch: test_induction_toys.py.)",
+    figures=(FIGURE,),
+    arms=REAL_DESIGN.arms,  # clean; the top heads and 5 draws of same-layer heads ablated 3 ways; sufficiency
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,7 +68,7 @@ REAL_DESIGN = RealDesign(
 @pytest.fixture(scope="module")
 def real(model, model_name, results_dir) -> RealStudy:
     """Discovery, confirmation, entropies and ablations on `model`; writes its figure."""
-    return run_induction_real(model, model_name, REAL_DESIGN, results_dir)
+    return run_induction_real(model, model_name, REAL_DESIGN, results_dir / FIGURE.format(model=model_name))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,4 @@
-"""Induction heads in toys: how do 2-layer attention-only transformers trained from scratch build
-them? (Real models: test_induction_heads.py.)
+"""Induction heads in toys (the question: HYPOTHESIS, below; real models: test_induction_heads.py).
 
 Anchor: Olsson et al. 2022, "In-context learning and induction heads". A layer-1 head attends from
 each token of a repeated sequence to the token that followed its first occurrence (prefix
@@ -47,6 +46,7 @@ from __future__ import annotations
 
 import pytest
 
+from attnclaims.declaration import Hypothesis
 from attnclaims.stats import binomial_ci, t_ci
 from attnclaims.studies.induction_toys import (
     InductionToyStudy,
@@ -71,6 +71,14 @@ LAGS = range(9)  # layer-0 lags searched for the offset circuit's head
 PATHS = ("k", "q", "v")
 
 TOY_DESIGN = ToyDesign(TWO_LAYER, ONE_LAYER, SEEDS, ONE_LAYER_SEEDS, S, CIRCUIT, LAGS, PATHS)
+FIGURE = "induction_toys_repeat-2L.png"  # training curves and K/Q/V path effects of every replicate
+TABLE = "induction_toys_repeat-2L_replicates.csv"  # each replicate's circuit type and figures
+
+HYPOTHESIS = Hypothesis(
+    "Induction heads in toys: how do 2-layer attention-only transformers trained from scratch build "
+    "them? (Real models: test_induction_heads.py.)",
+    figures=(FIGURE,),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,7 +88,7 @@ TOY_DESIGN = ToyDesign(TWO_LAYER, ONE_LAYER, SEEDS, ONE_LAYER_SEEDS, S, CIRCUIT,
 @pytest.fixture(scope="module")
 def toys(toy_model, results_dir) -> InductionToyStudy:
     """Every toy of TOY_DESIGN trained (cached) and measured; writes the figure and the replicate table."""
-    return run_induction_toys(toy_model, TOY_DESIGN, results_dir)
+    return run_induction_toys(toy_model, TOY_DESIGN, results_dir / FIGURE, results_dir / TABLE)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Does the model have a previous-token head: one that attends from each token to the one before it?
+"""Previous-token heads (the question: HYPOTHESIS, below).
 
 The smallest complete hypothesis in the suite, and the template for a new one (README, "Adding a
 hypothesis"). Previous-token heads are the first half of the induction circuit (Olsson et al. 2022).
@@ -22,12 +22,16 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from attnclaims.declaration import Hypothesis
 from attnclaims.heads import versus_layer
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.scores import attention_patterns, previous_token_score_from_pattern, previous_token_scores
 from attnclaims.stats import bootstrap_ci
 from attnclaims.tasks import ordinary_token_ids, random_repeats
 
+HYPOTHESIS = Hypothesis(
+    "Does the model have a previous-token head: one that attends from each token to the one before it?"
+)
 pytestmark = pytest.mark.real_model
 UNIT = "paragraphs"  # what every claim's n counts
 

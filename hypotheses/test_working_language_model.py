@@ -1,4 +1,4 @@
-"""Is the model under test a working language model, with the machinery the other hypotheses study?
+"""A working language model (the question: HYPOTHESIS, below).
 
 Every other hypothesis reads meaning into a model's internals; that is only worth doing on a model
 that models language. On the embedded default this also checks the de-quantisation: smollm2-135m is
@@ -38,12 +38,16 @@ import pytest
 import torch
 
 from attnclaims import tasks
+from attnclaims.declaration import Hypothesis
 from attnclaims.heads import Head
 from attnclaims.metrics import mean_loss
 from attnclaims.prompts.text import PARAGRAPHS
 from attnclaims.scores import attention_patterns, induction_score_from_pattern, induction_scores
 from attnclaims.stats import bootstrap_ci
 
+HYPOTHESIS = Hypothesis(
+    "Is the model under test a working language model, with the machinery the other hypotheses study?"
+)
 pytestmark = pytest.mark.real_model
 
 SEQ_LEN = 20  # S, the length of the random sequence that repeats

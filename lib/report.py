@@ -8,21 +8,21 @@ The page holds, in order:
    one column for the toy models, whose cells name the toy, and, where a claim was measured on two
    or more real models, a column "every model" with its replication verdict
    (attnclaims.ledger.replication); cells: status, value and CI);
-2. one section per hypothesis: its question (the first paragraph of the module docstring of
-   hypotheses/test_<hypothesis>.py, read with `ast`, nothing imported), its protocol (the numbered
-   steps of the docstring's "Protocol" paragraph, in brief, and in full when unfolded), a table of
-   its claims (value, CI and its level, threshold and its reason, status, n and what n counts,
-   model, role, Holm-adjusted p, precondition, note), and its figures: a forest plot per model, generated here
-   (results/figures/<hypothesis>__<model>.png: each claim's value as a dot, its CI as a bar, its
-   threshold as a mark, the model's name in the title), and the study figures already in the
-   results folder that belong to it (`study_figures`).
+2. one section per hypothesis, from what hypotheses/test_<hypothesis>.py declares (its HYPOTHESIS,
+   attnclaims.declaration: the report imports the file): its question, its arms, its protocol (the
+   numbered steps of the module docstring's "Protocol" paragraph, in brief, and in full when
+   unfolded), a table of its claims (value, CI and its level, threshold and its reason, status, n
+   and what n counts, model, role, Holm-adjusted p, precondition, note), and its figures: a forest
+   plot per model, generated here (results/figures/<hypothesis>__<model>.png: each claim's value as a
+   dot, its CI as a bar, its threshold as a mark, the model's name in the title), and the study
+   figures it declares that are in the results folder (`study_figures`).
 
 The page carries no timestamp, so it changes in git only when the ledger does.
 """
 
 from __future__ import annotations
 
-import ast
+import inspect
 import math
 import re
 import textwrap
@@ -33,7 +33,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from attnclaims import declaration
 from attnclaims.claims import STATUSES, threshold_text
+from attnclaims.declaration import Hypothesis
 from attnclaims.ledger import read_ledger, replication, round_sig
 from attnclaims.models import CHECKPOINTS
 
@@ -50,28 +52,25 @@ EVERY_MODEL = "every model"
 
 
 @dataclass(frozen=True)
-class HypothesisText:
-    """What a hypothesis file says about itself."""
+class Section:
+    """What the report shows of a hypothesis before its claims."""
 
-    question: str
+    hypothesis: Hypothesis  # its declaration: question, figures, arms
     protocol_steps: tuple[str, ...]  # one headline per numbered step
     protocol: str  # the Protocol paragraph as written ("" when the docstring has none)
 
 
-def hypothesis_text(path: Path) -> HypothesisText:
-    """The question and protocol from a hypothesis file's module docstring (parsed, not imported)."""
+def section(path: Path) -> Section:
+    """Hypothesis file `path`'s declaration, read by importing it (attnclaims.declaration), and its
+    protocol, from its module docstring."""
     if not path.exists():
-        return HypothesisText(
-            f"(no file {path.name}: the ledger names a hypothesis that is not in the suite)", (), ""
-        )
-    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    paragraphs = re.split(r"\n\s*\n", doc.strip())
-    question = (
-        " ".join(paragraphs[0].split()) if paragraphs and paragraphs[0] else "(the file has no docstring)"
-    )
+        missing = f"(no file {path.name}: the ledger names a hypothesis that is not in the suite)"
+        return Section(Hypothesis(missing), (), "")
+    declared = declaration.declared(path)
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(declared.doc))
     protocol = next((p for p in paragraphs if p.lstrip().startswith("Protocol")), "")
     steps = tuple(_headline(m.group(2)) for m in re.finditer(r"^\s*(\d+)\.\s+(.+)$", protocol, flags=re.M))
-    return HypothesisText(question, steps, protocol)
+    return Section(declared.hypothesis, steps, protocol)
 
 
 def _headline(step: str) -> str:
@@ -218,10 +217,14 @@ def render(results: Path, hypotheses: Path) -> str:
 
     figures = results / FIGURES
     written: set[Path] = set()
-    studies = study_figures(results, sorted(ledger.hypothesis.unique()))
+    sections = {name: section(hypotheses / f"test_{name}.py") for name in sorted(ledger.hypothesis.unique())}
+    studies = study_figures(results, {name: s.hypothesis for name, s in sections.items()})
     for hypothesis, rows in ledger.groupby("hypothesis", sort=True):
-        text = hypothesis_text(hypotheses / f"test_{hypothesis}.py")
-        lines += ["", f"## {hypothesis}", "", f"**Question.** {text.question}", ""]
+        text = sections[hypothesis]
+        lines += ["", f"## {hypothesis}", "", f"**Question.** {text.hypothesis.question}", ""]
+        if text.hypothesis.arms:
+            arms = text.hypothesis.arms
+            lines += [f"**Arms** ({len(arms)}): " + "; ".join(arm.name for arm in arms) + ".", ""]
         if text.protocol_steps:
             steps = "; ".join(f"{i}. {s}" for i, s in enumerate(text.protocol_steps, 1))
             lines += [f"**Protocol** (hypotheses/test_{hypothesis}.py): {steps}.", ""]
@@ -269,19 +272,19 @@ def render(results: Path, hypotheses: Path) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def study_figures(results: Path, hypotheses: list[str]) -> dict[str, list[Path]]:
-    """The images the studies wrote into the results folder, by hypothesis: an image belongs to the
-    hypothesis its name starts with (the longest such name), else to the one hypothesis whose first word
-    it starts with ("dropout_redundancy_toy.png" -> dropout_redundancy, "dropout_toy.png" too); an image
-    no hypothesis or two could own is left out ("induction_x.png": induction_heads or induction_toys)."""
-    out: dict[str, list[Path]] = {h: [] for h in hypotheses}
+def study_figures(results: Path, declared: dict[str, Hypothesis]) -> dict[str, list[Path]]:
+    """{hypothesis: the images in the results folder that it declares (Hypothesis.figures), by name}.
+    An image two hypotheses declare is an error naming both: a figure has one owner."""
+    out: dict[str, list[Path]] = {name: [] for name in declared}
     for image in sorted(p for p in results.iterdir() if p.suffix in IMAGE_SUFFIXES):
-        owners = [h for h in hypotheses if image.name.startswith(h)]
-        if not owners:
-            owners = [h for h in hypotheses if image.name.startswith(h.split("_")[0] + "_")]
-            owners = owners if len(owners) == 1 else []
+        owners = [name for name, hypothesis in declared.items() if hypothesis.shows(image.name)]
+        if len(owners) > 1:
+            raise ValueError(
+                f"{image.name} is declared by {' and '.join(owners)}: give each hypothesis figure names of "
+                "its own"
+            )
         if owners:
-            out[max(owners, key=len)].append(image)
+            out[owners[0]].append(image)
     return out
 
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from attnclaims import declaration
 from attnclaims.claims import Claim
 from attnclaims.cli import main
+from attnclaims.declaration import INTERIM, NAME, Hypothesis
 from attnclaims.ledger import Ledger
-from attnclaims.report import _wrapped_name, hypothesis_text, slug, study_figures, write_report
+from attnclaims.report import _wrapped_name, section, slug, study_figures, write_report
 
-HYPOTHESIS = '''"""Do toy heads copy?
+HYPOTHESIS = '''"""Toy heads that copy.
 
 Some background that is not the question.
 
@@ -25,6 +27,10 @@ Measures
 """
 
 import pytest
+
+from attnclaims.declaration import Hypothesis
+
+HYPOTHESIS = Hypothesis("Do toy heads copy?", figures=("copying_heatmap{model}.png",))
 '''
 
 
@@ -55,6 +61,7 @@ def results(tmp_path):
     (tmp_path / "hypotheses").mkdir()
     (tmp_path / "hypotheses" / "test_copying.py").write_text(HYPOTHESIS)
     (tmp_path / "results" / "copying_heatmap.png").write_bytes(b"png")
+    (tmp_path / "results" / "someone_elses.png").write_bytes(b"png")  # declared by no hypothesis
     (tmp_path / "results" / "figures").mkdir()
     (tmp_path / "results" / "figures" / "gone__tiny-lm.png").write_bytes(b"stale")
     return tmp_path / "results"
@@ -90,7 +97,7 @@ def test_the_report_renders_from_the_ledger_alone(results):
         "copying__toy-copy-2L.png",
     ]  # stale one gone
     assert "![copying on tiny-lm: value, CI and threshold per claim](figures/copying__tiny-lm.png)" in text
-    assert "![copying_heatmap](copying_heatmap.png)" in text
+    assert "![copying_heatmap](copying_heatmap.png)" in text and "someone_elses" not in text
     write_report(results, results.parent / "hypotheses")
     assert out.read_text() == text  # no timestamp: the page changes only with the ledger
 
@@ -98,20 +105,48 @@ def test_the_report_renders_from_the_ledger_alone(results):
 def test_bad_inputs_are_named(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path)]) == 2
     assert "no ledger at" in capsys.readouterr().err
-    assert "not in the suite" in hypothesis_text(tmp_path / "test_missing.py").question
+    assert "not in the suite" in section(tmp_path / "test_missing.py").hypothesis.question
     assert slug("toy:repeat 2L attn-only") == "toy-repeat-2L-attn-only"
 
 
-def test_study_figures_go_to_the_hypothesis_they_belong_to(tmp_path):
-    names = ["entailment_head_switching", "induction_heads", "induction_other"]
+def test_a_hypothesis_is_read_by_import_and_one_without_a_declaration_is_named(results):
+    hypotheses = results.parent / "hypotheses"
+    (hypotheses / "test_copying.py").write_text(
+        HYPOTHESIS.replace("HYPOTHESIS = Hypothesis", "OTHER = Hypothesis")
+    )
+    with pytest.raises(
+        ValueError, match=r"test_copying\.py declares no HYPOTHESIS: add `HYPOTHESIS = Hypothesis"
+    ):
+        write_report(results, hypotheses)
+    (hypotheses / "test_copying.py").write_text(HYPOTHESIS + "HYPOTHESIS = 'a question'\n")
+    with pytest.raises(TypeError, match=r"test_copying\.py: HYPOTHESIS is a str"):
+        write_report(results, hypotheses)
+    arms = "from attnclaims.arms import CLEAN\nHYPOTHESIS = Hypothesis('Do they?', arms=(CLEAN,))\n"
+    (hypotheses / "test_copying.py").write_text(HYPOTHESIS + arms)  # read afresh: the new declaration
+    assert "**Arms** (1): clean." in write_report(results, hypotheses).read_text()
+    with pytest.raises(TypeError, match="Arm objects"):
+        Hypothesis("Do they?", arms=("clean",))
+
+
+def test_study_figures_go_to_the_hypothesis_that_declares_them(tmp_path):
     for image in ("entailment_dose_smollm2.png", "induction_heads_toy.png", "induction_smollm2.png", "x.png"):
         (tmp_path / image).write_bytes(b"png")
-    owners = {h: [p.name for p in images] for h, images in study_figures(tmp_path, names).items()}
-    assert owners == {
-        "entailment_head_switching": ["entailment_dose_smollm2.png"],  # by its first word
-        "induction_heads": ["induction_heads_toy.png"],  # by its whole name
-        "induction_other": [],  # induction_smollm2.png could be either's: left out
+    declared = {
+        "entailment_head_switching": Hypothesis("?", figures=("entailment_dose_{model}.png",)),
+        "induction_heads": Hypothesis("?", figures=("induction_heads_{model}.png",)),
+        "induction_other": Hypothesis("?"),
     }
+    owners = {h: [p.name for p in images] for h, images in study_figures(tmp_path, declared).items()}
+    assert owners == {
+        "entailment_head_switching": ["entailment_dose_smollm2.png"],
+        "induction_heads": ["induction_heads_toy.png"],
+        "induction_other": [],  # induction_smollm2.png and x.png: declared by none, shown by none
+    }
+    declared["induction_other"] = Hypothesis("?", figures=("induction_{model}.png",))
+    with pytest.raises(
+        ValueError, match="induction_heads_toy.png is declared by induction_heads and induction_other"
+    ):
+        study_figures(tmp_path, declared)
 
 
 @pytest.mark.parametrize(
@@ -131,11 +166,47 @@ def test_plot_labels_break_between_words(claim):
     )
 
 
-def test_every_image_the_suite_writes_is_filed_under_one_hypothesis():
-    """A study's images reach the report only if their names say whose they are: two hypotheses that
-    share a first word (entailment_head_switching, entailment_layers) need their whole names."""
+def _suite_hypotheses() -> list[Path]:
     root = Path(__file__).parents[1]
-    hypotheses = sorted(p.stem.removeprefix("test_") for p in (root / "hypotheses").glob("test_*.py"))
+    return [
+        *sorted((root / "hypotheses").glob("test_*.py")),
+        root / "examples/first-claim/hypotheses/test_induction_head.py",
+    ]
+
+
+def test_every_hypothesis_declares_itself_and_importing_it_loads_no_model(monkeypatch):
+    """The report imports each hypothesis file for its HYPOTHESIS: that import must load no model (the
+    fixtures do), and a file without one fails here, but for those still declared in INTERIM, which
+    must not declare themselves as well (then their entry goes)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from attnclaims import models, toy
+
+    def loads(*args, **kwargs):
+        raise AssertionError("importing a hypothesis file loaded a model")
+
+    for owner, name in ((models, "load_model"), (toy, "train_toy"), (toy, "ensure_trained")):
+        monkeypatch.setattr(owner, name, loads)
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", loads)
+    for path in _suite_hypotheses():
+        module = declaration.load(path)
+        name = path.stem.removeprefix("test_")
+        if name in INTERIM:
+            assert not hasattr(module, NAME), (
+                f"{path} declares {NAME}: remove its entry from declaration.INTERIM"
+            )
+            continue
+        assert isinstance(getattr(module, NAME, None), Hypothesis), f"{path} declares no {NAME}"
+        assert declaration.declared(path).doc.strip(), f"{path} has no module docstring (its protocol)"
+
+
+def test_every_image_the_suite_writes_is_filed_under_one_hypothesis():
+    """Each image in results/ is declared by exactly one hypothesis (Hypothesis.figures)."""
+    root = Path(__file__).parents[1]
+    declared = {
+        p.stem.removeprefix("test_"): declaration.declared(p).hypothesis
+        for p in sorted((root / "hypotheses").glob("test_*.py"))
+    }
     images = {p for p in (root / "results").iterdir() if p.suffix == ".png"}
-    filed = {p for owned in study_figures(root / "results", hypotheses).values() for p in owned}
+    filed = {p for owned in study_figures(root / "results", declared).values() for p in owned}
     assert images - filed == set()

@@ -1,6 +1,6 @@
 """The dropout-and-redundancy study, computed once: hypotheses/test_dropout_redundancy.py claims.
 
-    study = run_dropout(DESIGN, toy_model, device, results_dir)  # one row per model in study.table
+    study = run_dropout(DESIGN, toy_model, device, figure_path, table_path)  # a row per model in .table
     paired(study.table, MEASURES["top_head_share"], "attention", 0.2)  # per replicate: p=0.2 - p=0
     slopes(study.table, MEASURES["top_head_share"], "attention", DESIGN.levels)  # per replicate: slope over p
 
@@ -10,7 +10,7 @@ Steps, in the order they run:
    repeated half reaches the target, or at the cap; one process per torch thread), cached like
    every toy.
 2. Each model measured (Measured: circuit type, the whole effect and the redundancy measures of the
-   hypothesis file's protocol, attnclaims.redundancy), into one table, results/dropout_redundancy.csv.
+   hypothesis file's protocol, attnclaims.redundancy), into one table (results/dropout_redundancy.csv).
 3. The figure: every measure against p, per kind, with each replicate's value.
 Comparisons are per replicate: replicate s is trained with RNG seed s at every level, so its models
 share their initialisation and data order, and its p=0 model is the pair of each of its dropout models.
@@ -154,11 +154,11 @@ class DropoutStudy:
     measure_seconds: float
 
 
-def run_dropout(design: DropoutDesign, toy_model, device: str, results_dir: Path) -> DropoutStudy:
-    """Steps 1-3 of the module docstring."""
+def run_dropout(design: DropoutDesign, toy_model, device: str, figure: Path, table: Path) -> DropoutStudy:
+    """Steps 1-3 of the module docstring: the table written to `table` (.csv), the figure to `figure`."""
     start = time.perf_counter()
     trained = train_to_loss(configs(design), design.target, device=device, workers=torch.get_num_threads())
-    trained = time.perf_counter()
+    trained_at = time.perf_counter()
     rows = []
     for record in trained:
         c = record.config
@@ -176,10 +176,10 @@ def run_dropout(design: DropoutDesign, toy_model, device: str, results_dir: Path
             "train_loss": record.loss,
         }
         rows.append({**row, **asdict(measure(toy_model(c), design))})
-    table = pd.DataFrame(rows)
-    table.to_csv(results_dir / "dropout_redundancy.csv", index=False)
-    study = DropoutStudy(table, trained - start, time.perf_counter() - trained)
-    plot(study, design, results_dir)
+    measured = pd.DataFrame(rows)
+    measured.to_csv(table, index=False)
+    study = DropoutStudy(measured, trained_at - start, time.perf_counter() - trained_at)
+    plot(study, design, figure)
     return study
 
 
@@ -208,7 +208,7 @@ def reached(table: pd.DataFrame, kind: str, levels) -> tuple[int, int]:
     return int(rows.reached.sum()), len(rows)
 
 
-def plot(study: DropoutStudy, design: DropoutDesign, results_dir: Path) -> None:
+def plot(study: DropoutStudy, design: DropoutDesign, path: Path) -> None:
     columns = ["effective_heads", "top_head_share", "heads_to_threshold", "hydra", "repair_layernorm"]
     panels = ["steps", "clean_loss", *columns]
     titles = {
@@ -243,5 +243,5 @@ def plot(study: DropoutStudy, design: DropoutDesign, results_dir: Path) -> None:
         fontsize=8,
     )
     fig.tight_layout()
-    fig.savefig(results_dir / "dropout_redundancy_toy-repeat-3L.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,7 +1,7 @@
 """The real-model part of the induction-heads study, computed once: hypotheses/test_induction_heads.py
 claims.
 
-    study = run_induction_real(model, "smollm2-135m", RealDesign(seq_len=16, top_k=5, ...), results_dir)
+    study = run_induction_real(model, "smollm2-135m", RealDesign(seq_len=16, top_k=5, ...), figure_path)
     study.top, study.confirm.mean(), study.random.top["mean"] - study.random.clean
 
 Steps, in the order they run:
@@ -21,7 +21,7 @@ Steps, in the order they run:
    run is read three ways (AblationMeasures): loss on the repeated half, loss on the first half (no
    repeat to use there), and top-1 accuracy on the repeated half (bounded, where a loss can pass
    ln(vocabulary) and measure a broken model).
-Then the figure (discovery map, loss rises with 95% CIs) goes to `results_dir`.
+Then the figure (discovery map, loss rises with 95% CIs) goes to the path the hypothesis gives.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ class RealDesign:
     top_k: int  # heads selected on the discovery batch
     control_draws: int  # draws of random same-layer heads
     ablations: tuple[str, ...]  # ablation kinds on repeated random tokens ("zero", "mean", "resample")
+
+    @property
+    def arms(self) -> tuple[Arm, ...]:
+        """What the study does to the model on repeated random tokens (`ablation_arms`); on natural
+        text, the mean ablations among them."""
+        return ablation_arms(self.ablations, self.control_draws)
 
 
 def natural_repeats(model, seq_len: int, windows_per_paragraph: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,73 +124,12 @@ def repeat_measures(tokens: torch.Tensor, seq_len: int):
     return metric
 
 
-def ablations(
-    model, tokens, reference, top, draws, seq_len: int, hows: tuple[str, ...], sufficiency: bool = True
-) -> AblationMeasures:
-    """Every intervention in one call of the sweep engine: the top heads and each draw of random
-    same-layer heads ablated (`hows`), and (`sufficiency`) whole layers mean-ablated but for the
-    top heads or a draw of random heads."""
-    heads = [*top, *(head for draw in draws for head in draw)]
-    ref_cache = source_cache(model, reference, "z", [layer for layer, _ in heads])
-    layers = sorted({layer for layer, _ in top})
-    every = [(layer, h) for layer in layers for h in range(model.cfg.n_heads)]
-
-    context = (ref_cache, every)
-    arms = [CLEAN]
-    for how in hows:
-        arms += [
-            Ablation(tuple(top), how),
-            *(Ablation(tuple(heads), how, i) for i, heads in enumerate(draws)),
-        ]
-    if sufficiency:
-        arms += [AblateLayers(tuple(layers)), Ablation(tuple(top), "mean", keep=True)]
-        arms += [Ablation(tuple(heads), "mean", i, keep=True) for i, heads in enumerate(draws)]
-    values = run_variants(
-        model,
-        tokens,
-        build_all(arms, context),
-        repeat_measures(tokens, seq_len),
-        desc="induction ablations",
-    )
-    return AblationMeasures(
-        *(
-            _read(values, column, top, draws, hows, layers, sufficiency)
-            for column in range(len(AblationMeasures._fields))
-        )
-    )
-
-
-def _read(values: dict, column: int, top, draws, hows, layers, sufficiency: bool) -> Ablations:
-    """One measure of every arm's [batch, 3] values, as Ablations."""
-    v = {arm: value[:, column] for arm, value in values.items()}
-    randoms = lambda how, keep=False: torch.stack(
-        [v[Ablation(tuple(heads), how, i, keep)] for i, heads in enumerate(draws)]
-    )
-    kept = (
-        {
-            "layers_ablated": v[AblateLayers(tuple(layers))],
-            "top_kept": v[Ablation(tuple(top), "mean", keep=True)],
-            "random_kept": randoms("mean", keep=True),
-        }
-        if sufficiency
-        else {}
-    )
-    return Ablations(
-        clean=v[CLEAN],
-        top={how: v[Ablation(tuple(top), how)] for how in hows},
-        random={how: randoms(how) for how in hows},
-        **kept,
-    )
-
-
 @dataclass(frozen=True)
-class Ablation(Arm):
-    """`heads` knocked out (`how`: zero, mean or resample over the reference); `draw`: None for the
-    top heads, i for draw i of random same-layer heads; `keep`: these heads kept instead and every
-    other head of their layers mean-ablated. Built from (reference cache, every head of the top
-    heads' layers)."""
+class Ablate(Arm):
+    """The top heads (`draw` None) or draw `draw` of random same-layer heads knocked out (`how`: zero,
+    mean or resample over the reference); `keep`: those heads kept instead, every other head of the
+    top heads' layers mean-ablated. Built for an `AblationContext`."""
 
-    heads: tuple
     how: str
     draw: int | None = None
     keep: bool = False
@@ -198,26 +143,99 @@ class Ablation(Arm):
             else f"{which} {self.how}-ablated"
         )
 
-    def build(self, context):
-        reference, every = context
+    def build(self, context: AblationContext):
+        heads = context.top if self.draw is None else context.draws[self.draw]
         if self.keep:
-            return AblateHeads([h for h in every if h not in self.heads], "mean", reference)
-        return AblateHeads(list(self.heads), self.how, reference)
+            return AblateHeads([h for h in context.every if h not in heads], "mean", context.reference)
+        return AblateHeads(list(heads), self.how, context.reference)
 
 
 @dataclass(frozen=True)
 class AblateLayers(Arm):
-    """Every head of `layers` mean-ablated."""
-
-    layers: tuple
+    """Every head of the top heads' layers mean-ablated."""
 
     @property
     def name(self) -> str:
-        return f"every head of layers {', '.join(map(str, self.layers))} mean-ablated"
+        return "every head of the top heads' layers mean-ablated"
 
-    def build(self, context):
-        reference, every = context
-        return AblateHeads(every, "mean", reference)
+    def build(self, context: AblationContext):
+        return AblateHeads(context.every, "mean", context.reference)
+
+
+class AblationContext(NamedTuple):
+    """What the arms are built for: the reference cache, the top heads, the draws of random
+    same-layer heads, and every head of the top heads' layers."""
+
+    reference: dict
+    top: tuple
+    draws: tuple
+    every: tuple
+
+
+def ablation_arms(hows: tuple[str, ...], draws: int, sufficiency: bool = True) -> tuple[Arm, ...]:
+    """The arms `ablations` runs, in order: the clean run; for each kind in `hows`, the top heads and
+    each of `draws` draws of random same-layer heads ablated; with `sufficiency`, the top heads'
+    layers mean-ablated, and those layers kept to the top heads or to each draw.
+
+        ablation_arms(("zero", "mean"), draws=5)  # what RealDesign(...).arms gives
+    """
+    arms = [CLEAN]
+    for how in hows:
+        arms += [Ablate(how), *(Ablate(how, i) for i in range(draws))]
+    if sufficiency:
+        arms += [
+            AblateLayers(),
+            Ablate("mean", keep=True),
+            *(Ablate("mean", i, keep=True) for i in range(draws)),
+        ]
+    return tuple(arms)
+
+
+def ablations(
+    model, tokens, reference, top, draws, seq_len: int, hows: tuple[str, ...], sufficiency: bool = True
+) -> AblationMeasures:
+    """Every arm of `ablation_arms(hows, len(draws), sufficiency)` in one call of the sweep engine:
+    the top heads and each draw of random same-layer heads ablated (`hows`), and (`sufficiency`)
+    whole layers mean-ablated but for the top heads or a draw of random heads."""
+    heads = [*top, *(head for draw in draws for head in draw)]
+    ref_cache = source_cache(model, reference, "z", [layer for layer, _ in heads])
+    layers = sorted({layer for layer, _ in top})
+    every = tuple((layer, h) for layer in layers for h in range(model.cfg.n_heads))
+    context = AblationContext(ref_cache, tuple(top), tuple(tuple(draw) for draw in draws), every)
+    values = run_variants(
+        model,
+        tokens,
+        build_all(ablation_arms(hows, len(draws), sufficiency), context),
+        repeat_measures(tokens, seq_len),
+        desc="induction ablations",
+    )
+    return AblationMeasures(
+        *(
+            _read(values, column, len(draws), hows, sufficiency)
+            for column in range(len(AblationMeasures._fields))
+        )
+    )
+
+
+def _read(values: dict, column: int, draws: int, hows, sufficiency: bool) -> Ablations:
+    """One measure of every arm's [batch, 3] values, as Ablations."""
+    v = {arm: value[:, column] for arm, value in values.items()}
+    randoms = lambda how, keep=False: torch.stack([v[Ablate(how, i, keep)] for i in range(draws)])
+    kept = (
+        {
+            "layers_ablated": v[AblateLayers()],
+            "top_kept": v[Ablate("mean", keep=True)],
+            "random_kept": randoms("mean", keep=True),
+        }
+        if sufficiency
+        else {}
+    )
+    return Ablations(
+        clean=v[CLEAN],
+        top={how: v[Ablate(how)] for how in hows},
+        random={how: randoms(how) for how in hows},
+        **kept,
+    )
 
 
 def cross_paragraph_ablations(model, tokens, paragraph, top, draws, seq_len: int) -> AblationMeasures:
@@ -270,8 +288,8 @@ def top_head_score(patterns: torch.Tensor, top, seq_len: int) -> torch.Tensor:
     ).mean(0)
 
 
-def run_induction_real(model, model_name: str, design: RealDesign, results_dir: Path) -> RealStudy:
-    """The steps of the module docstring on `model`; writes the figure induction_<model_name>.png."""
+def run_induction_real(model, model_name: str, design: RealDesign, figure: Path) -> RealStudy:
+    """The steps of the module docstring on `model`; writes the figure to `figure` (a .png path)."""
     S = design.seq_len
     pool = ordinary_token_ids(model)
     patterns = attention_patterns(model, random_repeats(model, pool, 11, design.batch, S))  # discovery batch
@@ -306,11 +324,11 @@ def run_induction_real(model, model_name: str, design: RealDesign, results_dir: 
         random=ablations(model, tokens, reference, top, draws, S, design.ablations),
         natural=cross_paragraph_ablations(model, natural, paragraph, top, draws, S),
     )
-    plot_real(study, model_name, design, results_dir)
+    plot_real(study, model_name, design, figure)
     return study
 
 
-def plot_real(study: RealStudy, model_name: str, design: RealDesign, results_dir: Path) -> None:
+def plot_real(study: RealStudy, model_name: str, design: RealDesign, path: Path) -> None:
     fig, (ax_map, ax_bar) = plt.subplots(1, 2, figsize=(10, 6), gridspec_kw={"width_ratios": [1, 2]})
     image = ax_map.imshow(study.discovery.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
     ax_map.set(xlabel="head", ylabel="layer", title=f"induction score, {model_name}")
@@ -335,5 +353,5 @@ def plot_real(study: RealStudy, model_name: str, design: RealDesign, results_dir
         title=f"ablations of the top {design.top_k} heads, {model_name}",
     )
     fig.tight_layout()
-    fig.savefig(results_dir / f"induction_heads_{model_name}.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,6 +1,6 @@
 """The induction study of toys trained from scratch, computed once: hypotheses/test_induction_toys.py claims.
 
-    study = run_induction_toys(toy_model, ToyDesign(two_layer=TWO_LAYER, seeds=range(30), ...), results_dir)
+    study = run_induction_toys(toy_model, ToyDesign(two_layer=TWO_LAYER, seeds=range(30), ...), png, csv)
     study.replicate(3).circuit, study.of_type("offset"), replicate_table(study, paths=("k", "q", "v"))
 
 A replicate is one toy trained from the design's config with its own RNG seed (`config.seed`), which
@@ -16,7 +16,8 @@ ones, then the 1-layer ones):
 4. On a held-out batch (seed 456; resample source seed 654), for what step 2 selected: the layer-0
    lag scores, and each layer-0 head's key path into the circuit head (`layer0_paths`).
 5. The training log (attnclaims.toy.training_history).
-Then the figure (training curves, K/Q/V path effects) and the per-replicate table go to `results_dir`.
+Then the figure (training curves, K/Q/V path effects) and the per-replicate table go where the
+hypothesis says.
 The offset circuit's copying against a null (`offset_copying`) and the phase change (`phase_change`)
 are read off a `ToyReplicate` by the claims that need them.
 """
@@ -221,9 +222,9 @@ def measure_toy(model, config: ToyConfig, design: ToyDesign) -> ToyReplicate:
     )
 
 
-def run_induction_toys(toy_model, design: ToyDesign, results_dir: Path) -> InductionToyStudy:
+def run_induction_toys(toy_model, design: ToyDesign, figure: Path, table: Path) -> InductionToyStudy:
     """Every toy of `design` trained (or loaded) by `toy_model(config)` and measured; writes the
-    figure induction_toys_repeat-2L.png and the table induction_toys_repeat-2L_replicates.csv."""
+    figure (training curves, K/Q/V path effects) to `figure` and the per-replicate table to `table`."""
 
     def configs(config: ToyConfig, seeds: tuple[int, ...]) -> list[ToyConfig]:
         return [config.replace(seed=s) for s in seeds]  # one replicate per RNG seed
@@ -238,10 +239,8 @@ def run_induction_toys(toy_model, design: ToyDesign, results_dir: Path) -> Induc
         two_layer=measured(design.two_layer, design.seeds),
         one_layer=measured(design.one_layer, design.one_layer_seeds),
     )
-    plot_toys(study, design.paths, results_dir)
-    replicate_table(study, design.paths).to_csv(
-        results_dir / "induction_toys_repeat-2L_replicates.csv", index=False, float_format="%.4g"
-    )
+    plot_toys(study, design.paths, figure)
+    replicate_table(study, design.paths).to_csv(table, index=False, float_format="%.4g")
     return study
 
 
@@ -334,7 +333,7 @@ def phase_change(history: pd.DataFrame) -> PhaseChange:
 COLOURS = {"canonical": "tab:blue", "none": "tab:grey"}
 
 
-def plot_toys(study: InductionToyStudy, paths: tuple[str, ...], results_dir: Path) -> None:
+def plot_toys(study: InductionToyStudy, paths: tuple[str, ...], path: Path) -> None:
 
     def colour(t: ToyReplicate) -> str:
         return COLOURS.get(t.circuit, "tab:orange")  # offset circuits in orange
@@ -381,5 +380,5 @@ def plot_toys(study: InductionToyStudy, paths: tuple[str, ...], results_dir: Pat
     )
     ax_path.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(results_dir / "induction_toys_repeat-2L.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,6 +1,4 @@
-"""Does the model under test have an induction head, selected on some sequences and confirmed on others?
-
-A worked example of a hypothesis file in a project of your own. Installing attnclaims gives pytest
+"""A worked example of a hypothesis file in a project of your own. Installing attnclaims gives pytest
 its plugin: `--model` (an embedded name, a hub id or a local folder), the `model` and `claim`
 fixtures, and the claims ledger in this project's results/.
 
@@ -20,6 +18,7 @@ Log
 
 from __future__ import annotations
 
+from attnclaims.declaration import Hypothesis
 from attnclaims.heads import versus_layer
 from attnclaims.scores import attention_patterns, induction_score_from_pattern, induction_scores
 from attnclaims.stats import bootstrap_ci
@@ -27,6 +26,7 @@ from attnclaims.tasks import ordinary_token_ids, random_repeats
 
 from lib.design import Design, split
 
+HYPOTHESIS = Hypothesis("Does an induction head selected on some sequences confirm on others?")
 UNIT = "held-out sequences"
 DESIGN = Design()
 
