@@ -1,5 +1,5 @@
-"""Hooks for the minimal-pair studies, as attnclaims.interventions.Hooks that declare where they act,
-for attnclaims.sweep.run_variants on stacked pairs (rows a, b, a, b, ...):
+"""Interventions for the minimal-pair studies, each declaring where it acts, for
+attnclaims.sweep.run_variants on stacked pairs (rows a, b, a, b, ...):
 
 - `watch`: keep an activation (a pattern's final row, or the final position) of each variant.
 - `freeze_after`: hold every later component at its clean value at the final position (the direct
