@@ -5,6 +5,7 @@ Each sweep builds one variant per cell and hands them to `attnclaims.sweep.run_v
 them along the batch, starts each chunk at its lowest patched layer and, for final-row edits,
 reuses the prefix's KV cache. Each copy is scored by the metric on its own, exactly as a separate
 run would be. Clean and corrupted tokens are keyword-only, as a silent swap would invert every result.
+Every sweep shows its progress (attnclaims.progress) unless `show_progress=False`; `desc` names it.
 
 - `activation_patch_sweep`: TransformerLens's activation-patching family (get_act_patch_*) in one
   function: a site (resid_pre, attn_out, z, pattern, ...) patched from the clean run, cell by cell
