@@ -206,8 +206,10 @@ def test_claims_under_two_xdist_workers_lose_no_rows(project, monkeypatch):
 
 UNMEASURED = """
 import pytest
+from attnclaims.declaration import Hypothesis
 from attnclaims.stats import bootstrap_ci
 
+HYPOTHESIS = Hypothesis("Is anything measured?")
 UNIT = "replicates"
 
 
