@@ -401,3 +401,11 @@ def test_dropout_increases_redundancy(study, claim, name, kind, p):
 #   its RNG seed only (replicate s is trained with seed s at every level; the entries above say "seed"
 #   for both). The claims' metrics say "per replicate" and their unit is "replicates" (were "per seed",
 #   "seeds"); no claim is renamed, figures and verdicts unchanged.
+#   The direct effects (and so Hydra) are now computed by holding every later component at its clean
+#   value (attnclaims.paths.DirectPath, the one definition, shared with the entailment file's), where the
+#   head's change was removed at the final LayerNorm's input: the same quantity by linearity, equal
+#   within 5e-7 nats per model. Rerun on the 56 toys retrained from scratch (1 thread; the ledger's
+#   figures were measured with 2): no verdict moved; 9 figures move in their 4th significant digit,
+#   of which 2 from this change alone (measured with 1 thread both ways): hydra-attention-p=0.05's CI
+#   end -0.3303 -> -0.3302, hydra-residual-p=0.05's 0.001578 -> 0.001577; the rest from the thread count
+#   (e.g. effective_heads-attention-p=0.05 0.4161 -> 0.4162, which uses no direct effect).

@@ -419,3 +419,7 @@ def test_one_layer_loss_on_repeats_stays_far_above_two_layer(toys, claim):
 #   test_most_replicates_form_a_canonical_induction_head, test_the_offset_circuit_recurs_across_seeds ->
 #   test_the_offset_circuit_recurs_across_replicates; every claim's unit is "replicates" (was "seeds"),
 #   and the per-replicate table is results/induction_toys_repeat-2L_replicates.csv (was _seeds.csv).
+#   Rerun on the cached toys with 1 thread (the ledger's were 2): attnclaims diff says no claim moved and
+#   every figure is identical; only the texts changed. Path patching is now one spec (attnclaims.paths,
+#   the sender's output read in the run): the per-replicate table's path effects move in the 4th digit
+#   for a few replicates (e.g. replicate 6's q path 0.06714 -> 0.06715).
