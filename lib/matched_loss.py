@@ -110,7 +110,10 @@ def record_folder(config: ToyConfig, target: float, metric: str, root: Path | No
 def read_record(folder: Path) -> Trained:
     record = json.loads((folder / RECORD).read_text())
     return Trained(
-        ToyConfig(**record["config"]), bool(record["reached"]), int(record["steps"]), float(record["loss"])
+        ToyConfig.from_record(record["config"]),
+        bool(record["reached"]),
+        int(record["steps"]),
+        float(record["loss"]),
     )
 
 

@@ -3,7 +3,9 @@
 A `ToyConfig` fully determines a model: same config (seed included) -> same weights. Training
 uses HuggingFace `GPTNeoXForCausalLM`: pre-LayerNorm blocks, rotary positions (learned absolute
 positions let a toy copy by position instead of by content), attention dropout and residual
-("hidden") dropout after each attention and MLP output and on the embedding. An attention-only
+("hidden") dropout after each attention and MLP output and on the embedding; with
+`positions="learned"`, `GPT2LMHeadModel` instead (learned absolute positions, the same dropouts), for
+tasks whose layout is fixed (lib/tasks/two_hop.py); both are built in attnclaims.toy_models. An attention-only
 model keeps the blocks but fixes every MLP's weights at zero, so each MLP adds exactly 0 to the
 residual stream. The task (lib/tasks/) supplies vocabulary, batches and logged metrics from the
 config's `task_params`. The trained model comes back as a `TransformerBridge`. One loop trains
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import numbers
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +39,7 @@ from attnclaims import cluster, tasks
 from attnclaims.cache import cache_root, verified_folder, verify_folder
 from attnclaims.models import check_device, refuse_truncation
 from attnclaims.progress import progress
+from attnclaims.toy_models import build_hf_model
 
 # Bump when training code changes what a config produces (3: offset induction in history; 4: one thread;
 # 5: a model trained to a matched loss is the toy loop's, stopped: attnclaims.matched_loss).
@@ -63,6 +67,13 @@ class ToyConfig:
     batch: int = 64
     weight_decay: float = 0.01
     log_every: int = 20
+    # the learning-rate schedule: linear warm-up over `warmup` steps, then a cosine from lr down to
+    # lr * lr_final at `steps` (lr_final 1.0: constant after the warm-up; a decay ties every step's
+    # weights to `steps`, so such a toy is not stopped early by attnclaims.matched_loss)
+    warmup: int = 0
+    lr_final: float = 1.0
+    positions: str = "rotary"  # "rotary" (GPT-NeoX) or "learned" (GPT-2's absolute position embeddings)
+    tied: bool = False  # the unembedding is the embedding's transpose (a head writes what one reads)
 
     def __post_init__(self):
         if self.task not in tasks.TASKS:
@@ -73,6 +84,13 @@ class ToyConfig:
                 raise ValueError(f"ToyConfig {name}={value!r}: must be a whole number >= 1")
         if not isinstance(self.steps, numbers.Integral) or self.steps < 0:
             raise ValueError(f"ToyConfig steps={self.steps!r}: must be a whole number >= 0 (0 = untrained)")
+        if not isinstance(self.warmup, numbers.Integral) or self.warmup < 0 or not 0 < self.lr_final <= 1:
+            raise ValueError(
+                f"ToyConfig warmup={self.warmup!r} must be a whole number >= 0 and "
+                f"lr_final={self.lr_final!r} in (0, 1]"
+            )
+        if self.positions not in ("rotary", "learned"):
+            raise ValueError(f"ToyConfig positions={self.positions!r}: 'rotary' or 'learned'")
         if not self.lr > 0 or not self.weight_decay >= 0:
             raise ValueError(f"ToyConfig lr={self.lr!r} must be > 0, weight_decay={self.weight_decay!r} >= 0")
         if self.d_model % self.n_heads:
@@ -82,12 +100,38 @@ class ToyConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1)")
 
     def key(self) -> str:
-        """A short hash of every field and the training-code version: the cache key."""
-        payload = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        """A short hash of every field, the training-code version and the task's `version` (where it
+        has one): the cache key. Fields added after a toy was first cached (LATER_FIELDS) count only
+        where they differ from their default, so the toys trained before them keep their keys (and
+        their weights: a default changes nothing)."""
+        hashed = asdict(self)
+        for name, default in LATER_FIELDS.items():
+            if hashed[name] == default:
+                del hashed[name]
+        task_version = getattr(tasks.TASKS[self.task], "version", None)  # a task that changed says so
+        if task_version is not None:
+            hashed["task_version"] = task_version
+        payload = json.dumps({"format": FORMAT_VERSION, **hashed}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimiser step `step` (0-based): the warm-up, then the cosine."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        span = max(1, self.steps - self.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.warmup) / span)))
+        return self.lr * (self.lr_final + (1 - self.lr_final) * cosine)
 
     def replace(self, **changes) -> ToyConfig:
         return ToyConfig(**{**asdict(self), **changes})
+
+    @classmethod
+    def from_record(cls, stored: dict) -> ToyConfig:
+        """A config as a cache record stores it. A record written by newer code may hold fields this code
+        lacks: they are dropped, since its folder's key says they were at their defaults (a field added
+        later counts in the key only where it differs from its default, see `key`)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in stored.items() if name in known})
 
     @property
     def task_params(self) -> tasks.TaskParams:
@@ -97,6 +141,14 @@ class ToyConfig:
     @property
     def n_ctx(self) -> int:
         return tasks.TASKS[self.task].n_ctx(self.task_params)
+
+
+LATER_FIELDS = {
+    "warmup": 0,
+    "lr_final": 1.0,
+    "positions": "rotary",
+    "tied": False,
+}  # field -> default: hashed only where set (ToyConfig.key)
 
 
 def toy_folder(config: ToyConfig, root: Path | None = None, device: str = "cpu") -> Path:
@@ -171,18 +223,17 @@ def training_history(config: ToyConfig, root: Path | None = None, device: str = 
 def load_toy(folder: Path, device: str = "cpu"):
     from safetensors.torch import load_model
     from transformer_lens.model_bridge import TransformerBridge
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     device = check_device(device)
-    hf_config = GPTNeoXConfig.from_pretrained(str(folder))
-    model = GPTNeoXForCausalLM(hf_config)
+    hf_config = AutoConfig.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_config(hf_config, attn_implementation="eager")
     load_model(model, str(folder / "model.safetensors"))
     model.eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
-    # The architecture name only selects TransformerLens's GPT-NeoX adapter; nothing is downloaded.
-    bridge = TransformerBridge.boot_transformers(
-        "EleutherAI/pythia-14m", hf_model=model, tokenizer=tokenizer, device=device
-    )
+    # The architecture name only selects TransformerLens's adapter; nothing is downloaded.
+    adapter = {"gpt2": "gpt2"}.get(hf_config.model_type, "EleutherAI/pythia-14m")
+    bridge = TransformerBridge.boot_transformers(adapter, hf_model=model, tokenizer=tokenizer, device=device)
     bridge.cfg.default_prepend_bos = True  # toy tasks always start with BOS
     bridge.eval()
     bridge.requires_grad_(False)  # analysis only: no autograd (attribution patching builds its own)
@@ -196,40 +247,6 @@ def load_toy(folder: Path, device: str = "cpu"):
 
 def vocabulary(config: ToyConfig) -> list[str]:
     return tasks.TASKS[config.task].vocab(config.task_params)
-
-
-def build_hf_model(config: ToyConfig):
-    """A randomly initialised (seeded) GPT-NeoX causal LM: pre-LayerNorm, rotary positions, no bias tricks.
-
-    Rotary positions matter: with learned absolute positions a toy model can copy by position.
-    """
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    hf_config = GPTNeoXConfig(
-        vocab_size=len(vocabulary(config)),
-        max_position_embeddings=config.n_ctx,
-        hidden_size=config.d_model,
-        num_hidden_layers=config.n_layers,
-        num_attention_heads=config.n_heads,
-        intermediate_size=4 if config.attn_only else config.d_mlp,
-        rotary_pct=1.0,
-        use_parallel_residual=False,
-        attention_dropout=config.attn_dropout,
-        hidden_dropout=config.resid_dropout,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=1,
-        tie_word_embeddings=False,
-        attn_implementation="eager",
-    )
-    torch.manual_seed(config.seed)
-    model = GPTNeoXForCausalLM(hf_config)
-    if config.attn_only:
-        for layer in model.gpt_neox.layers:
-            for param in layer.mlp.parameters():
-                param.data.zero_()
-                param.requires_grad_(False)
-    return model
 
 
 @contextmanager
@@ -253,6 +270,11 @@ def _train(config: ToyConfig, device: str = "cpu", stop: tuple[str, float] | Non
 
 
 def _train_steps(config: ToyConfig, device: str, stop: tuple[str, float] | None):
+    if stop is not None and config.lr_final != 1.0:
+        raise ValueError(
+            f"toy {config.key()}: a decaying learning rate ties every step to steps={config.steps}, so "
+            "it cannot be stopped at a target; train it to its steps, or keep lr_final=1.0"
+        )
     task, params = tasks.TASKS[config.task], config.task_params
     model = build_hf_model(config).to(device)
     # Batches are drawn on the CPU, so they are the same on every device.
@@ -260,6 +282,7 @@ def _train_steps(config: ToyConfig, device: str, stop: tuple[str, float] | None)
     eval_tokens = task.eval_batch(params, torch.Generator().manual_seed(10_000 + config.seed), 128).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    scheduled = config.warmup > 0 or config.lr_final != 1.0  # else the constant lr, exactly as before
     history = []
     bar = progress(range(config.steps + 1), f"training toy {config.task} {config.key()}")
     for step in bar:
@@ -273,6 +296,9 @@ def _train_steps(config: ToyConfig, device: str, stop: tuple[str, float] | None)
             continue  # the last step only evaluates; the loop ends here (progress reads "done")
         tokens, labels = (t.to(device) for t in task.train_batch(params, data, config.batch))
         loss = model(tokens, labels=labels).loss
+        if scheduled:
+            for group in optimiser.param_groups:
+                group["lr"] = config.learning_rate(step)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

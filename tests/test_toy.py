@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
@@ -50,6 +52,47 @@ def test_cache_is_reused_and_keyed_by_every_field(tmp_path, monkeypatch):
     assert TINY.replace(lr=TINY.lr * 2).key() != TINY.key()
 
 
+def test_fields_added_later_leave_the_keys_of_toys_trained_before_them():
+    """A key written before warmup, lr_final and positions existed (2026-12-04) is the key still, so
+    every cached toy stays valid; setting one of them makes another toy."""
+    assert TINY.key() == "5fcafdf76bbde0f7"  # its key at 2026-12-04 (commit bee86e5)
+    for change in ({"warmup": 10}, {"lr_final": 0.5}, {"positions": "learned"}):
+        assert TINY.replace(**change).key() != TINY.key()
+
+
+def test_a_record_from_newer_code_reads_as_the_config_it_keys():
+    """The cache is shared between checkouts: a record holding a field this code lacks (at its default,
+    or its key would differ) reads as the same config; a field it has still counts."""
+    stored = {**asdict(TINY), "a_field_added_later": 0}
+    assert ToyConfig.from_record(stored) == TINY
+    assert ToyConfig.from_record({**stored, "seed": 3}) == TINY.replace(seed=3)
+
+
+def test_the_schedule_warms_up_then_decays_on_a_cosine():
+    config = TINY.replace(steps=110, warmup=10, lr=1e-3, lr_final=0.1)
+    rates = [config.learning_rate(step) for step in range(110)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)  # linear warm-up
+    assert rates[10] == pytest.approx(1e-3) and rates[60] == pytest.approx(0.55e-3)  # half-way: the mean
+    assert rates[-1] == pytest.approx(1e-4, rel=1e-2) and all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    with pytest.raises(ValueError, match="cannot be stopped at a target"):
+        toy._train(config, stop=("loss_repeated_half", 1.0))
+    warm = TINY.replace(warmup=5)  # a warm-up alone depends on the step, not on steps: it may stop early
+    stopped, _ = toy._train(warm.replace(steps=40), stop=("loss_repeated_half", 100.0))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(stopped.parameters(), toy._train(warm.replace(steps=0))[0].parameters())
+    )
+
+
+def test_learned_positions_train_a_gpt2_that_the_bridge_runs_as_hf_does(tmp_path):
+    bridge = train_toy(TINY.replace(positions="learned"), tmp_path)
+    assert type(bridge.original_model).__name__ == "GPT2LMHeadModel"
+    tokens = bridge.to_tokens("t1 t2 t3 t1 t2")
+    torch.testing.assert_close(bridge(tokens), bridge.original_model(tokens).logits, atol=1e-5, rtol=1e-5)
+    _, cache = bridge.run_with_cache(tokens)
+    assert cache["blocks.0.hook_mlp_out"].abs().max() == 0  # attention only, as the GPT-NeoX toys
+
+
 def test_bridge_matches_the_trained_hf_model(tmp_path):
     folder = ensure_trained(TINY, tmp_path)
     bridge = load_toy(folder)
@@ -87,6 +130,9 @@ def test_history_logs_every_head(tmp_path):
         ({"batch": 0}, r"batch=0"),
         ({"steps": -1}, r"steps=-1: must be a whole number >= 0"),
         ({"lr": 0.0}, r"lr=0.0 must be > 0"),
+        ({"warmup": -1}, r"warmup=-1 must be a whole number >= 0"),
+        ({"lr_final": 0.0}, r"lr_final=0.0 in \(0, 1\]"),
+        ({"positions": "sinusoidal"}, r"positions='sinusoidal': 'rotary' or 'learned'"),
     ],
     ids=lambda value: "-".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else None,
 )

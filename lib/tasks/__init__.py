@@ -7,7 +7,9 @@ lib/tasks/vocab.py come first, BOS = 0), draws training and evaluation batches f
 `ToyConfig.task` uses to the task.
 
 - `repeat` (lib/tasks/repeat.py): in-context copying of repeated random tokens.
-- `entailment`, `rule-recall` (lib/tasks/entailment.py): two-hop and one-hop rule following.
+- `two-hop` (lib/tasks/two_hop.py): rule chains, one query per sequence (one hop or two, marked), a
+  third of each query kind; `two-hop-2x`: half of the queries two-hop; `two-hop+repeats-2x`: that,
+  with a quarter of the sequences repeated runs of the task's words.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Protocol
 
 import torch
 
-from attnclaims.tasks.entailment import EntailmentTask, ToyEntailmentPrompt
 from attnclaims.tasks.params import TaskParams
 from attnclaims.tasks.repeat import (
     RepeatTask,
@@ -28,6 +29,7 @@ from attnclaims.tasks.repeat import (
     repeat_vocab,
     repeated_tokens,
 )
+from attnclaims.tasks.two_hop import TwoHopTask
 from attnclaims.tasks.vocab import BOS, N_SPECIAL, PAD, SPECIAL
 
 
@@ -53,8 +55,9 @@ class Task(Protocol):
 
 TASKS: dict[str, Task] = {
     "repeat": RepeatTask(),
-    "entailment": EntailmentTask(hops=2),
-    "rule-recall": EntailmentTask(hops=1),
+    "two-hop": TwoHopTask(),
+    "two-hop-2x": TwoHopTask(kinds=(0, 1, 2, 2)),
+    "two-hop+repeats-2x": TwoHopTask(repeats=0.25, kinds=(0, 1, 2, 2)),
 }
 
 __all__ = [
@@ -65,9 +68,8 @@ __all__ = [
     "TASKS",
     "Task",
     "TaskParams",
-    "EntailmentTask",
     "RepeatTask",
-    "ToyEntailmentPrompt",
+    "TwoHopTask",
     "repeat_batch",
     "repeat_training_batch",
     "repeat_vocab",
