@@ -17,29 +17,35 @@ What counts as copying: a head at the final "I wear" that attends to the tokens 
 answer to the other moves LD whether or not anything follows the fact; it does not make its
 attention depend on the fact.
 
-Claims: (a) sensitivity: two-hop, crossed orders, one-hop; (b) heads whose final-row attention follows
-the fact, and their pattern swap; (c) the copy account: switch effect vs induction score, and the
-top induction heads mean-ablated; (d) the original question's switch, rebuilt, against matched
-controls; (e) its direct vs total effect. Heads against MLPs: test_entailment_layers.py; a model
-built to entail, and the protocol's positive control: test_two_hop_organism.py.
+Claims: (a) sensitivity: two-hop, crossed orders, one-hop; (b) the hop heads: their final-row
+attention following the fact on their hop's word, and their pattern swap; (c) the copy account:
+switch effect vs induction score, the top induction heads mean-ablated, and the token before each
+answer replaced; (d) the original question's switch, rebuilt, against matched controls; (e) its
+direct vs total effect. Heads against MLPs: test_entailment_layers.py. The same protocol on models
+whose truth is known (trained toys, organisms, cheats): test_entailment_ground_truth.py.
 
-Protocol (lib/studies/entailment_study.py run_study; the arms: lib/studies/entailment_arms.py; every
-stacked forward goes through attnclaims.sweep.run_variants; per-group figures: attnclaims.effects)
+Protocol (lib/studies/entailment_study.py run_entailment_study, the one protocol for real models and toys; the
+arms: lib/studies/entailment_arms.py; every stacked forward goes through attnclaims.sweep.run_variants)
 1. Pairs whose texts tokenize to equal length with single-token answers on the model. The unit is
    the group: families that share a verb or an answer word (a real family and its made-up twin)
-   are one (entailment_study.twin_groups); groups are split once into discovery (1/3) and
+   are one (entailment_pairs.twin_groups); groups are split once into discovery (1/3) and
    confirmation (2/3) (attnclaims.stats.discovery_confirmation_split), so the two share no answer.
-2. Clean run of every prompt: LD, final-row attention of every head, and the activations the later
-   steps freeze or use as the mean-ablation reference.
-3. Discovery: fact-following score of every head, F = mean over a pair's two texts of
-   attention(entailed) - attention(alternative) at the final row (a head whose looking ignores the
-   fact scores 0); switch effect of every head alone = change of LD(entailed - alternative) when its
-   final-row weight on the entailed answer moves to the alternative (one order per family).
+2. Clean run of every prompt: LD, top-1, final-row attention of every head (on the answers and on
+   the bridges: hop 2 and hop 1), and the activations later steps freeze or use as the reference.
+3. Discovery: every head's pattern swap (its final-row pattern from the other text) and its switch
+   (its final-row weight on the entailed answer moved to the alternative), one order per family.
+   Hop heads: those whose swap removes >= 1/4 of the discovery sensitivity (at most 4), each labelled
+   hop 1 or hop 2 by whether its attention follows the fact more on the bridge or on the answer;
+   switch heads: ranked by switch effect.
 4. Confirmation groups: the interventions of (b)-(e) against their controls. The mean ablation's
    reference is the mean of other groups' prompts, position-matched (BOS to BOS, then from the
    shared ending), never the prompts ablated; its note says how far it moves the heads' output.
 Each family is used in two rule orders, one same and one crossed (ORDER_SETS, alternating between
 families so that both condition orders occur); the discovery sweep uses one of them per family.
+Claims that presume entailment are measured on crossed-order pairs, behind the premise that the
+answer follows the fact there. Measures on one side only: the one-hop control and the copy test
+(toys: the token before an answer is the bridge itself); accuracy by rule order, recovery of built
+heads and learning (toys).
 
 Measures, in nats unless said: delta = LD(intervention) - LD(clean) per prompt, averaged over a
 family's prompts, then over the group's families; a switch = the top-1 token becomes the alternative
@@ -58,29 +64,32 @@ from scipy.stats import spearmanr
 
 from attnclaims.arms import CLEAN
 from attnclaims.claims import Premise
+from attnclaims.declaration import Hypothesis
 from attnclaims.effects import mean_ci, share_ci
 from attnclaims.heads import label
 from attnclaims.studies.entailment_arms import (
     ABLATE_INDUCTION,
-    FACT_SWAP,
-    FACT_SWAP_CONTROL,
+    HOP_SWAP,
+    HOP_SWAP_CONTROL,
     INDUCTION_QUERIES,
     REDIRECT,
     REDIRECT_CONTROL,
     Decile,
+    ReplaceBefore,
     SameLayer,
     SingleSwitch,
     Switch,
     SwitchDirect,
 )
 from attnclaims.studies.entailment_figures import write_figures
+from attnclaims.studies.entailment_pairs import design_pairs
 from attnclaims.studies.entailment_results import ON_ANSWERS, P_ALTERNATIVE, RECENCY, EntailmentStudy
-from attnclaims.studies.entailment_study import EntailmentDesign, run_study
+from attnclaims.studies.entailment_study import EntailmentDesign, run_entailment_study
 
 DESIGN = EntailmentDesign(
     k=3,  # heads switched together (the original question's choice)
     dose_k=(1, 3, 5, 10),  # top switch heads moved together in the dose-response; 10 = the switch heads kept
-    dose_alpha=(0.0, 0.25, 0.5, 0.75, 1.0),  # fraction of the entailed answer's weight moved
+    dose_alpha=(0.0, 0.5, 1.0),  # fraction of the entailed answer's weight moved (the dose-response figure)
     control_draws=3,
     n_induction=5,  # top induction heads mean-ablated
     discovery_fraction=1 / 3,
@@ -97,16 +106,30 @@ CONTROLS = {"same_layer": SAME_LAYER, "decile": DECILE}  # each moves as much at
 JOINT = Switch(k=max(DESIGN.dose_k))  # the 10 switch heads kept, together (SingleSwitch: one at a time)
 DIRECT = SwitchDirect(k=DESIGN.k)  # SWITCH with every later component held at its clean value
 EDITS = {"switch": (SWITCH, SAME_LAYER), "original_redirect": (REDIRECT, REDIRECT_CONTROL)}  # with controls
+BEFORE, TWO_BEFORE = ReplaceBefore(1), ReplaceBefore(2)  # the token before each answer replaced; its control
 # REDIRECT / REDIRECT_CONTROL: the original question's one-hot redirect, and its matched control
-# FACT_SWAP / FACT_SWAP_CONTROL: the fact heads' (or their controls') pattern from the other text
+# HOP_SWAP / HOP_SWAP_CONTROL: the hop heads' (or their controls') pattern from the other text
 # ABLATE_INDUCTION / INDUCTION_QUERIES: the top induction heads mean-ablated, or only into SWITCH's queries
+
+HYPOTHESIS = Hypothesis(
+    "Does the model entail, or copy? And do the heads whose attention switches its answer carry either?",
+    figures=tuple(
+        f"entailment_head_switching_{what}_{{model}}.png"
+        for what in ("switch_per_head", "dose_response", "attention_by_fact", "induction_vs_switch")
+    ),
+    arms=(
+        *(CLEAN, SWITCH, *SAME_LAYER, *DECILE, JOINT, DIRECT, REDIRECT, REDIRECT_CONTROL, HOP_SWAP),
+        *(HOP_SWAP_CONTROL, ABLATE_INDUCTION, INDUCTION_QUERIES, BEFORE, TWO_BEFORE),
+        *(ReplaceBefore(arm.offset, SWITCH) for arm in (BEFORE, TWO_BEFORE)),
+    ),
+)
 
 
 @pytest.fixture(scope="module")
 def study(model, model_name, results_dir) -> EntailmentStudy:
     """Steps 1-4 of the protocol on `model`, computed once per model; writes its four figures,
     entailment_head_switching_*_<model>.png."""
-    result = run_study(model, model_name, DESIGN)
+    result = run_entailment_study(model, model_name, DESIGN, design_pairs(model, DESIGN))
     write_figures(result, results_dir)
     return result
 
@@ -161,36 +184,61 @@ def test_answer_follows_the_fact_when_rule_orders_are_crossed(study, claim):
 # b. Heads that follow the fact
 
 
+def hop_heads_named(study: EntailmentStudy):
+    """The premise of the hop heads' claims: discovery named at least one (a head whose pattern swap
+    removes a quarter of the discovery sensitivity)."""
+    shares = study.swap_shares.dropna()
+    best = f"{shares.max():.3g} ({label([shares.idxmax()])})" if len(shares) else "none (sensitivity <= 0)"
+    return bool(
+        study.heads.hop
+    ), f"a head's pattern swap removes >= 1/4 of the discovery sensitivity; best {best}"
+
+
 @pytest.mark.confirmatory
-def test_fact_heads_follow_the_fact_on_heldout_families(study, claim):
+def test_hop_heads_follow_the_fact_on_heldout_groups(study, claim):
+    """Each hop head's final-row attention on its own hop's word (hop 1: the entailed bridge minus the
+    other; hop 2: the entailed answer minus the other), minus a head of its layer, on crossed-order
+    pairs (where matching the rules' order is not following the fact)."""
     heads = study.heads
-    top, control = study.looking(heads.fact, **HELD_OUT), study.looking(heads.fact_controls, **HELD_OUT)
+    named, why_not = hop_heads_named(study)
+    figure, note = None, ""
+    if named:
+        controls = dict(zip(heads.hop_controls, (heads.hop_of[h] for h in heads.hop)))
+        top = study.following(heads.hop, heads.hop_of, crossed=True, **HELD_OUT)
+        figure = mean_ci(top - study.following(heads.hop_controls, controls, crossed=True, **HELD_OUT))
+        hops = ", ".join(f"{h} {hop}" for h, hop in heads.hop_of.items())
+        note = f"hop heads {hops}; controls {label(heads.hop_controls)}"
     assert claim(
-        mean_ci(top - control),
+        figure,
         ">=",
         0.05,
         why="5 points of attention beyond their layer: looking that moves with the fact",
-        metric=f"attention(entailed - alternative), {label(heads.fact)} - same-layer heads",
-        note=f"fact heads {mean_ci(top)}; control {label(heads.fact_controls)} {mean_ci(control)}",
+        metric="hop heads' attention(entailed - other) on their hop's word - same-layer heads, crossed",
+        precondition=(named, why_not),
+        note=note,
     )
 
 
 @pytest.mark.confirmatory
-def test_fact_heads_pattern_carries_the_sensitivity(study, claim):
-    """Give the fact heads the other text's final-row pattern: the share of the sensitivity lost, on
+def test_hop_heads_pattern_carries_the_sensitivity(study, claim):
+    """Give the hop heads the other text's final-row pattern: the share of the sensitivity lost, on
     crossed-order pairs (where following the fact is more than matching the rules' order)."""
-    clean = study.sensitivity(CLEAN, crossed=True, **HELD_OUT)
-    removed = -study.sensitivity(FACT_SWAP, change=True, crossed=True)
-    control = -study.sensitivity(FACT_SWAP_CONTROL, change=True, crossed=True)
+    named, why_not = hop_heads_named(study)
+    figure, note = None, ""
+    if named:
+        clean = study.sensitivity(CLEAN, crossed=True, **HELD_OUT)
+        removed = -study.sensitivity(HOP_SWAP, change=True, crossed=True)
+        control = -study.sensitivity(HOP_SWAP_CONTROL, change=True, crossed=True)
+        figure = share_ci(removed, clean)
+        note = f"hop heads {label(study.heads.hop)}; their controls remove {share_ci(control, clean)}"
     assert claim(
-        share_ci(removed, clean),
+        figure,
         ">=",
         0.5,
         why="half: the heads' pattern carries most of the sensitivity",
-        metric=f"share of held-out crossed-order sensitivity removed by swapping {label(study.heads.fact)}'s "
-        "pattern",
-        precondition=entails(study),
-        note=f"same-layer control heads {label(study.heads.fact_controls)} remove {share_ci(control, clean)}",
+        metric="share of held-out crossed-order sensitivity removed by swapping the hop heads' pattern",
+        precondition=entails(study) if named else (False, why_not),
+        note=note,
     )
 
 
@@ -274,6 +322,43 @@ def test_sensitivity_survives_induction_ablation(study, claim):
         why="any: sensitivity left once the copying heads are gone",
         metric=f"held-out crossed-order sensitivity with {label(study.heads.induction)} mean-ablated",
         precondition=entails(study),
+    )
+
+
+def test_switch_heads_attention_follows_the_token_before_the_answers(study, claim):
+    """The switch heads' own copying, asked directly: replace the token before each answer in the rules
+    ("I wear boots" -> "I indeed boots", which an induction-style head keys on) and measure how much
+    of their attention on the answers goes, beyond replacing the token two before each answer."""
+    clean, before, two_before = (study.values(arm, ON_ANSWERS) for arm in (CLEAN, BEFORE, TWO_BEFORE))
+    assert claim(
+        share_ci((clean - before) - (clean - two_before), clean),
+        ">=",
+        0.25,
+        why="a quarter: a real part of where they look is keyed on the token before the answer",
+        metric="share of the switch heads' attention on both answers lost when the token before each "
+        "answer is replaced, minus the loss when the token two before is",
+        note=f"attention on the answers: clean {mean_ci(clean)}, token before replaced {mean_ci(before)}, "
+        f"two before {mean_ci(two_before)}",
+    )
+
+
+def test_switch_follows_the_token_before_the_answers(study, claim):
+    """The same replacement under the switch: how much of the switch's effect on LD is lost on the
+    changed text, beyond the loss on the text with the token two before each answer replaced."""
+    switch = study.effect(SWITCH)  # per group: LD under the switch minus clean
+    after = {
+        arm: study.values(ReplaceBefore(arm.offset, SWITCH)) - study.values(arm)
+        for arm in (BEFORE, TWO_BEFORE)
+    }
+    assert claim(
+        share_ci((switch - after[BEFORE]) - (switch - after[TWO_BEFORE]), switch),
+        ">=",
+        0.25,
+        why="a quarter: the switch acts through attention keyed on the token before the answer",
+        metric="share of the switch's delta LD lost on text with the token before each answer replaced, "
+        "minus the loss with the token two before replaced",
+        note=f"switch {mean_ci(switch)}; on the changed text {mean_ci(after[BEFORE])}, on the control text "
+        f"{mean_ci(after[TWO_BEFORE])}",
     )
 
 
@@ -448,3 +533,7 @@ def test_switch_effect_is_mostly_direct(study, claim):
 #   tied switch effects change rank) and 0.0723 -> 0.0726 on gemma3-270m, refuted on both as before. The
 #   switch claim's note now gives its control's p(alternative) over the 3 draws, not draw 0 alone (0.148 ->
 #   0.119 / 0.184 -> 0.158).
+# 2026-12-06  Before rerunning on 49 groups (32 new families, each a group of its own: 72 families), the
+#   smallest crossed-order sensitivity the design detects at 80% power, two-sided at the family's 99.5%,
+#   from the 17 groups' spread (SD 0.310 / 0.387 nats): 0.168 nats on smollm2-135m and 0.209 on
+#   gemma3-270m (0.309 / 0.386 with 17 groups).

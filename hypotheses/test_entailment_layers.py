@@ -22,9 +22,9 @@ residual stream the other text's, which removes all of the sensitivity by constr
 Premise of every claim: the answer follows the fact on the confirmation groups (sensitivity > 0).
 What that sensitivity is on the real models: mostly rule-order matching (same-order pairs), not
 entailment (crossed orders undecided on both, head-switching file); the account locates the fact's
-effect whatever computes it. On the two-hop organism, which entails with attention alone by
-construction, the same account finds its two hop layers and nothing in its MLPs
-(tests/test_two_hop_organism.py): a check of the method, not a claim.
+effect whatever computes it. On organisms whose mechanism is built (lib/studies/organisms.py) the
+same account finds the layers of their hop heads, and the layer of an MLP that computes a hop, which
+the head-switching protocol cannot name (tests/test_layer_account.py): a check of the method.
 Figures: entailment_layers_<model>.png, share per layer on discovery groups and the held-out value of
 each selected layer.
 """
@@ -35,13 +35,16 @@ import pytest
 from test_entailment_head_switching import DESIGN  # the same pairs, groups, split and rule orders
 
 from attnclaims.claims import Premise
+from attnclaims.declaration import Hypothesis
 from attnclaims.effects import per_unit, share_ci
 from attnclaims.stats import bootstrap_ci
-from attnclaims.studies.entailment_study import design_pairs
+from attnclaims.studies.entailment_pairs import design_pairs
 from attnclaims.studies.entailment_sweep import buckets
 from attnclaims.studies.layer_account import LayerAccount, plot_account, removed_shares, run_layer_account
 
 UNIT = "groups"  # twin families (same verb or answer word) are one unit, as in the head-switching file
+FIGURE = "entailment_layers_{model}.png"
+HYPOTHESIS = Hypothesis("Heads or MLPs: which layer carries the fact to the answer?", figures=(FIGURE,))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def account(model, model_name, results_dir) -> LayerAccount:
     pairs = design_pairs(model, DESIGN)
     stacks = [(b.tokens, b.entailed_id, b.alternative_id, b.rows) for b in buckets(pairs.two_hop, pairs.meta)]
     result = run_layer_account(model, model_name, stacks)
-    plot_account([result], results_dir / f"entailment_layers_{model_name}.png")
+    plot_account([result], results_dir / FIGURE.format(model=model_name))
     return result
 
 

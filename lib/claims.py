@@ -49,7 +49,8 @@ STATUSES = ("supported", "refuted", "undecided", "inconclusive")
 #   past_threshold  undecided rows: how far the CI reaches past the threshold
 #   n, unit     the sample size and what it counts (families, replicates, paragraphs, sequences)
 #   role        confirmatory, exploratory or check (`role_of`: a claim with a family is confirmatory;
-#               a check is a row fixed by construction, in no family and no verdict tally)
+#               a check is a row about the protocol on a model whose truth is known, in no family
+#               and no verdict tally)
 #   family, family_size  confirmatory claims: their family (the model, or "toys") and its size m;
 #               empty and 0 for exploratory claims
 #   p, adjusted_p  confirmatory claims: the two-sided p of the threshold, and Holm's adjustment
@@ -184,7 +185,7 @@ class Claim:
     note: str = ""
     settings: str = ""
     env: str = ""
-    check: bool = False  # a row fixed by construction or checking the code: outside families and tallies
+    check: bool = False  # the protocol on a model whose truth is known: outside families and tallies
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
@@ -402,8 +403,8 @@ def _simultaneous(figure, direction: str, threshold: float, size: int, exact: bo
 
 
 def role_of(family: str, check: bool = False) -> str:
-    """A claim's role: check (a row fixed by construction: `@pytest.mark.check`), confirmatory when it
-    belongs to a family, else exploratory."""
+    """A claim's role: check (the protocol on a known-truth model: `@pytest.mark.check`), confirmatory
+    when it belongs to a family, else exploratory."""
     return "check" if check else "confirmatory" if family else "exploratory"
 
 

@@ -69,35 +69,11 @@ class Declared:
     doc: str
 
 
-# Hypothesis files rewritten elsewhere that do not declare yet, declared here until they do: a file
-# that declares itself while it is still listed here fails tests/test_report.py, so each entry goes
-# the day its file has its HYPOTHESIS. Nowhere else does the report read a hypothesis but by import.
-INTERIM = {
-    "entailment_head_switching": Hypothesis(
-        "Does the model entail, or copy? And do the heads whose attention switches its answer carry either?",
-        figures=tuple(
-            f"entailment_head_switching_{what}_{{model}}.png"
-            for what in ("switch_per_head", "dose_response", "attention_by_fact", "induction_vs_switch")
-        ),
-    ),
-    "entailment_layers": Hypothesis(
-        "Heads or MLPs: which layer carries the fact to the answer?",
-        figures=("entailment_layers_{model}.png",),
-    ),
-    "two_hop_organism": Hypothesis(
-        "Where does entailment happen in a model that entails, and does the switch protocol find it?",
-        figures=("two_hop_{model}.png", "two_hop_search.png"),
-    ),
-}
-
-
 def declared(path: Path) -> Declared:
     """The declaration of hypothesis file `path`, read by importing it (module docstring)."""
     path = Path(path)
     module = load(path)
     hypothesis = getattr(module, NAME, None)
-    if hypothesis is None and path.stem.removeprefix("test_") in INTERIM:
-        hypothesis = INTERIM[path.stem.removeprefix("test_")]
     if hypothesis is None:
         raise ValueError(
             f"{path} declares no {NAME}: add `{NAME} = Hypothesis(question, figures=(...), arms=(...))` "

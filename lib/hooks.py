@@ -240,15 +240,6 @@ def partner_row(row: torch.Tensor) -> torch.Tensor:
     return row.reshape(-1, 2, *row.shape[1:]).flip(1).reshape(row.shape)
 
 
-def move_attention(model, heads: Heads, src, dst, query_pos=-1, swap: bool = False) -> list[Hook]:
-    """`MoveAttention(heads, src, dst, query_pos=query_pos, swap=swap).hooks(model)`, for the two tests
-    that still call it (tests/test_protocols.py, tests/test_entailment_identities.py): remove it once
-    they build the spec."""
-    from attnclaims.interventions import MoveAttention  # the spec imports this module
-
-    return MoveAttention(heads, src, dst, query_pos=query_pos, swap=swap).hooks(model)
-
-
 # ---------------------------------------------------------------------------------------------
 # Patching from a source run
 

@@ -4,10 +4,12 @@
   fact alone, each entailing one of two single-token answers) as tokens [2, pos], with the answers'
   ids and positions and the positions where the texts differ; a pair that does not tokenize to
   equal length on a model raises (or is skipped, with its reason, by `tokenize_pairs`).
-- `entailment_sensitivity(model, text_a, answer_a, text_b, answer_b)`: LD(text a) - LD(text b) with
-  LD = logit(answer a) - logit(answer b) at the final position. Any preference that does not depend
-  on the fact (recency, a favourite word, copying) is the same in both texts and cancels; a model
-  that follows the fact scores > 0.
+- `pair_sensitivity(ld)`: the sensitivity of stacked minimal pairs, LD(text a) - LD(text b) per pair,
+  from each text's LD toward its own entailed answer; `entailment_sensitivity(model, text_a,
+  answer_a, text_b, answer_b)`: the same for one pair of texts, in one call. LD = logit(answer a) -
+  logit(answer b) at the final position. Any preference that does not depend on the fact (recency, a
+  favourite word, copying) is the same in both texts and cancels; a model that follows the fact
+  scores > 0.
 Hooks for stacked minimal pairs (`watch`, `freeze_after`, `path_to_queries`) are in attnclaims.pair_hooks.
 - `attention_switch` (the original question's protocol): run the clean prompt; for every head alone, move its
   final-row attention weight from the answer token to the alternative's token (and the reverse);
@@ -81,11 +83,13 @@ def locate_answers(model, text: str, answer: str, alternative: str) -> Answers:
 class PairTokens:
     """A minimal pair tokenized for one model; positions are the same in both texts."""
 
-    label: str  # names the pair in errors and tables
+    name: str  # names the pair in errors and tables
     tokens: torch.Tensor  # [2, pos]: text a, text b
     ids: tuple[int, int]  # answer a, answer b
     answer_pos: tuple[int, int]  # last occurrence of answer a, answer b (the same in both texts)
     fact_pos: tuple[int, ...]  # positions where the two texts differ
+    bridge_pos: tuple[int, int] | None = None  # two hops: the last token of bridge a, of bridge b, where
+    # each is first stated (its condition rule); None for one hop
 
     @property
     def length(self) -> int:
@@ -93,54 +97,82 @@ class PairTokens:
 
 
 def tokenize_pair(
-    model, text_a: str, answer_a: str, text_b: str, answer_b: str, label: str = ""
+    model, text_a: str, answer_a: str, text_b: str, answer_b: str, name: str = "", bridges=None
 ) -> PairTokens:
     """The pair as tokens [2, pos] with answer ids and positions, or a ValueError naming the problem:
     an answer that is not one token, texts of different token lengths, texts that differ after an
-    answer, or an answer missing from a text or at different positions in the two texts."""
-    label = label or text_a
+    answer, or an answer missing from a text or at different positions in the two texts. `bridges`
+    (two phrases, two hops): where each is first stated, by its last token (`phrase_end`)."""
+    name = name or text_a
     ids = (single_token_id(model, answer_a), single_token_id(model, answer_b))
     if ids[0] == ids[1]:
-        raise ValueError(f"{label}: answers {answer_a!r} and {answer_b!r} are the same token")
+        raise ValueError(f"{name}: answers {answer_a!r} and {answer_b!r} are the same token")
     a, b = model.to_tokens(text_a), model.to_tokens(text_b)
     if a.shape != b.shape:
         raise ValueError(
-            f"{label}: the texts are {a.shape[1]} and {b.shape[1]} tokens long on this model "
+            f"{name}: the texts are {a.shape[1]} and {b.shape[1]} tokens long on this model "
             f"({model.to_str_tokens(a)} vs {model.to_str_tokens(b)}); choose fact words of equal token length"
         )
     tokens = torch.cat([a, b])
     differ = tuple(int(i) for i in (a[0] != b[0]).nonzero().flatten())
     if not differ:
-        raise ValueError(f"{label}: the two texts are the same tokens; they must differ in the fact")
+        raise ValueError(f"{name}: the two texts are the same tokens; they must differ in the fact")
     positions = []
     for answer, token_id in zip((answer_a, answer_b), ids):
         where = [last_position(tokens[i : i + 1], token_id, answer, model) for i in range(2)]
         if where[0] != where[1]:
             raise ValueError(
-                f"{label}: {answer!r} is at position {where[0]} in text a but {where[1]} in text b"
+                f"{name}: {answer!r} is at position {where[0]} in text a but {where[1]} in text b"
             )
         positions.append(where[0])
     if max(positions) > min(differ):
         raise ValueError(
-            f"{label}: the texts differ at positions {differ}, before an answer (positions {positions}); "
+            f"{name}: the texts differ at positions {differ}, before an answer (positions {positions}); "
             "state the rules first and the fact after them"
         )
-    return PairTokens(label, tokens, ids, tuple(positions), differ)
+    bridge_pos = None if bridges is None else tuple(phrase_end(model, text_a, phrase) for phrase in bridges)
+    return PairTokens(name, tokens, ids, tuple(positions), differ, bridge_pos)
 
 
-def tokenize_pairs(model, pairs: Sequence, label=str) -> tuple[list[PairTokens], dict[str, str]]:
-    """(usable pairs, {label: reason} for the pairs this model cannot use). `pairs` have `.texts`
-    (a, b) and `.answers` (a, b) (prompts.entailment.MinimalPair); `label(pair)` names each."""
+def phrase_end(model, text: str, phrase: str) -> int:
+    """The position in model.to_tokens(text) of the last token of `phrase`'s first occurrence (as a
+    whole word: the character before it is a space), or a ValueError naming the text."""
+    at = text.find(" " + phrase)
+    if at < 0:
+        raise ValueError(f"{phrase!r} does not occur in the text {text!r} after a space")
+    end = at + 1 + len(phrase)
+    encoded = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    tokens = model.to_tokens(text)[0].tolist()
+    shift = len(tokens) - len(encoded["input_ids"])  # BOS, where to_tokens prepends it
+    if shift < 0 or tokens[shift:] != list(encoded["input_ids"]):
+        raise ValueError(f"the tokenizer's offsets do not match model.to_tokens for {text!r}")
+    last = [i for i, (start, stop) in enumerate(encoded["offset_mapping"]) if start < end and stop > at + 1]
+    if not last:
+        raise ValueError(f"no token of {text!r} covers {phrase!r}")
+    return shift + last[-1]
+
+
+def tokenize_pairs(model, pairs: Sequence, name=str) -> tuple[list[PairTokens], dict[str, str]]:
+    """(usable pairs, {name: reason} for the pairs this model cannot use). `pairs` have `.texts`
+    (a, b) and `.answers` (a, b) (prompts.entailment.MinimalPair); `name(pair)` names each."""
     kept, skipped = [], {}
     for item in pairs:
-        name = label(item)
+        pair_name = name(item)
         try:
-            kept.append(
-                tokenize_pair(model, item.texts[0], item.answers[0], item.texts[1], item.answers[1], name)
-            )
+            texts, answers, bridges = item.texts, item.answers, getattr(item, "bridges", None)
+            kept.append(tokenize_pair(model, texts[0], answers[0], texts[1], answers[1], pair_name, bridges))
         except ValueError as error:
-            skipped[name] = str(error)
+            skipped[pair_name] = str(error)
     return kept, skipped
+
+
+def pair_sensitivity(ld: torch.Tensor) -> torch.Tensor:
+    """[n] LD(text a) - LD(text b) of each pair, from [2n] per-prompt LDs of stacked pairs (rows a, b,
+    a, b, ...), each text's LD taken toward its own entailed answer (text b's LD is then -LD(text b)
+    toward answer a, so the pair's sum is the sensitivity)."""
+    if ld.ndim != 1 or len(ld) % 2:
+        raise ValueError(f"per-prompt LDs of stacked pairs are [2n], got shape {tuple(ld.shape)}")
+    return ld.reshape(-1, 2).sum(1)
 
 
 @torch.no_grad()
@@ -154,10 +186,10 @@ def entailment_sensitivity(model, text_a: str, answer_a: str, text_b: str, answe
     if ids[0] == ids[1]:
         raise ValueError(f"answers {answer_a!r} and {answer_b!r} are the same token")
     lds = []
-    for text in (text_a, text_b):
+    for text, (own, other) in zip((text_a, text_b), (ids, ids[::-1])):
         last = model(model.to_tokens(text))[0, -1]
-        lds.append(float(last[ids[0]] - last[ids[1]]))
-    return lds[0] - lds[1]
+        lds.append(last[own] - last[other])  # toward the text's own entailed answer
+    return float(pair_sensitivity(torch.stack(lds)))
 
 
 def attention_switch(

@@ -170,7 +170,7 @@ def render(results: Path, hypotheses: Path) -> str:
     """REPORT.md's text; writes the forest plots under results/figures (removing stale ones)."""
     ledger = read_ledger(results / "claims.csv")
     models = sorted(ledger.model.unique())
-    checks = ledger.role == "check"  # rows fixed by construction: outside the verdict tally
+    checks = ledger.role == "check"  # rows about the protocol on known-truth toys: outside the tally
     counts = ledger[~checks].status.value_counts()
     lines = [
         "# Claims report",
@@ -178,7 +178,11 @@ def render(results: Path, hypotheses: Path) -> str:
         "Rendered by `attnclaims report` from `claims.csv` alone; edit the hypotheses, not this page. "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
         + f" ({int((~checks).sum())} claims on {len(models)} models"
-        + (f"; and {int(checks.sum())} checks, rows fixed by construction" if checks.any() else "")
+        + (
+            f"; and {int(checks.sum())} checks of the protocol on toys whose truth is known"
+            if checks.any()
+            else ""
+        )
         + "). "
         + "A claim is supported when its whole CI lies on the claimed side of its threshold, refuted when "
         "it lies wholly on the other side, undecided when it straddles the threshold, and inconclusive "

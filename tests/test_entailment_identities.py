@@ -68,7 +68,7 @@ def test_final_row_value_move_equals_the_pattern_move(model):
     by_values = model.run_with_hooks(
         tokens, fwd_hooks=H.edit_head_values(model, heads, value_move, query_pos=-1)
     )
-    by_pattern = model.run_with_hooks(tokens, fwd_hooks=H.move_attention(model, heads, boots, shoes))
+    by_pattern = model.run_with_hooks(tokens, fwd_hooks=MoveAttention(heads, boots, shoes).hooks(model))
     assert (by_values - model(tokens)).abs().max() > 1e-3
     torch.testing.assert_close(by_values, by_pattern, atol=1e-4, rtol=0)
 
@@ -171,9 +171,9 @@ def test_values_before_the_fact_word_are_the_same_in_both_texts(model):
     come before the fact) are identical, and swapping them between the texts changes nothing."""
     from attnclaims.prompts.entailment import minimal_pairs
     from attnclaims.protocols import tokenize_pairs
-    from attnclaims.studies.entailment_study import label
+    from attnclaims.studies.entailment_pairs import pair_name
 
-    kept, _ = tokenize_pairs(model, minimal_pairs(2)[:4], label)
+    kept, _ = tokenize_pairs(model, minimal_pairs(2)[:4], pair_name)
     pair = kept[0]
     fact = int((pair.tokens[0] != pair.tokens[1]).nonzero()[0])
     _, cache = model.run_with_cache(pair.tokens, names_filter=lambda n: n.endswith("hook_v"))
@@ -185,7 +185,7 @@ def test_values_before_the_fact_word_are_the_same_in_both_texts(model):
 
 def test_twin_families_are_one_group_and_groups_share_no_answer():
     from attnclaims.prompts.entailment import FAMILIES
-    from attnclaims.studies.entailment_study import twin_groups
+    from attnclaims.studies.entailment_pairs import twin_groups
 
     group = twin_groups(FAMILIES)
     assert group["umbrella"] == group["dax"] == "dax+umbrella"
@@ -239,8 +239,60 @@ def test_a_switch_is_the_alternative_becoming_the_answer_where_it_was_not():
             "value": [0.0, 1.0, 0.0, 0.0] + [1.0, 1.0, 0.0, 1.0],
         }
     )
-    study = EntailmentStudy("m", None, {}, table, None, None, None, None, 0.0)
+    study = EntailmentStudy("m", None, {}, table, None, None, None, None, None, None, 0.0)
     rows = study.rows(REDIRECT, TOP1, switchable=True)
     assert list(zip(rows.pair, rows.text)) == [(0, "a"), (1, "a"), (1, "b")]  # (0, b) already answered it
     assert rows.value.tolist() == [1.0, 0.0, 1.0]
     assert study.switch_rate(REDIRECT).to_dict() == {"g1": 1.0, "g2": 0.5}
+
+
+def test_the_table_sensitivity_is_the_pair_sensitivity():
+    import pandas as pd
+
+    from attnclaims.protocols import pair_sensitivity
+    from attnclaims.studies.entailment_sweep import sensitivity_by_pair
+
+    ld = torch.tensor([1.5, 0.5, -2.0, 1.0, 0.25, 0.25])  # pairs p0, p1, p2: rows a, b
+    frame = pd.DataFrame({"pair": ["p0", "p0", "p1", "p1", "p2", "p2"], "text": ["a", "b"] * 3, "value": ld})
+    shuffled = frame.sample(frac=1.0, random_state=0)  # the table's row order does not matter
+    assert sensitivity_by_pair(shuffled).value.tolist() == pair_sensitivity(ld).tolist() == [2.0, -1.0, 0.5]
+    with pytest.raises(ValueError, match="two texts"):
+        sensitivity_by_pair(frame.iloc[1:])
+
+
+@pytest.mark.real_model
+def test_bridge_positions_are_each_bridges_last_token_in_its_condition_rule(model):
+    from attnclaims.prompts.entailment import FAMILIES, pair
+    from attnclaims.protocols import tokenize_pair
+
+    p = pair(
+        FAMILIES[0], 2, "ba/ab"
+    )  # "If it is dry, I leave the umbrella at home. If it is wet, I take ..."
+    tokens = tokenize_pair(model, p.texts[0], p.answers[0], p.texts[1], p.answers[1], "umbrella", p.bridges)
+    words = model.to_str_tokens(tokens.tokens[0])
+    a, b = tokens.bridge_pos
+    assert words[a].strip() == "umbrella" and words[a + 1] == "." and words[a - 1].strip() == "an"
+    assert words[b].strip() == "home" and b < a  # bridge b's condition rule comes first in "ba" orders
+
+
+@pytest.mark.real_model
+def test_replacing_the_token_before_each_answer_is_the_text_with_it_replaced(model):
+    from attnclaims.arms import CLEAN
+    from attnclaims.prompts.entailment import minimal_pairs
+    from attnclaims.protocols import tokenize_pairs
+    from attnclaims.studies.entailment_arms import Prompts, ReplaceBefore
+    from attnclaims.studies.entailment_pairs import pair_name
+    from attnclaims.studies.entailment_sweep import buckets, ld_metric
+
+    kept, _ = tokenize_pairs(model, minimal_pairs(2)[:2], pair_name)
+    (bucket,) = buckets(kept[:1], {kept[0].name: {"split": "x"}})
+    arms = {arm: arm.build(Prompts(model, bucket, {})) for arm in (ReplaceBefore(1), ReplaceBefore(2))}
+    values = run_variants(model, bucket.tokens, {CLEAN: [], **arms}, ld_metric(bucket))
+    word = model.to_single_token(" indeed")
+    for arm in arms:
+        edited = bucket.tokens.clone()
+        for pos in (bucket.entailed_pos, bucket.alternative_pos):
+            edited[torch.arange(len(edited)), pos - arm.offset] = word
+        expected = ld_metric(bucket)(model(edited))
+        torch.testing.assert_close(values[arm], expected, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(values[arm], values[CLEAN])

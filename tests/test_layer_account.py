@@ -1,6 +1,6 @@
 """The layer account (lib/studies/layer_account.py): PatchOutput against TransformerLens's own
 activation patching (the oracle), its KV-cache path against full forwards on a real model, and the
-account on the two-hop organism, whose mechanism is known."""
+account on organisms whose mechanism is known: it names the layer of an MLP hop that no head carries."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import pytest
 import torch
 from transformer_lens.patching import get_act_patch_attn_out, get_act_patch_mlp_out
 
+from attnclaims.heads import Head
 from attnclaims.interventions import PatchOutput
 from attnclaims.metrics import logit_diff, top1_is
-from attnclaims.studies.entailment_organism import organism
-from attnclaims.studies.layer_account import best_layers, layer_account, removed_shares
-from attnclaims.studies.two_hop import two_hop_pairs
+from attnclaims.studies.entailment_pairs import chain_pairs
+from attnclaims.studies.entailment_sweep import buckets
+from attnclaims.studies.layer_account import layer_account, removed_shares
+from attnclaims.studies.organisms import carriers, generate, load
 from attnclaims.sweep import run_variants
 
 ORACLE = {"attn_out": get_act_patch_attn_out, "mlp_out": get_act_patch_mlp_out}
@@ -58,18 +60,24 @@ def test_patch_output_names_what_is_wrong(toy_mlp):
         run_variants(toy_mlp, tokens, [wrong], logit_diff(5, 7))
 
 
-def test_the_account_finds_the_organism_hop_layers_and_nothing_in_its_mlps():
-    """The organism: L1H0 (hop 1) and L2H0 (hop 2) write into the final position; its MLPs add 0.
-    Each hop layer's attention output, patched from the other text, makes the answer follow the
-    other fact (a share of 2); layer 0 and every MLP carry nothing."""
-    pairs = two_hop_pairs(40, seed=5)
-    account = layer_account(organism(), [(pairs.tokens, pairs.entailed, pairs.alternative, pairs.rows)])
-    shares = removed_shares(account)
-    assert torch.allclose(
-        torch.tensor(shares.loc["attention"].to_numpy()), torch.tensor([0.0, 2.0, 2.0]), atol=1e-3
-    )
-    assert shares.loc["mlp"].abs().max() < 1e-6
-    assert best_layers(account)["attention"] in (1, 2)
+@pytest.mark.parametrize("hop1_by", ["attention", "mlp"])
+def test_the_account_finds_the_layers_that_carry_each_hop(hop1_by):
+    """An organism's hop carriers (lib/studies/organisms.py) write into the final position: the
+    attention output of a hop head's layer, or the output of the MLP that looks hop 1 up, patched from
+    the other text makes the answer follow the other text (a share of 2); every other layer's
+    attention and MLP output at the final position is the same in both texts (share 0), among them
+    the head that gathers the MLP's operands with the same attention in both."""
+    spec = next(s for s in generate(8, seed=0) if s.hop1_by == hop1_by and len(s.hop2) == 1)
+    pairs = chain_pairs(40, seed=5)
+    stacks = [(b.tokens, b.entailed_id, b.alternative_id, b.rows) for b in buckets(pairs.two_hop, pairs.meta)]
+    shares = removed_shares(layer_account(load(spec), stacks))
+    expected = {("attention", layer): 0.0 for layer in range(spec.n_layers)}
+    expected |= {("mlp", layer): 0.0 for layer in range(spec.n_layers)}
+    for part in (p for parts in carriers(spec).values() for p in parts):
+        key = ("attention", part.layer) if isinstance(part, Head) else ("mlp", int(part.removeprefix("MLP")))
+        expected[key] = 2.0
+    for key, value in expected.items():
+        assert abs(shares.loc[key] - value) < 1e-3, (key, float(shares.loc[key]))
 
 
 def test_top1_is_reads_the_argmax_against_one_id_per_prompt():

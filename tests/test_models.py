@@ -51,11 +51,11 @@ def test_text_longer_than_the_context_is_refused_not_cut(model, model_name):
     assert model.to_tokens(" word" * 10).shape[-1] == model.to_tokens(" word" * 10, truncate=False).shape[-1]
 
 
-def test_the_toys_and_the_organism_refuse_long_text_too():
-    from attnclaims.studies.entailment_organism import organism
+def test_the_toys_and_the_organisms_refuse_long_text_too():
+    from attnclaims.studies.organisms import CHEATS, load
 
-    bridge = organism()
-    with pytest.raises(ValueError, match="the two-hop organism's context"):
+    bridge = load(CHEATS["recency"])
+    with pytest.raises(ValueError, match="toy:cheat-recency's context"):
         bridge.to_tokens(" ".join(["c1"] * (bridge.cfg.n_ctx + 1)))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnclaims import hooks as H
+from attnclaims.interventions import MoveAttention
 from attnclaims.prompts.entailment import FAMILIES, ORDERS, minimal_pairs
 from attnclaims.protocols import (
     attention_switch,
@@ -21,7 +21,7 @@ SEED = (
 )
 
 
-def label(p) -> str:
+def pair_name(p) -> str:
     return f"{p.family}/{p.hops}/{p.order}"
 
 
@@ -31,7 +31,7 @@ def test_switch_table_matches_a_direct_intervention(model):
     assert list(table[["layer", "head"]].itertuples(index=False, name=None)) == [(3, 4), (23, 2)]
     where = locate_answers(model, SEED, " boots", " shoes")
     tokens, a, b = where.tokens, where.answer_pos, where.alternative_pos
-    logits = model.run_with_hooks(tokens, fwd_hooks=H.move_attention(model, [(23, 2)], a, b))
+    logits = model.run_with_hooks(tokens, fwd_hooks=MoveAttention([(23, 2)], a, b).hooks(model))
     direct = float(logits[0, -1, where.answer_id] - logits[0, -1, where.alternative_id])
     row = table.set_index(["layer", "head"]).loc[(23, 2)]
     assert abs(row.ld_to_alternative - direct) < 1e-3
@@ -82,8 +82,8 @@ def test_crossed_orders_put_the_matching_answer_in_the_other_place():
 @pytest.mark.real_model
 def test_pairs_are_position_matched_on_the_model_or_skipped_with_a_reason(model):
     for hops in (2, 1):
-        kept, skipped = tokenize_pairs(model, minimal_pairs(hops), label)
-        assert len({p.label.split("/")[0] for p in kept}) >= 16
+        kept, skipped = tokenize_pairs(model, minimal_pairs(hops), pair_name)
+        assert len({p.name.split("/")[0] for p in kept}) >= 16
         for reason in skipped.values():
             assert "choose fact words of equal token length" in reason
         for p in kept:

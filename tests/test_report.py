@@ -10,7 +10,7 @@ import pytest
 from attnclaims import declaration
 from attnclaims.claims import Claim
 from attnclaims.cli import main
-from attnclaims.declaration import INTERIM, NAME, Hypothesis
+from attnclaims.declaration import NAME, Hypothesis
 from attnclaims.ledger import Ledger
 from attnclaims.report import _wrapped_name, section, slug, study_figures, write_report
 
@@ -176,8 +176,7 @@ def _suite_hypotheses() -> list[Path]:
 
 def test_every_hypothesis_declares_itself_and_importing_it_loads_no_model(monkeypatch):
     """The report imports each hypothesis file for its HYPOTHESIS: that import must load no model (the
-    fixtures do), and a file without one fails here, but for those still declared in INTERIM, which
-    must not declare themselves as well (then their entry goes)."""
+    fixtures do), and a file without one fails here."""
     from transformer_lens.model_bridge import TransformerBridge
 
     from attnclaims import models, toy
@@ -190,12 +189,6 @@ def test_every_hypothesis_declares_itself_and_importing_it_loads_no_model(monkey
     monkeypatch.setattr(TransformerBridge, "boot_transformers", loads)
     for path in _suite_hypotheses():
         module = declaration.load(path)
-        name = path.stem.removeprefix("test_")
-        if name in INTERIM:
-            assert not hasattr(module, NAME), (
-                f"{path} declares {NAME}: remove its entry from declaration.INTERIM"
-            )
-            continue
         assert isinstance(getattr(module, NAME, None), Hypothesis), f"{path} declares no {NAME}"
         assert declaration.declared(path).doc.strip(), f"{path} has no module docstring (its protocol)"
 

@@ -25,9 +25,11 @@ from attnclaims.hooks import partner_row
 from attnclaims.interventions import (
     AblateHeads,
     EditAttention,
+    Hooks,
     MoveAttention,
     RedirectAttention,
     ShiftAttention,
+    as_intervention,
 )
 from attnclaims.pair_hooks import freeze_after, path_to_queries
 
@@ -38,12 +40,13 @@ class Heads:
 
     k: int  # heads compared together: the top k switch heads
     switch: list  # by discovery switch effect, most negative first
-    fact: list  # top k by discovery fact-following score
+    hop: list  # hop heads: whose pattern swap removes most of the discovery sensitivity (at least a share)
+    hop_of: dict  # hop head -> "hop 1" (its attention follows the fact on the bridge more) or "hop 2"
     redirect: list  # top k by discovery attention on the entailed answer
     induction: list  # top induction heads below the top switch heads
     same_layer: list  # draws: for each top switch head, another head of its layer
     decile: list  # draws of k heads from the top decile of attention on the entailed answer
-    fact_controls: list  # for each fact head, another head of its layer
+    hop_controls: list  # for each hop head, another head of its layer
     redirect_controls: list  # for each redirect head, another head of its layer
 
     @property
@@ -183,18 +186,54 @@ class PatternSwap(Arm):
 
 
 @dataclass(frozen=True)
-class FactSwap(Arm):
-    """The fact heads' final-row pattern replaced by the other text's; `control`: their same-layer
+class HopSwap(Arm):
+    """The hop heads' final-row pattern replaced by the other text's; `control`: their same-layer
     controls' instead."""
 
     control: bool = False
 
     @property
     def name(self) -> str:
-        return "fact heads' pattern swap" + ("'s control" if self.control else "")
+        return "hop heads' pattern swap" + ("'s control" if self.control else "")
 
     def build(self, p: Prompts):
-        return PatternSwap(tuple(p.heads.fact_controls if self.control else p.heads.fact)).build(p)
+        return PatternSwap(tuple(p.heads.hop_controls if self.control else p.heads.hop)).build(p)
+
+
+REPLACEMENTS = (" indeed", " however", " quite")  # the first that is one token replaces a rule's token
+
+
+@dataclass(frozen=True)
+class ReplaceBefore(Arm):
+    """The token `offset` places before each answer word in the rules replaced by REPLACEMENTS' first
+    single-token word (at the embedding, so positions stay); `then`: an arm run on top of it. With
+    offset 1 that is the token an induction head keys on ("wear" in "I wear boots"); offset 2 is its
+    matched control (one token replaced per answer, as near, not the one induction reads)."""
+
+    offset: int
+    then: Arm | None = None
+
+    @property
+    def name(self) -> str:
+        which = {1: "the token before", 2: "the token two before"}.get(self.offset, f"token -{self.offset}")
+        return f"{which} each answer replaced" + ("" if self.then is None else f", {self.then.name}")
+
+    def build(self, p: Prompts):
+        b, model = p.bucket, p.model
+        word = next(w for w in REPLACEMENTS if len(model.to_tokens(w, prepend_bos=False)[0]) == 1)
+        _, cache = model.run_with_cache(model.to_tokens(word), names_filter=lambda name: name == "hook_embed")
+        replacement = cache["hook_embed"][0, -1]  # [d_model], as the embedding hook sees it
+        rows = torch.arange(len(b.rows))
+        at = [b.entailed_pos - self.offset, b.alternative_pos - self.offset]
+
+        def replace(embedded, hook):
+            embedded = embedded.clone()
+            for pos in at:
+                embedded[rows, pos] = replacement.to(embedded.dtype)
+            return embedded
+
+        edit = Hooks((("hook_embed", replace),), what=self.name)
+        return edit if self.then is None else edit + as_intervention(self.then.build(p))
 
 
 @dataclass(frozen=True)
@@ -238,6 +277,6 @@ class InductionQueries(Arm):
         return path_to_queries(p.model, p.heads.induction, p.heads.top, p.reference)
 
 
-FACT_SWAP, FACT_SWAP_CONTROL = FactSwap(), FactSwap(control=True)
+HOP_SWAP, HOP_SWAP_CONTROL = HopSwap(), HopSwap(control=True)
 REDIRECT, REDIRECT_CONTROL = Redirect(), RedirectControl()
 ABLATE_INDUCTION, INDUCTION_QUERIES = AblateInduction(), InductionQueries()

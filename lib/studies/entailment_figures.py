@@ -2,8 +2,8 @@
 
 Four PNGs named entailment_head_switching_<what>_<model>.png (the hypothesis's whole name: the
 report files an image under the hypothesis it starts with): switch effect per head (discovery, with
-the top, control and fact heads marked), dose-response (held-out families), final-row attention on answer a
-by fact (fact and switch heads, held out), and induction score vs switch effect (every head).
+the top, control and hop heads marked), dose-response (held-out families), final-row attention on answer a
+by fact (hop and switch heads, held out), and induction score vs switch effect (every head).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def write_figures(study: EntailmentStudy, folder: Path) -> None:
         (heads.top, "x", "top heads"),
         (heads.same_layer[0], "o", "same-layer control"),
         (heads.decile[0], "s", "attention-decile control"),
-        (heads.fact, "^", "fact heads"),
+        (heads.hop, "^", "hop heads"),
     ]
     for marked, marker, text in marks:
         style = {"color": "k"} if marker == "x" else {"facecolors": "none", "edgecolors": "k"}
@@ -65,7 +65,7 @@ def write_figures(study: EntailmentStudy, folder: Path) -> None:
 
     two = study.attention.query("hops == 2 and split == 'confirmation'")
     fig, ax = plt.subplots(figsize=(7, 4))
-    shown = list(dict.fromkeys(heads.fact + heads.top))
+    shown = list(dict.fromkeys(heads.hop + heads.top))
     for i, (layer, head) in enumerate(shown):
         rows = two[(two.layer == layer) & (two["head"] == head)]
         on_a = np.where(rows.text == "a", rows.entailed, rows.alternative)  # attention on answer a

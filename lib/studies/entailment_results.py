@@ -4,7 +4,7 @@
     study.sensitivity(CLEAN, hops=2, crossed=True)
     study.switch_rate(SAME_LAYER)               # per group: the alternative made the answer, draws averaged
 
-Built by attnclaims.studies.entailment_study.run_study; every per-group figure is a selection from
+Built by attnclaims.studies.entailment_study.run_entailment_study; every per-group figure is a selection from
 `table` (attnclaims.effects): one row per prompt x arm x measure.
 """
 
@@ -25,15 +25,17 @@ if TYPE_CHECKING:
     from attnclaims.studies.entailment_study import EntailmentDesign
 
 LD, TOP1, P_ALTERNATIVE = "ld", "alternative_top1", "p_alternative"  # per prompt, final position
+CORRECT = "correct"  # 1.0 where the top-1 token is the entailed answer (the clean run, every prompt)
 ON_ANSWERS, RECENCY = "on_answers", "recency"  # the top switch heads' final-row attention (their mean)
 COLUMNS = ("pair", "family", "group", "words", "hops", "order", "crossed", "split", "swept", "text")
 
 
 @dataclass(frozen=True)
 class EntailmentStudy:
-    """What the claims select from. Measures: LD = logit(entailed) - logit(alternative); TOP1 = 1.0
-    where the alternative is the top-1 token; P_ALTERNATIVE its probability; ON_ANSWERS the top switch
-    heads' attention on both answers, RECENCY on the later answer minus the earlier one."""
+    """What the claims select from. Measures: LD = logit(entailed) - logit(alternative); CORRECT = 1.0
+    where the entailed answer is the top-1 token; TOP1 = 1.0 where the alternative is; P_ALTERNATIVE
+    its probability; ON_ANSWERS the top switch heads' attention on both answers, RECENCY on the later
+    answer minus the earlier one."""
 
     name: str  # the model, as the ledger records it
     design: EntailmentDesign  # the design it was computed under
@@ -42,6 +44,8 @@ class EntailmentStudy:
     attention: pd.DataFrame  # clean run, per prompt x head: entailed / alternative / later-answer attention
     induction: np.ndarray  # [layer, head] induction scores
     switch_by_family: pd.DataFrame  # discovery: per family x head, mean delta LD of the single-head switch
+    swap_by_family: pd.DataFrame  # discovery: per family x head, sensitivity removed by its pattern swap
+    swap_shares: pd.Series  # discovery: per head, the share of the sensitivity its pattern swap removes
     heads: Heads  # what discovery chose, and the controls
     ablation_change: float  # how far the mean ablation moves the induction heads' final-row output (relative)
 
@@ -71,9 +75,19 @@ class EntailmentStudy:
 
     def looking(self, heads, column="follows", **where) -> pd.Series:
         """Per group: `heads`' clean final-row attention (`column` of `attention`: follows = on the
-        entailed answer minus the alternative)."""
+        entailed answer minus the alternative, follows_bridge = on the entailed bridge minus the other)."""
         rows = filtered(self.attention, where)
         return per_unit(rows[[(layer, h) in heads for layer, h in zip(rows.layer, rows["head"])]], column)
+
+    def following(self, heads, hop_of: dict, **where) -> pd.Series:
+        """Per group: the mean over `heads` of each head's fact-following on its own hop (`hop_of`: head
+        -> "hop 1", scored on the bridge, or "hop 2", on the answer)."""
+        column = {"hop 1": "follows_bridge", "hop 2": "follows"}
+        return sum(self.looking([h], column[hop_of[h]], **where) for h in heads) / len(heads)
+
+    def accuracy(self, **where) -> pd.Series:
+        """Per group: how often the clean top-1 token is the entailed answer."""
+        return per_unit(self.rows(CLEAN, CORRECT, **where))
 
     def switch_effects(self) -> pd.DataFrame:
         """Discovery groups x heads: each head's mean single-switch delta LD (its families' means first)."""

@@ -1,27 +1,31 @@
-"""The entailment study of one model, computed once: hypotheses/test_entailment_head_switching.py claims.
+"""The entailment protocol, one for every model: real models, trained toys, organisms and cheats.
 
-    study = run_study(model, "smollm2-135m", EntailmentDesign(k=3, dose_k=(1, 3, 5, 10), ...))
-    study.heads.top, study.effect(Switch(3)), study.sensitivity(CLEAN, hops=2)
+    pairs = design_pairs(model, design)              # or chain_pairs(240, seed=11) on a toy
+    study = run_entailment_study(model, "smollm2-135m", design, pairs)
+    study.heads.hop, study.effect(Switch(3)), study.sensitivity(CLEAN, hops=2, crossed=True)
 
-Steps, in the order they run, one function each that run_study calls in turn (every stacked forward
-goes through attnclaims.sweep.run_variants):
-1. design_pairs: minimal pairs (prompts/entailment.py) that tokenize position-matched on the model;
-   families grouped into units by shared verb or answer word (twin_groups) and the groups split once
-   into discovery and confirmation (attnclaims.stats.discovery_confirmation_split), each family used
-   in one same and one crossed rule order (design.order_sets, alternating between families).
+Steps, in the order they run, one function each that run_entailment_study calls in turn (every
+stacked forward goes through attnclaims.sweep.run_variants):
+1. the pairs (attnclaims.studies.entailment_pairs): minimal pairs as position-matched buckets, each
+   prompt with its group (the unit), split (discovery / confirmation, disjoint by group), rule order.
 2. clean_run: induction scores of every head on repeated random tokens; the clean run of every
-   prompt: LD, every head's final-row attention, and the activations later steps freeze (the direct
-   effect) or use as the mean-ablation reference.
-3. discover: fact-following score and single-head switch effect of every head; from them the fact,
-   switch, redirect and induction heads. draw_controls: the control draws (random.Random(0)).
-4. confirm_final_row, on the confirmation groups: every final-row arm of the claims
+   prompt: LD, whether the top-1 token is the entailed answer, every head's final-row attention, and
+   the activations later steps freeze (the direct effect) or use as the mean-ablation reference.
+3. discover, on the discovery prompts: every head's single switch (its final-row weight on the
+   entailed answer moved to the alternative) and its pattern swap (its final-row pattern replaced by
+   the other text's). The hop heads are the heads whose pattern swap removes at least
+   design.select_share of the discovery sensitivity (at most design.max_hop_heads, best first; none
+   where that sensitivity is not above 0), each labelled hop 1 or hop 2 by where its attention
+   follows the fact more, on the bridge or on the answer; the switch heads are ranked by switch
+   effect, the redirect heads by attention on the entailed answer, the induction heads by score.
+   draw_controls: the control draws (random.Random(0)).
+4. confirm_final_row, on the confirmation prompts: every final-row arm of the claims
    (lib/studies/entailment_arms.py) against its controls, as LD, and for the switch arms whether the
    top-1 token is the alternative and p(alternative).
-5. copy_account: the induction heads mean-ablated, whole and along the switch heads' queries, with a
-   reference from other groups' prompts (entailment_sweep.other_groups_mean); the switch heads'
-   attention under each.
-The study's `table` is tidy (attnclaims.effects): one row per prompt x arm x measure, the clean run's
-LD for every prompt and each arm's measures on the confirmation prompts; every claim selects from it.
+5. the copy account (attnclaims.studies.entailment_copying): the induction heads mean-ablated, and
+   the token before each answer replaced (design.copy_test).
+The study's `table` is tidy (attnclaims.effects): one row per prompt x arm x measure, every claim a
+selection from it.
 """
 
 from __future__ import annotations
@@ -34,44 +38,34 @@ import pandas as pd
 from transformer_lens.utilities import get_act_name
 
 from attnclaims.arms import CLEAN, check_arms
-from attnclaims.effects import tidy
+from attnclaims.effects import per_unit, tidy
 from attnclaims.heads import every_head, same_layer_controls, top_heads
 from attnclaims.pair_hooks import watch
-from attnclaims.prompts.entailment import FAMILIES, minimal_pairs
-from attnclaims.protocols import tokenize_pairs
 from attnclaims.scores import induction_scores
-from attnclaims.stats import discovery_confirmation_split
 from attnclaims.studies.entailment_arms import (
-    ABLATE_INDUCTION,
-    FACT_SWAP,
-    FACT_SWAP_CONTROL,
-    INDUCTION_QUERIES,
+    HOP_SWAP,
+    HOP_SWAP_CONTROL,
     REDIRECT,
     REDIRECT_CONTROL,
     Decile,
     Heads,
+    PatternSwap,
     Prompts,
     SameLayer,
     SingleSwitch,
     Switch,
     SwitchDirect,
 )
-from attnclaims.studies.entailment_results import (
-    COLUMNS,
-    LD,
-    ON_ANSWERS,
-    P_ALTERNATIVE,
-    RECENCY,
-    TOP1,
-    EntailmentStudy,
-)
+from attnclaims.studies.entailment_copying import copy_account, copying_arms
+from attnclaims.studies.entailment_pairs import DesignPairs
+from attnclaims.studies.entailment_results import COLUMNS, CORRECT, LD, P_ALTERNATIVE, TOP1, EntailmentStudy
 from attnclaims.studies.entailment_sweep import (
     EVERY_POSITION,
     alternative_metric,
+    answer_metric,
     attention_frame,
     buckets,
-    other_groups_mean,
-    output_change,
+    sensitivity_by_pair,
     sweep,
 )
 from attnclaims.tasks import ordinary_token_ids, random_repeats
@@ -86,76 +80,11 @@ class EntailmentDesign:
     dose_alpha: tuple[float, ...]  # fractions of the entailed answer's weight moved (0 first)
     control_draws: int  # draws of K control heads, per kind of control
     n_induction: int  # top induction heads mean-ablated
-    discovery_fraction: float  # share of groups (of twin families) in the discovery split
-    order_sets: tuple[tuple[str, str], ...]  # rule orders per family, alternating between families
-
-
-def label(p) -> str:
-    return f"{p.family}/{p.hops}/{p.order}"
-
-
-def twin_groups(families) -> dict[str, str]:
-    """family name -> its unit: families that share a verb or an answer word (a real family and its
-    made-up twin, or two families that "drink" something) are one group, named by its members."""
-    parent = {f.name: f.name for f in families}
-
-    def root(name: str) -> str:
-        while parent[name] != name:
-            name = parent[name]
-        return name
-
-    seen: dict[str, str] = {}
-    for f in families:
-        for word in (f"verb:{f.verb}", *(f"answer:{a}" for a in f.answers)):
-            if word in seen:
-                parent[root(f.name)] = root(seen[word])
-            seen.setdefault(word, f.name)
-    members: dict[str, list[str]] = {}
-    for f in families:
-        members.setdefault(root(f.name), []).append(f.name)
-    return {name: "+".join(sorted(members[root(name)])) for name in parent}
-
-
-def meta_of(p, split: dict, swept: dict, group: dict) -> dict:
-    """A pair's table columns; `swept`: a two-hop pair in one of its family's swept rule orders."""
-    return {
-        "family": p.family,
-        "group": group[p.family],
-        "words": p.words,
-        "hops": p.hops,
-        "order": p.order,
-        "crossed": p.crossed,
-        "split": split.get(group[p.family], "confirmation"),
-        "swept": p.hops == 2 and p.order in swept[p.family],
-    }
-
-
-@dataclass(frozen=True)
-class DesignPairs:
-    """Step 1: the pairs a model can use, tokenized, with their table columns."""
-
-    two_hop: list  # PairTokens of the two rule orders each family is used in
-    one_hop: list
-    meta: dict  # pair label -> its table columns (meta_of)
-    skipped: dict  # pairs this model cannot use, with the reason
-
-
-def design_pairs(model, design: EntailmentDesign) -> DesignPairs:
-    """Step 1 of the module docstring: pairs, groups, the split and each family's rule orders."""
-    families = sorted({p.family for p in minimal_pairs(2)})
-    group = twin_groups(FAMILIES)
-    discovery, _ = discovery_confirmation_split(
-        sorted(set(group.values())), confirm_fraction=1 - design.discovery_fraction, seed=0
-    )
-    split = {g: "discovery" for g in discovery}
-    orders = {f: design.order_sets[i % 2] for i, f in enumerate(families)}
-    two_hop, skipped = tokenize_pairs(
-        model, [p for p in minimal_pairs(2) if p.order in orders[p.family]], label
-    )
-    one_hop, skipped_1 = tokenize_pairs(model, minimal_pairs(1), label)
-    swept = {f: orders[f] if group[f] not in split else (orders[f][i % 2],) for i, f in enumerate(families)}
-    meta = {label(p): meta_of(p, split, swept, group) for p in minimal_pairs(2) + minimal_pairs(1)}
-    return DesignPairs(two_hop, one_hop, meta, {**skipped, **skipped_1})
+    discovery_fraction: float  # real models: share of groups in the discovery split
+    order_sets: tuple[tuple[str, str], ...]  # real models: rule orders per family, alternating
+    select_share: float = 0.25  # a hop head's pattern swap removes at least this share of the sensitivity
+    max_hop_heads: int = 4  # at most this many hop heads, best first
+    copy_test: bool = True  # replace the token before each answer (real models: it is not the bridge)
 
 
 @dataclass(frozen=True)
@@ -164,7 +93,7 @@ class CleanRun:
 
     buckets: list  # every pair's texts in position-matched buckets (entailment_sweep.buckets)
     stores: list  # per bucket: the clean activations captured (final rows, and full z of induction layers)
-    ld: pd.DataFrame  # per prompt: table columns and LD
+    table: pd.DataFrame  # tidy: LD and CORRECT of every prompt under CLEAN
     attention: pd.DataFrame  # per prompt x head: final-row attention (entailment_sweep.attention_frame)
     induction: np.ndarray  # [layer, head] induction scores
     top_induction: list  # the top 3 * n_induction heads by induction score
@@ -173,7 +102,8 @@ class CleanRun:
 
 def clean_run(model, pairs: DesignPairs, design: EntailmentDesign) -> CleanRun:
     n_layers = model.cfg.n_layers
-    rep = random_repeats(model, ordinary_token_ids(model), seed=0, batch=8, seq_len=24)
+    pool = ordinary_token_ids(model, n=min(2000, model.cfg.d_vocab // 2))
+    rep = random_repeats(model, pool, seed=0, batch=8, seq_len=min(24, (model.cfg.n_ctx - 1) // 2))
     induction = induction_scores(model, rep).numpy()
     patterns = [(get_act_name("pattern", layer), layer) for layer in range(n_layers)]
     finals = [(get_act_name(kind, layer), layer) for layer in range(n_layers) for kind in ("z", "mlp_out")]
@@ -186,11 +116,14 @@ def clean_run(model, pairs: DesignPairs, design: EntailmentDesign) -> CleanRun:
         return hooks + [watch(store, EVERY_POSITION, n, layer=lyr, final=False) for n, lyr in full_z]
 
     all_buckets = buckets(pairs.two_hop, pairs.meta) + buckets(pairs.one_hop, pairs.meta)
-    clean, stores = sweep(model, all_buckets, [CLEAN], lambda b, i, s: None, capture=capture)
+    nothing = lambda b, i, s: None
+    clean, stores = sweep(
+        model, all_buckets, [CLEAN], nothing, metric=answer_metric, names=(LD, CORRECT), capture=capture
+    )
     return CleanRun(
         buckets=all_buckets,
         stores=stores,
-        ld=clean.rename(columns={"value": LD}),
+        table=tidy(clean, [LD, CORRECT], COLUMNS),
         attention=attention_frame(all_buckets, stores, CLEAN, range(n_layers)),
         induction=induction,
         top_induction=top_induction,
@@ -200,11 +133,14 @@ def clean_run(model, pairs: DesignPairs, design: EntailmentDesign) -> CleanRun:
 
 @dataclass(frozen=True)
 class Discovery:
-    """Step 3: the heads chosen on discovery groups."""
+    """Step 3: the heads chosen on discovery groups, and what they were chosen on."""
 
-    fact_heads: list
+    hop_heads: list
+    hop_of: dict
     redirect_heads: list
-    switch_by_family: pd.DataFrame
+    switch_by_family: pd.DataFrame  # per family x head: mean delta LD of the single-head switch
+    swap_by_family: pd.DataFrame  # per family x head: sensitivity removed by the head's pattern swap
+    swap_shares: pd.Series  # per head: share of the discovery sensitivity its pattern swap removes
     switch_heads: list
     induction_heads: list
 
@@ -215,30 +151,53 @@ def discovery_attention(clean: CleanRun):
 
 
 def discover(model, pairs: DesignPairs, clean: CleanRun, design: EntailmentDesign) -> Discovery:
-    """Fact-following and attention on the answer from the clean run; every head's single switch,
-    one rule order per family; the induction heads below the top switch heads."""
+    """Every head's single switch and pattern swap on the discovery prompts (one rule order per real
+    family), and the heads chosen from them and from the clean run (module docstring, step 3)."""
     disc_attention = discovery_attention(clean)
-    singles = [SingleSwitch(head) for head in every_head(model)]
+    heads = every_head(model)
+    singles = {SingleSwitch(head): head for head in heads}
+    swaps = {PatternSwap((head,)): head for head in heads}
     meta = pairs.meta
-    disc_pairs = [
-        p for p in pairs.two_hop if meta[p.label]["split"] == "discovery" and meta[p.label]["swept"]
-    ]
+    disc_pairs = [p for p in pairs.two_hop if meta[p.name]["split"] == "discovery" and meta[p.name]["swept"]]
     prompts_of = lambda bucket, index, store: Prompts(model, bucket, store)
-    disc, _ = sweep(model, buckets(disc_pairs, meta), [CLEAN, *singles], prompts_of)
+    disc, _ = sweep(model, buckets(disc_pairs, meta), [CLEAN, *singles, *swaps], prompts_of)
+    clean_rows = disc[disc.arm == CLEAN.name]
     disc["prompt"] = disc.pair + ":" + disc.text
-    clean_disc = disc[disc.arm == CLEAN.name].set_index("prompt").value
-    disc = disc[disc.arm != CLEAN.name].copy()
-    disc["delta"] = disc.value - disc.prompt.map(clean_disc)
-    head_of = {arm.name: arm.head for arm in singles}
-    disc["layer"], disc["head"] = (disc.arm.map(lambda name, i=i: head_of[name][i]) for i in (0, 1))
-    switch_by_family = disc.groupby(["group", "family", "layer", "head"], as_index=False).delta.mean()
-    per_head = switch_by_family.groupby(["layer", "head"]).delta.mean()
-    switch_heads = top_heads(per_head, max(design.dose_k), largest=False)
+    clean_ld = disc[disc.arm == CLEAN.name].set_index("prompt").value
+    head_of = {arm.name: head for arm, head in {**singles, **swaps}.items()}
+
+    def per_head(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+        rows = rows.assign(
+            layer=rows.arm.map(lambda n: head_of[n][0]), head=rows.arm.map(lambda n: head_of[n][1])
+        )
+        return rows.groupby(["group", "family", "layer", "head"], as_index=False)[column].mean()
+
+    moved = disc[disc.arm.isin([a.name for a in singles])].copy()
+    moved["delta"] = moved.value - moved.prompt.map(clean_ld)
+    switch_by_family = per_head(moved, "delta")
+    sensitivity = sensitivity_by_pair(clean_rows.drop(columns=["arm"]))
+    swapped = sensitivity_by_pair(disc[disc.arm.isin([a.name for a in swaps])])
+    swapped = swapped.merge(sensitivity[["pair", "value"]].rename(columns={"value": "clean"}), on="pair")
+    swapped["removed"] = swapped.clean - swapped.value
+    swap_by_family = per_head(swapped, "removed")
+    total = float(per_unit(sensitivity).mean())  # the discovery sensitivity, its groups weighted alike
+    removed = (
+        swap_by_family.groupby(["group", "layer", "head"]).removed.mean().groupby(["layer", "head"]).mean()
+    )
+    shares = removed / total if total > 0 else removed * float("nan")
+    hop_heads = top_heads(shares[shares >= design.select_share], design.max_hop_heads)
+    bridge, answer = disc_attention.follows_bridge.mean(), disc_attention.follows.mean()
+    hop_of = {h: "hop 1" if bridge.get(h, float("-inf")) > answer[h] else "hop 2" for h in hop_heads}
+    per_head_switch = switch_by_family.groupby(["layer", "head"]).delta.mean()
+    switch_heads = top_heads(per_head_switch, max(design.dose_k), largest=False)
     lowest = min(lyr for lyr, _ in switch_heads[: design.k])
     return Discovery(
-        fact_heads=top_heads(disc_attention.follows.mean(), design.k),
+        hop_heads=hop_heads,
+        hop_of=hop_of,
         redirect_heads=top_heads(disc_attention.entailed.mean(), design.k),
         switch_by_family=switch_by_family,
+        swap_by_family=swap_by_family,
+        swap_shares=shares,
         switch_heads=switch_heads,
         induction_heads=[h for h in clean.top_induction if h not in switch_heads and h[0] < lowest][
             : design.n_induction
@@ -259,17 +218,18 @@ def draw_controls(model, clean: CleanRun, found: Discovery, design: EntailmentDe
         h for h in top_heads(attention_rank, max(n_layers * n_heads // 10, 2 * design.k)) if h not in top
     ]
     decile = [rng.sample(decile_pool, design.k) for _ in range(design.control_draws)]
-    fact = same_layer_controls(rng, found.fact_heads, n_layers, n_heads)
+    hop = same_layer_controls(rng, found.hop_heads, n_layers, n_heads)
     redirect = same_layer_controls(rng, found.redirect_heads, n_layers, n_heads)
     return Heads(
         k=design.k,
         switch=found.switch_heads,
-        fact=found.fact_heads,
+        hop=found.hop_heads,
+        hop_of=found.hop_of,
         redirect=found.redirect_heads,
         induction=found.induction_heads,
         same_layer=same_layer,
         decile=decile,
-        fact_controls=fact,
+        hop_controls=hop,
         redirect_controls=redirect,
     )
 
@@ -286,8 +246,8 @@ def confirmation_buckets(clean: CleanRun) -> tuple[list, list]:
 
 def final_row_arms(heads: Heads, design: EntailmentDesign) -> list:
     """Step 4's arms, in the order they run: the dose grid of switches, each switch head alone, the
-    switch's controls, the original question's redirect and its control, the fact heads' pattern swap
-    and its control, and the switch's direct effect."""
+    switch's controls, the original question's redirect and its control, the hop heads' pattern swap
+    and its control (where there are hop heads), and the switch's direct effect."""
     return [
         *(Switch(k, alpha) for k in design.dose_k for alpha in design.dose_alpha[1:]),
         *(SingleSwitch(head) for head in heads.switch),
@@ -295,8 +255,7 @@ def final_row_arms(heads: Heads, design: EntailmentDesign) -> list:
         *(Decile(draw) for draw in range(design.control_draws)),
         REDIRECT,
         REDIRECT_CONTROL,
-        FACT_SWAP,
-        FACT_SWAP_CONTROL,
+        *((HOP_SWAP, HOP_SWAP_CONTROL) if heads.hop else ()),
         SwitchDirect(design.k),
     ]
 
@@ -323,87 +282,27 @@ def confirm_final_row(model, clean: CleanRun, heads: Heads, design: EntailmentDe
     )
 
 
-@dataclass(frozen=True)
-class CopyAccount:
-    """Step 5, the copy account: the top induction heads mean-ablated (whole run, and along the
-    switch heads' queries only), with a reference from other groups' prompts."""
-
-    table: pd.DataFrame  # tidy: LD under both arms; ON_ANSWERS and RECENCY under them and clean
-    ablation_change: float  # how far the reference moves the induction heads' final-row output
-
-
-COPY_ARMS = (ABLATE_INDUCTION, INDUCTION_QUERIES)
-
-
-def copy_account(model, clean: CleanRun, heads: Heads) -> CopyAccount:
-    """Full forwards from the lowest edited layer. A bucket's mean-ablation reference is the mean of
-    other groups' two-hop prompts (never its own), position-matched (other_groups_mean)."""
-    conf_buckets, conf_stores = confirmation_buckets(clean)
-    top = heads.top
-    layers = sorted({layer for layer, _ in top})
-    watched = sorted({(get_act_name("pattern", layer), layer) for layer in layers})
-    references = [
-        {
-            name: other_groups_mean(clean.buckets, clean.stores, b, (EVERY_POSITION, name))
-            for name, _ in clean.full_z
-        }
-        for b in conf_buckets
-    ]
-    prompts_of = lambda b, index, store: Prompts(model, b, conf_stores[index], heads, references[index])
-    capture = lambda arm, store: [watch(store, arm, name, layer=layer) for name, layer in watched]
-    full, full_stores = sweep(model, conf_buckets, [ABLATE_INDUCTION], prompts_of, capture=capture)
-    path, path_stores = sweep(
-        model, conf_buckets, [INDUCTION_QUERIES], prompts_of, split_q=True, capture=capture
-    )
-    stores = [{**c, **a, **b} for c, a, b in zip(conf_stores, full_stores, path_stores)]
-    looked = pd.concat(
-        [
-            answer_attention(conf_buckets, stores, arm, top)
-            for arm in (CLEAN, ABLATE_INDUCTION, INDUCTION_QUERIES)
-        ],
-        ignore_index=True,
-    )
-    lds = pd.concat([full, path], ignore_index=True).rename(columns={"value": LD})
-    return CopyAccount(
-        table=pd.concat(
-            [tidy(lds, [LD], COLUMNS), tidy(looked, [ON_ANSWERS, RECENCY], COLUMNS)], ignore_index=True
-        ),
-        ablation_change=output_change(conf_stores, references, heads.induction),
-    )
-
-
-def answer_attention(bucket_list, stores, arm, heads) -> pd.DataFrame:
-    """Per prompt under `arm`: `heads`' mean final-row attention on both answers (ON_ANSWERS) and on
-    the later answer minus the earlier one (RECENCY)."""
-    frame = attention_frame(bucket_list, stores, arm, sorted({layer for layer, _ in heads}))
-    frame = frame[[(layer, h) in heads for layer, h in zip(frame.layer, frame["head"])]]
-    frame = frame.assign(
-        **{ON_ANSWERS: frame.entailed + frame.alternative, RECENCY: frame.later - frame.earlier}
-    )
-    return (
-        frame.groupby(list(COLUMNS), as_index=False, sort=False, dropna=False)[[ON_ANSWERS, RECENCY]]
-        .mean()
-        .assign(arm=arm.name)
-    )
-
-
-def run_study(model, model_name: str, design: EntailmentDesign) -> EntailmentStudy:
-    """The study of `model` (recorded as `model_name`): steps 1-5 of the module docstring."""
-    pairs = design_pairs(model, design)
+def run_entailment_study(
+    model, model_name: str, design: EntailmentDesign, pairs: DesignPairs
+) -> EntailmentStudy:
+    """The study of `model` (recorded as `model_name`) on `pairs`: steps 1-5 of the module docstring."""
     clean = clean_run(model, pairs, design)
     found = discover(model, pairs, clean, design)
     heads = draw_controls(model, clean, found, design)
-    check_arms(dict.fromkeys([CLEAN, *final_row_arms(heads, design), *switch_arms(design), *COPY_ARMS]))
+    copying = copying_arms(heads, design)
+    check_arms(dict.fromkeys([CLEAN, *final_row_arms(heads, design), *switch_arms(design), *copying]))
     final_row = confirm_final_row(model, clean, heads, design)
-    copying = copy_account(model, clean, heads)
+    copied = copy_account(model, clean, heads, design, confirmation_buckets(clean))
     return EntailmentStudy(
         name=model_name,
         design=design,
         skipped=pairs.skipped,
-        table=pd.concat([tidy(clean.ld, [LD], COLUMNS), final_row, copying.table], ignore_index=True),
+        table=pd.concat([clean.table, final_row, copied.table], ignore_index=True),
         attention=clean.attention,
         induction=clean.induction,
         switch_by_family=found.switch_by_family,
+        swap_by_family=found.swap_by_family,
+        swap_shares=found.swap_shares,
         heads=heads,
-        ablation_change=copying.ablation_change,
+        ablation_change=copied.ablation_change,
     )

@@ -15,6 +15,7 @@ hops, order, crossed, split, swept, text ("a"/"b").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from transformer_lens.utilities import get_act_name
 from attnclaims.arms import check_arms
 from attnclaims.metrics import logit_diff, reads, target_prob, top1_is
 from attnclaims.patching import split_qkv_input
-from attnclaims.protocols import PairTokens
+from attnclaims.protocols import PairTokens, pair_sensitivity
 from attnclaims.sweep import run_variants
 
 
@@ -39,14 +40,16 @@ class Bucket:
     entailed_pos: torch.Tensor  # [2n]
     alternative_pos: torch.Tensor  # [2n]
     rows: pd.DataFrame  # one row per prompt: pair, family, words, order, crossed, text ("a"/"b")
+    bridge_pos: torch.Tensor | None = None  # [2n] two hops: the entailed chain's bridge, where first stated
+    other_bridge_pos: torch.Tensor | None = None  # [2n] the other chain's
 
 
 def buckets(pairs: list[PairTokens], meta: dict[str, dict]) -> list[Bucket]:
     """Stack pairs of equal length (and equal split, hops and `swept`, when `meta` has them);
-    `meta[pair.label]` gives each pair's table columns."""
+    `meta[pair.name]` gives each pair's table columns."""
     by_length: dict[tuple, list[PairTokens]] = {}
     for p in pairs:
-        key = (meta[p.label].get("split"), meta[p.label].get("hops"), meta[p.label].get("swept"), p.length)
+        key = (meta[p.name].get("split"), meta[p.name].get("hops"), meta[p.name].get("swept"), p.length)
         by_length.setdefault(key, []).append(p)
     out = []
     for group in by_length.values():
@@ -58,8 +61,10 @@ def buckets(pairs: list[PairTokens], meta: dict[str, dict]) -> list[Bucket]:
             return torch.tensor([x for pair in flat for x in pair])
 
         rows = pd.DataFrame(
-            [{"pair": p.label, **meta[p.label], "text": text} for p in group for text in ("a", "b")]
+            [{"pair": p.name, **meta[p.name], "text": text} for p in group for text in ("a", "b")]
         )
+        bridges = [p.bridge_pos for p in group]
+        two_hops = all(b is not None for b in bridges)
         out.append(
             Bucket(
                 torch.cat([p.tokens for p in group]),
@@ -68,6 +73,8 @@ def buckets(pairs: list[PairTokens], meta: dict[str, dict]) -> list[Bucket]:
                 rows_of(pos, True),
                 rows_of(pos, False),
                 rows,
+                rows_of(bridges, True) if two_hops else None,
+                rows_of(bridges, False) if two_hops else None,
             )
         )
     return out
@@ -76,6 +83,15 @@ def buckets(pairs: list[PairTokens], meta: dict[str, dict]) -> list[Bucket]:
 def ld_metric(bucket: Bucket):
     """Per prompt: logit(entailed answer) - logit(alternative) at the final position."""
     return logit_diff(bucket.entailed_id, bucket.alternative_id, per_prompt=True)
+
+
+def answer_metric(bucket: Bucket):
+    """Per prompt: [LD, 1.0 where the top-1 token at the final position is the entailed answer]."""
+    ld, top1 = (
+        logit_diff(bucket.entailed_id, bucket.alternative_id, per_prompt=True),
+        top1_is(bucket.entailed_id),
+    )
+    return reads(-1, lambda logits: torch.stack([ld(logits), top1(logits)], 1))
 
 
 def alternative_metric(bucket: Bucket):
@@ -94,7 +110,7 @@ def other_groups_mean(bucket_list, stores, bucket: Bucket, key) -> torch.Tensor:
     length = bucket.tokens.shape[1]
     total, count = None, torch.zeros(length)
     for other, store in zip(bucket_list, stores):
-        keep = torch.from_numpy(((~other.rows.group.isin(own)) & (other.rows.hops == 2)).to_numpy())
+        keep = torch.tensor(((~other.rows.group.isin(own)) & (other.rows.hops == 2)).to_numpy())
         if not bool(keep.any()):
             continue
         acts = store[key][keep]  # [n, pos_other, ...]
@@ -172,7 +188,9 @@ def sweep(
 
 
 def attention_frame(bucket_list, stores, key, layers, offset: int = 0) -> pd.DataFrame:
-    """Per prompt x head: final-row attention on the entailed and alternative answers (+offset)."""
+    """Per prompt x head: final-row attention on the entailed and alternative answers (+offset), on
+    the later and earlier of them, and (two hops) on the entailed chain's bridge and the other's;
+    `follows` = entailed - alternative (hop 2), `follows_bridge` = bridge - other bridge (hop 1)."""
     frames = []
     for bucket, store in zip(bucket_list, stores):
         rows = torch.arange(len(bucket.rows))
@@ -182,26 +200,40 @@ def attention_frame(bucket_list, stores, key, layers, offset: int = 0) -> pd.Dat
         for layer in layers:
             pattern = store[(key, get_act_name("pattern", layer))]  # [batch, head, key]
             for head in range(pattern.shape[1]):
+                weights = pattern[:, head]
+                bridges = {"bridge": math.nan, "other_bridge": math.nan}
+                if bucket.bridge_pos is not None:
+                    bridges = {
+                        "bridge": weights[rows, bucket.bridge_pos].numpy(),
+                        "other_bridge": weights[rows, bucket.other_bridge_pos].numpy(),
+                    }
                 frames.append(
                     bucket.rows.assign(
                         layer=layer,
                         head=head,
-                        entailed=pattern[rows, head, e].numpy(),
-                        alternative=pattern[rows, head, a].numpy(),
-                        later=pattern[rows, head, later].numpy(),
-                        earlier=pattern[rows, head, earlier].numpy(),
+                        entailed=weights[rows, e].numpy(),
+                        alternative=weights[rows, a].numpy(),
+                        later=weights[rows, later].numpy(),
+                        earlier=weights[rows, earlier].numpy(),
+                        **bridges,
                     )
                 )
     frame = pd.concat(frames, ignore_index=True)
     frame["follows"] = frame.entailed - frame.alternative
+    frame["follows_bridge"] = frame.bridge - frame.other_bridge
     return frame
 
 
 def sensitivity_by_pair(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
-    """Per pair: LD_entailed(a) + LD_entailed(b) = LD(text a) - LD(text b), the sensitivity."""
+    """Per pair (and arm): the sensitivity LD(text a) - LD(text b) of `column`, a per-prompt LD toward
+    each text's own entailed answer (attnclaims.protocols.pair_sensitivity, on a table)."""
     keys = [
         c
         for c in ("arm", "pair", "family", "group", "words", "hops", "order", "crossed", "split")
         if c in frame
     ]
-    return frame.groupby(keys, as_index=False)[column].sum()
+    ordered = frame.sort_values([*keys, "text"], kind="stable")
+    if not (ordered.text.to_numpy()[0::2] == "a").all() or not (ordered.text.to_numpy()[1::2] == "b").all():
+        raise ValueError("each pair needs its two texts, a and b, to give a sensitivity")
+    pairs = ordered.iloc[0::2][keys].reset_index(drop=True)
+    return pairs.assign(**{column: pair_sensitivity(torch.tensor(ordered[column].to_numpy())).numpy()})

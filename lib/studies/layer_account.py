@@ -6,9 +6,9 @@ the answer. Activation patching at the final position, one component at a time.
     study = run_layer_account(model, "smollm2-135m", stacks)  # select on discovery, confirm on the rest
     study.best, removed_shares(study.confirmation)  # {"attention": 23, "mlp": 29}, their held-out shares
 
-A pair's two texts differ in the fact alone (prompts/entailment.py, lib/studies/two_hop.py). For every
-layer L, block L's attention output (all heads) or its MLP output at the final position is replaced
-by the other text's (PatchOutput); everything else is recomputed. The pair's sensitivity LD(a) - LD(b)
+A pair's two texts differ in the fact alone (attnclaims.studies.entailment_pairs). For every layer L,
+block L's attention output (all heads) or its MLP output at the final position is replaced by the
+other text's (PatchOutput); everything else is recomputed. The pair's sensitivity LD(a) - LD(b)
 is measured with and without the patch: the share it removes says how much of the fact's effect on
 the answer passes through that component at that layer (2 = the answer follows the other fact).
 The final position only: at the fact's own position an early MLP would carry the word's identity
@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -29,6 +28,7 @@ from attnclaims.arms import CLEAN, Arm, build_all
 from attnclaims.interventions import PatchOutput
 from attnclaims.metrics import logit_diff
 from attnclaims.pair_hooks import watch
+from attnclaims.protocols import pair_sensitivity
 from attnclaims.sweep import run_variants
 
 COMPONENTS = {"attention": "attn_out", "mlp": "mlp_out"}  # what a figure calls it: the hook it patches
@@ -84,16 +84,11 @@ def layer_account(
                 firsts.assign(
                     layer=patch.layer,
                     component=patch.kind,
-                    clean=_sensitivity(clean),
-                    patched=_sensitivity(ld),
+                    clean=pair_sensitivity(clean).numpy(),
+                    patched=pair_sensitivity(ld).numpy(),
                 )
             )
     return pd.concat(frames, ignore_index=True)
-
-
-def _sensitivity(ld: torch.Tensor) -> np.ndarray:
-    """Per pair: LD(text a) + LD(text b), each text's LD oriented to its own entailed answer."""
-    return ld.reshape(-1, 2).sum(1).numpy()
 
 
 def removed_shares(account: pd.DataFrame) -> pd.Series:
