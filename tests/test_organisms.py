@@ -118,14 +118,25 @@ def test_toy_pairs_differ_in_the_query_alone_and_trade_answers(chains):
     assert (crossed == chains.rows.crossed).all() and 0.3 < chains.rows.crossed.mean() < 0.7
 
 
-def test_toy_pairs_ask_about_chains_never_trained_on(chains):
+@pytest.mark.parametrize("k", [CHAINS.n_content, 16])
+def test_toy_pairs_ask_about_chains_never_trained_on(k):
+    """In the vocabulary of the toy they are drawn for (k words a kind: a toy trained on 16 reads its own)."""
     from attnclaims.tasks.two_hop import TWO_HOPS, held_out_chains
 
-    k = CHAINS.n_content
+    pairs = chain_pairs(60, seed=5, n_content=k)
+    (bucket,) = buckets(pairs.two_hop, {name: {**m, "split": "any"} for name, m in pairs.meta.items()})
     index = lambda ids: (ids - TWO_HOPS - 1) % k  # a word's index within its kind
-    rows = torch.arange(len(chains.tokens))
-    asked = [chains.tokens[:, -1], chains.tokens[rows, chains.bridge_pos], chains.entailed_id]
+    rows = torch.arange(len(bucket.tokens))
+    asked = [bucket.tokens[:, -1], bucket.tokens[rows, bucket.bridge_pos], bucket.entailed_id]
     assert bool(held_out_chains(k)[tuple(index(ids) for ids in asked)].all())
+    assert int(bucket.tokens.max()) > TWO_HOPS + 3 * CHAINS.n_content or k == CHAINS.n_content
+
+
+def test_accuracy_by_rule_order_is_one_on_an_organism():
+    from attnclaims.studies.two_hop_training import accuracy_by_order
+
+    accuracy = accuracy_by_order(load(SPECS[0]), CHAINS, n=240)
+    assert len(accuracy) == 12 and (accuracy == 1.0).all()
 
 
 @settings(max_examples=60, deadline=None)

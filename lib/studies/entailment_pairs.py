@@ -102,11 +102,12 @@ def design_pairs(model, design) -> DesignPairs:
     return DesignPairs(two_hop, one_hop, meta, {**skipped, **skipped_1})
 
 
-def chain_pairs(n: int, seed: int) -> DesignPairs:
+def chain_pairs(n: int, seed: int, n_content: int = CHAINS.n_content) -> DesignPairs:
     """`n` toy pairs of two-hop queries on pairings held out of training, drawn with `seed` (a
-    generator of its own: no training batch shares it). Pair i is the rules of sequence i queried
+    generator of its own: no training batch shares it), in the vocabulary of `n_content` words a kind
+    (a toy trained with another count reads other pairs). Pair i is the rules of sequence i queried
     with chain 0's condition (text a) and chain 1's (text b); every third pair is a discovery pair."""
-    task, params = TASKS[CHAINS.task], CHAINS.task_params
+    task, params = TASKS[CHAINS.task], CHAINS.replace(n_content=n_content).task_params
     chains = task.sample(params, torch.Generator().manual_seed(seed), n, kinds=(2,), held_out=True)
     pairs, meta = [], {}
     for i in range(n):
