@@ -9,10 +9,12 @@ mechanism and supports no entailment claim on a cheat.
 
 Models (each reads the two-hop task, lib/tasks/two_hop.py: "<bos> c3 b5 . b0 a7 . c1 b0 . b5 a2 .
 ?2 c3" -> a2; prompts ask about chains held out of training):
-- toy:two-hop-3L: TRAINED (lib/studies/two_hop_training.py: 3 attention-only layers, one query per
-  sequence, a third each of condition -> bridge, bridge -> answer and two-hop queries) over
-  REPLICATES replicates; the ones that learned (held-out accuracy >= 0.95 in each of the 12 rule
-  orders) are the subject of the protocol's claims, one figure per replicate.
+- toy:two-hop-3L: TRAINED (lib/studies/two_hop_training.py: 3 attention-only layers, rotary
+  positions, one query per sequence, half of them two-hop, a quarter of the sequences repeated runs;
+  the configuration its logged search found learning most often) over REPLICATES fresh replicates
+  (seeds 5-9, none of those the search chose it on); the ones that learned (held-out accuracy
+  >= 0.95 in each of the 12 rule orders) are the subject of the protocol's claims, one figure per
+  replicate.
 - toy:organisms: N_ORGANISMS organisms generated from ORGANISM_SEED (lib/studies/organisms.py): hop 1
   carried by a head, split over two heads, computed by an MLP from operands a head gathers, or made
   at earlier positions; sharp or soft hops; distractor heads that attend as sharply as a hop head;
@@ -58,6 +60,7 @@ from attnclaims.studies.entailment_study import EntailmentDesign
 from attnclaims.studies.ground_truth import plot_recovery, run_ground_truth
 from attnclaims.studies.organisms import CHEATS, carriers, generate
 from attnclaims.studies.two_hop_training import (
+    FRESH,
     LEARNED,
     TARGET,
     TRAINED,
@@ -81,7 +84,7 @@ DESIGN = EntailmentDesign(
     copy_test=False,  # the token before an answer is its bridge here: the real models' test only
 )
 PAIRS, PAIR_SEED = 240, 11  # 160 confirmation pairs: a 0/1 rate's CI is about +-0.08 wide
-REPLICATES = 5
+REPLICATES = 5  # seeds FRESH.. (5-9): the recipe was chosen on seeds 0-4 (two_hop_training.SEARCH)
 N_ORGANISMS, ORGANISM_SEED = 12, 0  # three of each way to make hop 1
 SUBJECTS = ["toy:two-hop-3L", "toy:organisms", *(cheat.name for cheat in CHEATS.values())]
 ENTAILMENT = (  # the claims that say a model entails (same-order accuracy does not: order matching passes it)
@@ -138,10 +141,10 @@ def trained(toy_model, results_dir) -> dict[ToyConfig, float]:
     """Every replicate of TRAINED, trained in parallel processes (one per torch thread of the run) until
     it learns or reaches the cap, then cached: its worst rule order's held-out two-hop accuracy. Writes
     their held-out loss curves (TRAINING)."""
-    configs = train(replicates(TRAINED, REPLICATES), workers=torch.get_num_threads())
+    configs = train(replicates(TRAINED, REPLICATES, first=FRESH), workers=torch.get_num_threads())
     histories = [training_history(c).assign(run="recipe", replicate=c.seed) for c in configs]
     plot_training(pd.concat(histories, ignore_index=True), results_dir / TRAINING)
-    return {config: float(accuracy_by_order(toy_model(config)).min()) for config in configs}
+    return {config: float(accuracy_by_order(toy_model(config), config).min()) for config in configs}
 
 
 @pytest.fixture(scope="module")
@@ -200,9 +203,9 @@ def test_training_learns_two_hops(trained, claim):
         metric="share of replicates whose held-out two-hop accuracy is >= 0.95 in all 12 rule orders",
         model="toy:two-hop-3L",
         unit="replicates",
-        note=f"worst rule order per replicate {np.round(worst, 3).tolist()}; stopped at steps "
-        f"{[config.steps for config in trained]} (the cap {TRAINED.steps}, or where held-out two-hop loss "
-        f"<= {TARGET[1]})",
+        note=f"worst rule order per replicate (seeds {[c.seed for c in trained]}) "
+        f"{np.round(worst, 3).tolist()}; stopped at steps {[config.steps for config in trained]} "
+        f"(the cap {TRAINED.steps}, or where held-out two-hop loss <= {TARGET[1]})",
     )
 
 
@@ -360,3 +363,29 @@ def test_protocol_recovers_the_hop_heads(recovery, measure, claim):
 
 
 # Log
+# 2026-12-06  First run (1 thread; 240 pairs, 160 confirmation; trained toys loaded from the cache).
+#   Training: the logged search (two_hop_training.SEARCH, 6 configurations x replicates 0-4, cap 8000
+#   steps; results/two_hop_training*.csv and .png) learned (>= 0.95 in all 12 rule orders) in base 2/5
+#   [0.05, 0.85], 16 words a kind 0/5 [0, 0.52] (worst order 0.45-0.47), no repeated runs 3/5, rotary
+#   positions 4/5 [0.28, 0.99], with MLPs 2/5, 4 layers 2/5; a replicate that has not learned sits at
+#   ln 2 (it picks one of the two answers by pairings it saw). Rotary positions became the recipe; on
+#   fresh seeds 5-9 it learned 4/5, 0.8 [0.28, 0.99]: undecided against 0.5 (5 replicates cannot
+#   decide it); training the 5 took 7 min on 2 processes. The 4 that learned answer every held-out
+#   prompt (1.0 in both orders, supported) with crossed sensitivity 16.0 [10.2, 21.9] (supported); their
+#   hop heads sit in layers 1 (hop 1) and 2 (hop 2) and follow the fact by 0.52 [0.22, 0.81] beyond
+#   same-layer heads, their pattern swap removes 0.73 [-0.05, 1.51] of the sensitivity, the switch
+#   moves the answer in 0.34 [-0.38, 1.05] more prompts than its control: undecided at 4 replicates.
+#   Organisms (12): accuracy 1.0, crossed sensitivity 18.4 [17.1, 19.7], switch 0.87 [0.72, 1.02]:
+#   supported; hop heads follow 0.69 [0.50, 0.87] and pattern 1.0 [0.34, 1.66]: undecided. Recovery:
+#   precision 12/12 [0.74, 1], supported (no distractor named, though 1-2 per organism attend as sharply
+#   as a hop head); recall 6/12 [0.21, 0.79], undecided against 0.75: every attention and split
+#   organism recovered whole (soft hops at sharpness 3.2-4.7 included); on MLP organisms it names the
+#   hop 2 head and cannot name the MLP (recall 0.5); on early organisms it names the final-position
+#   head only and labels it hop 1 (recall 0.33). Cheats: toy:cheat-position same-order accuracy 1.0
+#   (supported), crossed 0 and crossed sensitivity -20.0 (refuted), its hop heads follow -0.5
+#   (refuted); toy:cheat-recency accuracy 0.5 and sensitivity 0 (refuted), no hop heads named
+#   (inconclusive); no entailment claim supported on either, and the switch claim is supported on both
+#   (1.0): switching shows attention deciding the answer, in a model that entails or not. What it means
+#   for the real models: their negative or null crossed sensitivity is the position cheat's signature,
+#   and their hop heads follow the fact by -0.02 / -0.003 where organisms' follow by 0.69 and trained
+#   toys' by 0.52.

@@ -537,3 +537,24 @@ def test_switch_effect_is_mostly_direct(study, claim):
 #   smallest crossed-order sensitivity the design detects at 80% power, two-sided at the family's 99.5%,
 #   from the 17 groups' spread (SD 0.310 / 0.387 nats): 0.168 nats on smollm2-135m and 0.209 on
 #   gemma3-270m (0.309 / 0.386 with 17 groups).
+# 2026-12-06  49 groups (72 families), both models rerun (1 thread, alongside toy training). Fact heads are
+#   now hop heads, selected by their pattern swap on discovery groups (the organisms' protocol); the copy
+#   test replaces the token before each answer (control: two before). smollm2-135m / gemma3-270m:
+#   crossed-order sensitivity -0.386 [-0.634, -0.158] / -0.041 [-0.272, 0.163] nats: undecided ->
+#   refuted on smollm2-135m (it matches answers by rule order: same-order pairs 0.789 [0.596, 1.04]);
+#   undecided on gemma3-270m, whose CI excludes the 0.209 the design was sized to detect (same-order
+#   0.536). Hop heads L23H7, L23H2, L21H8 / L11H2, L9H3, L12H2 follow the fact by -0.021 [-0.033, -0.013]
+#   / -0.003 [-0.005, -0.0004] beyond same-layer heads: refuted (new claim; the fact heads' 0.012 /
+#   0.012 were refuted too); their pattern swap is inconclusive on both (crossed premise fails). Copying:
+#   replacing the token before each answer takes the switch heads' attention on the answers from 0.562 to
+#   0.252 / 0.244 to 0.145 (two before: 0.554 / 0.246), shares 0.537 [0.455, 0.619] / 0.416 [0.336,
+#   0.495], supported; the switch loses 0.318 [0.227, 0.408] (undecided) / 0.362 [0.288, 0.434]
+#   (supported) of its effect on that text beyond the control. Verdicts moved: smollm2-135m one-hop
+#   undecided -> supported 0.439 [0.122, 0.820]; crossed undecided -> refuted; switching top 3 undecided
+#   -> supported -2.30 [-2.72, -1.89]; beats same-layer undecided -> supported -1.33 [-1.61, -1.05];
+#   original redirect refuted -> undecided 0.036 [0.001, inf]. gemma3-270m two-hop undecided ->
+#   supported 0.248 [0.087, 0.387]; switch beyond control undecided -> supported 0.655 [0.448, 0.809];
+#   induction query path inconclusive -> undecided 0.257 [0.164, 0.549]. Switch beyond control on
+#   smollm2-135m stays undecided, 0.390 -> 0.201 [0.091, 0.363]. Reading: neither model is shown to
+#   entail; the switch heads copy whatever follows the token their attention keys on, and the switch
+#   moves the answer because of that. Runtime 17 min / 24 min at 1 thread beside 2 training processes.

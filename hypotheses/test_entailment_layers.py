@@ -147,3 +147,12 @@ def test_an_mlp_layer_carries_more_of_the_fact_than_any_attention_layer(account,
 #   inconclusive (no figure); test_one_layer_carries_half_of_the_fact[mlp] on gemma3-270m: undecided
 #   -0.3272 [-inf, inf] -> inconclusive (no figure). Its sensitivity, 0.257 [-0.020, 0.534] at 98.33%, is
 #   not distinguished from 0.
+# 2026-12-06  49 groups (the head-switching file's 72 families; 16 discovery, 33 confirmation), both models
+#   rerun (1 thread). The premise holds now on both (clean sensitivity 0.203 [0.081, 0.363] / 0.222
+#   [0.104, 0.339]): smollm2-135m's L23 attention carries 2.04 [1.24, 6.01] of it (inconclusive ->
+#   supported: the answer follows the other fact), its L29 MLP 0.570 [-0.594, 4.38] (inconclusive ->
+#   undecided), MLP - attention -0.298 [-0.698, 0.036] nats (inconclusive -> undecided); gemma3-270m's
+#   L10 attention 1.41 [0.74, 3.13] (inconclusive -> supported), its L11 MLP 0.029 [-0.669, 0.328]
+#   (inconclusive -> refuted), MLP - attention -0.306 [-0.475, -0.132] (undecided -> refuted). On both,
+#   late attention carries the fact's effect and no MLP carries more; what it carries is mostly rule-order
+#   matching (head-switching file: crossed orders refuted / undecided).
