@@ -161,9 +161,9 @@ def discover(model, pairs: DesignPairs, clean: CleanRun, design: EntailmentDesig
     disc_pairs = [p for p in pairs.two_hop if meta[p.name]["split"] == "discovery" and meta[p.name]["swept"]]
     prompts_of = lambda bucket, index, store: Prompts(model, bucket, store)
     disc, _ = sweep(model, buckets(disc_pairs, meta), [CLEAN, *singles, *swaps], prompts_of)
-    clean_rows = disc[disc.arm == CLEAN.name]
     disc["prompt"] = disc.pair + ":" + disc.text
-    clean_ld = disc[disc.arm == CLEAN.name].set_index("prompt").value
+    clean_rows = disc[disc.arm == CLEAN.name]
+    clean_ld = clean_rows.set_index("prompt").value
     head_of = {arm.name: head for arm, head in {**singles, **swaps}.items()}
 
     def per_head(rows: pd.DataFrame, column: str) -> pd.DataFrame:
